@@ -1,0 +1,55 @@
+"""Errors Waymark raises, grouped by who should catch them.
+
+::
+
+    WaymarkError
+    ├── BadRequest            the caller sent something wrong (HTTP 400/413/422)
+    │   ├── BadCursor         a paging cursor this server did not give out
+    │   └── TooLarge          body or batch over the limit (413)
+    ├── NotFound              no such trace (404)
+    └── Unavailable           a backend (store, bus) cannot be reached now (503)
+        └── SchemaOutdated    the store's schema is older than this code needs
+
+The API maps this hierarchy to HTTP once, in :mod:`waymark.api.problems`.
+"""
+
+from __future__ import annotations
+
+
+class WaymarkError(Exception):
+    """Base of every error Waymark raises on purpose."""
+
+
+class BadRequest(WaymarkError):
+    """The input is wrong; ``errors`` lists ``{"loc": [...], "msg": ...}`` per bad field."""
+
+    def __init__(self, detail: str, errors: list[dict[str, object]] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = errors or []
+
+
+class BadCursor(BadRequest):
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, [{"loc": ["query", "cursor"], "msg": detail}])
+
+
+class TooLarge(BadRequest):
+    pass
+
+
+class NotFound(WaymarkError):
+    pass
+
+
+class Unavailable(WaymarkError):
+    """A backend is down; ``retry_after`` (seconds) tells the caller when to try again."""
+
+    def __init__(self, detail: str, retry_after: int = 1) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.retry_after = retry_after
+
+
+class SchemaOutdated(Unavailable):
+    pass

@@ -1,0 +1,358 @@
+"""Events, summaries and their enums: the vocabulary every other module speaks.
+
+An *event* is one report by one step of a pipeline. It arrives as an
+:class:`Event` (validated input, the native ``/v1`` shape), and is stored as a
+:class:`Record`: the same event with its times resolved to integer microseconds
+since the epoch (UTC), its sort key fixed and the tenant attached.
+
+A *summary* (:class:`Summary`) answers "where does this trace stand"; it is a
+pure function of the set of a trace's records (see :mod:`waymark.summary`).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+import orjson
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+)
+
+
+class Status(StrEnum):
+    """What happened at one step (GSM's status values)."""
+
+    SUBMITTED = "SUBMITTED"
+    IN_PROGRESS = "IN_PROGRESS"
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+    SKIPPED = "SKIPPED"
+    PARTIAL_SUCCESS = "PARTIAL_SUCCESS"
+
+
+TERMINAL_STATUSES = frozenset(
+    {Status.SUCCESS, Status.FAILED, Status.SKIPPED, Status.PARTIAL_SUCCESS}
+)
+
+
+class TraceStatus(StrEnum):
+    """Where the whole trace is, as the step that reports sees it (okdata)."""
+
+    STARTED = "STARTED"
+    CONTINUE = "CONTINUE"
+    FINISHED = "FINISHED"
+
+
+class TraceEventStatus(StrEnum):
+    """okdata's per-event verdict: FAILED for a failed step, OK for anything else."""
+
+    OK = "OK"
+    FAILED = "FAILED"
+
+
+class State(StrEnum):
+    """The summary's one-word answer."""
+
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    STALLED = "STALLED"
+
+
+DEFAULT_TENANT = "default"
+MAX_BATCH = 1000
+MAX_BODY_BYTES = 64 * 1024
+TRACE_ID_MAX = 200
+TRACE_ID_CUT = 80
+
+_TRACE_ID_RE = re.compile(r"^[!-~\u00a1-\U0010ffff]+$")  # printable, no whitespace
+
+
+# -- times --------------------------------------------------------------------------------------
+
+
+def to_us(moment: datetime) -> int:
+    """Microseconds since the epoch; a naive datetime is taken as UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_us(us: int) -> datetime:
+    return datetime.fromtimestamp(us / 1_000_000, UTC).replace(microsecond=us % 1_000_000)
+
+
+def iso(us: int | None) -> str | None:
+    """RFC 3339 in UTC with microseconds, e.g. ``2026-11-20T10:00:00.250000Z``."""
+    if us is None:
+        return None
+    return from_us(us).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def now_us() -> int:
+    return to_us(datetime.now(UTC))
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _parse_time(value: Any) -> Any:
+    """RFC 3339 text (offset-less means UTC) or an integer of epoch milliseconds."""
+    if isinstance(value, bool):
+        raise ValueError("must be an RFC 3339 time or epoch milliseconds, not a boolean")
+    if isinstance(value, int):
+        try:
+            return datetime.fromtimestamp(value / 1000, UTC)
+        except (OverflowError, OSError, ValueError) as exc:
+            raise ValueError("epoch milliseconds out of range") from exc
+    if isinstance(value, str):
+        text = value.strip()
+        if text.endswith(("z", "Z")):
+            text = text[:-1] + "+00:00"
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError as exc:
+            raise ValueError(f"not an RFC 3339 time: {value!r}") from exc
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed
+    return value  # datetime objects (from Python callers) pass through
+
+
+def _check_trace_id(value: str) -> str:
+    if not _TRACE_ID_RE.match(value):
+        raise ValueError("must be printable characters without whitespace")
+    return value
+
+
+def _check_body_size(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    if value is not None and len(orjson.dumps(value)) > MAX_BODY_BYTES:
+        raise ValueError(f"must be at most {MAX_BODY_BYTES} bytes as JSON")
+    return value
+
+
+Time = Annotated[datetime, BeforeValidator(_parse_time)]
+TraceId = Annotated[
+    StrictStr,
+    Field(min_length=1, max_length=TRACE_ID_MAX),
+    AfterValidator(_check_trace_id),
+]
+Text = Annotated[StrictStr, Field(max_length=10_000)]
+Name = Annotated[StrictStr, Field(max_length=500)]
+Scalar = StrictStr | StrictInt | StrictFloat | StrictBool | None
+
+
+class ErrorItem(BaseModel):
+    """One error as okdata reports it: ``{"message": {"en": "...", "nb": "..."}}``."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    message: dict[StrictStr, StrictStr]
+
+
+class Event(BaseModel):
+    """One event as a producer sends it to ``POST /v1/events``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event_id: TraceId | None = None
+    trace_id: TraceId
+    status: Status = Status.SUCCESS
+    trace_status: TraceStatus = TraceStatus.CONTINUE
+    component: Name | None = None
+    stage: Name | None = None
+    operation: Name | None = None
+    domain: Name | None = None
+    domain_id: Name | None = None
+    user: Name | None = None
+    message: Text | None = None
+    error_code: StrictInt | None = None
+    errors: list[ErrorItem] | None = None
+    exception: Text | None = None
+    path: Text | None = None
+    inputs: list[Text] | None = None
+    outputs: list[Text] | None = None
+    record_id: Name | None = None
+    record_id_version: Name | None = None
+    start_time: Time | None = None
+    end_time: Time | None = None
+    duration_ms: Annotated[float, Field(ge=0)] | None = None
+    body: Annotated[dict[str, Any] | None, AfterValidator(_check_body_size)] = None
+    meta: dict[str, Any] | None = None
+    attributes: dict[str, Scalar] | None = None
+
+
+# -- stored form ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """An event as stored: tenant-scoped, times resolved, sort key fixed.
+
+    ``time_us`` is the event time (``end_time``, else ``start_time``, else the
+    message timestamp) and ``(time_us, event_id)`` is the sort key. ``finishing``
+    is true when the event finishes its trace (``trace_status`` FINISHED, or a
+    pipeline's final stage with a terminal status). ``doc`` is the event as the
+    API returns it.
+    """
+
+    tenant: str
+    event_id: str
+    trace_id: str
+    time_us: int
+    start_us: int | None
+    end_us: int | None
+    received_us: int
+    status: Status
+    trace_status: TraceStatus
+    finishing: bool
+    component: str | None
+    stage: str | None
+    operation: str | None
+    domain: str | None
+    domain_id: str | None
+    user: str | None
+    errors: tuple[Any, ...]
+    paths: tuple[str, ...]
+    doc: dict[str, Any] = field(compare=False, hash=False)
+
+    @property
+    def key(self) -> tuple[int, str]:
+        return (self.time_us, self.event_id)
+
+
+def new_event_id() -> str:
+    return str(uuid.uuid4())
+
+
+def touched_paths(doc: dict[str, Any]) -> tuple[str, ...]:
+    """Every path an event names, in first-seen order: ``path``, ``inputs``, ``outputs``
+    and ``body.files_incoming`` / ``body.files_outgoing``."""
+    seen: dict[str, None] = {}
+    if isinstance(doc.get("path"), str):
+        seen[doc["path"]] = None
+    for name in ("inputs", "outputs"):
+        for uri in doc.get(name) or ():
+            seen[uri] = None
+    body = doc.get("body")
+    if isinstance(body, dict):
+        for name in ("files_incoming", "files_outgoing"):
+            files = body.get(name)
+            if isinstance(files, list):
+                for item in files:
+                    if isinstance(item, str):
+                        seen[item] = None
+    return tuple(seen)
+
+
+def to_record(
+    event: Event,
+    tenant: str,
+    received_us: int,
+    *,
+    timestamp_us: int | None = None,
+    finishing: bool | None = None,
+) -> Record:
+    """Resolve an accepted event into its stored form.
+
+    ``timestamp_us`` is the message timestamp, the event time of last resort
+    (defaults to the time of receipt). ``finishing`` overrides the default rule
+    (``trace_status`` FINISHED); pipelines pass their own verdict.
+    """
+    start_us = to_us(event.start_time) if event.start_time is not None else None
+    end_us = to_us(event.end_time) if event.end_time is not None else None
+    time_us = (
+        end_us
+        if end_us is not None
+        else start_us
+        if start_us is not None
+        else (timestamp_us if timestamp_us is not None else received_us)
+    )
+    event_id = event.event_id or new_event_id()
+    doc = event.model_dump(mode="json", exclude_none=True)
+    doc["event_id"] = event_id
+    if start_us is not None:
+        doc["start_time"] = iso(start_us)
+    if end_us is not None:
+        doc["end_time"] = iso(end_us)
+    doc["time"] = iso(time_us)
+    errors = tuple(doc.get("errors") or ())
+    return Record(
+        tenant=tenant,
+        event_id=event_id,
+        trace_id=event.trace_id,
+        time_us=time_us,
+        start_us=start_us,
+        end_us=end_us,
+        received_us=received_us,
+        status=event.status,
+        trace_status=event.trace_status,
+        finishing=(event.trace_status is TraceStatus.FINISHED) if finishing is None else finishing,
+        component=event.component,
+        stage=event.stage,
+        operation=event.operation,
+        domain=event.domain,
+        domain_id=event.domain_id,
+        user=event.user,
+        errors=errors,
+        paths=touched_paths(doc),
+        doc=doc,
+    )
+
+
+# -- summary --------------------------------------------------------------------------------------
+
+
+class Current(BaseModel):
+    """The deciding event: the step the trace's answer comes from."""
+
+    event_id: str
+    component: str | None
+    stage: str | None
+    operation: str | None
+    status: Status
+    time: str
+
+
+class Summary(BaseModel):
+    """Where a trace stands (``GET /v1/traces/{trace_id}``)."""
+
+    trace_id: str
+    tenant: str
+    done: bool
+    trace_status: TraceStatus
+    trace_event_status: TraceEventStatus
+    outcome: Status
+    state: State
+    started_at: str | None
+    updated_at: str
+    finished_at: str | None
+    duration_ms: float | None
+    event_count: int
+    domain: str | None
+    domain_id: str | None
+    user: str | None
+    current: Current
+    errors: list[Any]
+    paths: list[str]
+
+
+def dataset_trace_id(domain_id: str | None) -> str:
+    """A new trace id as okdata makes them: the dataset part of ``domain_id``, a dash, a uuid4,
+    cut at 80 characters."""
+    dataset = (domain_id or "").split("/", 1)[0]
+    return f"{dataset}-{uuid.uuid4()}"[:TRACE_ID_CUT]

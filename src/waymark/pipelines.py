@@ -1,0 +1,67 @@
+"""Pipelines: per tenant and domain, which events finish a trace and when a trace stalls.
+
+A GSM journey carries no ``trace_status``; it becomes done when an event at a
+*final stage* reports a terminal status (SUCCESS, FAILED, SKIPPED,
+PARTIAL_SUCCESS). A pipeline may also say that a FAILED at any stage finishes the
+trace, and after how long without news a trace that is not done is STALLED.
+
+The verdict is taken once, when an event is accepted, and stored with it
+(``Record.finishing``), so a summary stays a pure function of stored events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from waymark.model import TERMINAL_STATUSES, Event, Status, TraceStatus
+
+DEFAULT_FINAL_STAGES = frozenset({"WORKFLOW"})
+DEFAULT_STALL_TIMEOUT_S = 24 * 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Pipeline:
+    final_stages: frozenset[str] = DEFAULT_FINAL_STAGES
+    failed_finishes: bool = False
+    stall_timeout_s: float | None = DEFAULT_STALL_TIMEOUT_S
+
+    @property
+    def stall_timeout_us(self) -> int | None:
+        return None if self.stall_timeout_s is None else int(self.stall_timeout_s * 1_000_000)
+
+    def finishes(self, event: Event) -> bool:
+        if event.trace_status is TraceStatus.FINISHED:
+            return True
+        if event.stage is not None and event.stage in self.final_stages:
+            return event.status in TERMINAL_STATUSES
+        return self.failed_finishes and event.status is Status.FAILED
+
+
+@dataclass(frozen=True, slots=True)
+class Pipelines:
+    """All pipelines, looked up by (tenant, domain); ``None`` in a key is a wildcard."""
+
+    rules: Mapping[tuple[str | None, str | None], Pipeline] = field(default_factory=dict)
+    default: Pipeline = Pipeline()
+
+    def lookup(self, tenant: str, domain: str | None) -> Pipeline:
+        for key in ((tenant, domain), (tenant, None), (None, domain), (None, None)):
+            found = self.rules.get(key)
+            if found is not None:
+                return found
+        return self.default
+
+    def finishes(self, tenant: str, event: Event) -> bool:
+        return self.lookup(tenant, event.domain).finishes(event)
+
+    def stall_timeouts(self, tenant: str) -> tuple[int | None, dict[str, int | None]]:
+        """The tenant's default stall timeout (µs) and the per-domain ones that differ."""
+        base = self.lookup(tenant, None).stall_timeout_us
+        per_domain: dict[str, int | None] = {}
+        for rule_tenant, domain in self.rules:
+            if domain is not None and rule_tenant in (tenant, None):
+                timeout = self.lookup(tenant, domain).stall_timeout_us
+                if timeout != base:
+                    per_domain[domain] = timeout
+        return base, per_domain

@@ -1,0 +1,131 @@
+"""The store interface: every backend (SQLite, PostgreSQL) implements :class:`Store`.
+
+Every method is tenant-scoped: no query can see another tenant's rows. Appends
+are idempotent on (tenant, event_id) and keep each trace's summary up to date by
+a commutative merge (see :mod:`waymark.summary`); a failed append stores nothing.
+The contract tests in ``tests/store`` run against every backend.
+"""
+
+from __future__ import annotations
+
+import base64
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import orjson
+
+from waymark.errors import BadCursor
+from waymark.model import Record, State, Summary
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: list[T]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """What an append did: how many events were new, and which traces they changed."""
+
+    inserted: int
+    traces: list[tuple[str, str]] = field(default_factory=list)  # (tenant, trace_id)
+
+
+@dataclass(frozen=True, slots=True)
+class PathHit:
+    trace_id: str
+    event_id: str
+    at: str
+
+
+@dataclass(frozen=True, slots=True)
+class TraceQuery:
+    """Filters for trace search; ``component``/``stage`` match the deciding event."""
+
+    domain: str | None = None
+    domain_id: str | None = None
+    component: str | None = None
+    stage: str | None = None
+    state: State | None = None
+    done: bool | None = None
+    user: str | None = None
+    since_us: int | None = None
+    until_us: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Lineage:
+    nodes: list[str]
+    edges: list[dict[str, str]]
+
+
+def encode_cursor(*parts: Any) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(parts)).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, *types: type) -> tuple[Any, ...]:
+    """Decode a cursor made by :func:`encode_cursor`; :class:`BadCursor` if it is not one."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        parts = orjson.loads(raw)
+    except (ValueError, orjson.JSONDecodeError) as exc:
+        raise BadCursor("cursor is not one this server gave out") from exc
+    if (
+        not isinstance(parts, list)
+        or len(parts) != len(types)
+        or not all(isinstance(p, t) and not isinstance(p, bool) for p, t in zip(parts, types))
+    ):
+        raise BadCursor("cursor is not one this server gave out")
+    return tuple(parts)
+
+
+class Store(ABC):
+    """Where events and summaries live."""
+
+    @abstractmethod
+    def append(self, records: Sequence[Record]) -> AppendResult:
+        """Store the records not yet stored (by tenant and event_id) and fold them into their
+        traces' summaries, all in one transaction. Within one call, the first record with a
+        given (tenant, event_id) wins."""
+
+    @abstractmethod
+    def summary(self, tenant: str, trace_id: str) -> Summary | None:
+        """The trace's summary, or None if it has no events."""
+
+    @abstractmethod
+    def summaries(self, tenant: str, trace_ids: Sequence[str]) -> list[Summary]:
+        """The summaries of those of the traces that exist (any order)."""
+
+    @abstractmethod
+    def events(
+        self, tenant: str, trace_id: str, *, limit: int = 100, cursor: str | None = None
+    ) -> Page[dict[str, Any]]:
+        """The trace's events in sort-key order, each as stored plus ``received_at``."""
+
+    @abstractmethod
+    def search(
+        self, tenant: str, query: TraceQuery, *, limit: int = 50, cursor: str | None = None
+    ) -> Page[Summary]:
+        """Summaries matching the query, most recently updated first."""
+
+    @abstractmethod
+    def paths(self, tenant: str, path: str, *, limit: int = 100) -> list[PathHit]:
+        """Every event that touched the path (``path``, ``inputs``, ``outputs``, files in its
+        body), newest first."""
+
+    @abstractmethod
+    def lineage(self, tenant: str, trace_id: str) -> Lineage | None:
+        """The trace's data flow: an edge from each input to each output of an event."""
+
+    @abstractmethod
+    def ping(self) -> None:
+        """Raise if the store cannot be reached."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections."""

@@ -1,0 +1,142 @@
+"""The schema, one SQLAlchemy MetaData for every dialect.
+
+Times are integer microseconds since the epoch (UTC); the sort key of an event is
+``(time_us, event_id)``. Every table leads with ``tenant`` and every index with
+``tenant`` and then ``trace_id`` or the searched column, so that no query can
+cross tenants and the tables can later be distributed by them. ``event_id``
+columns compare bytewise (``COLLATE "C"`` on PostgreSQL) so SQL orders keys as
+Python does.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Computed,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+)
+
+SCHEMA_VERSION = 1
+
+metadata = MetaData()
+
+
+def _key(name: str) -> Column[str]:
+    """An id column that sorts bytewise on every dialect."""
+    return Column(name, String().with_variant(String(collation="C"), "postgresql"), nullable=False)
+
+
+def _opt_key(name: str) -> Column[str]:
+    return Column(name, String().with_variant(String(collation="C"), "postgresql"))
+
+
+events = Table(
+    "events",
+    metadata,
+    Column("tenant", String, nullable=False),
+    _key("event_id"),
+    _key("trace_id"),
+    Column("time_us", BigInteger, nullable=False),
+    Column("received_us", BigInteger, nullable=False),
+    Column("status", String, nullable=False),
+    Column("trace_status", String, nullable=False),
+    Column("finishing", Boolean, nullable=False),
+    Column("component", String),
+    Column("stage", String),
+    Column("operation", String),
+    Column("domain", String),
+    Column("domain_id", String),
+    Column("user_name", String),
+    Column("errors", Text),  # JSON list, NULL when the event reports none
+    Column("doc", Text, nullable=False),  # the event as the API returns it (JSON)
+    PrimaryKeyConstraint("tenant", "event_id", name="pk_events"),
+    Index("ix_events_trace", "tenant", "trace_id", "time_us", "event_id"),
+)
+
+paths = Table(
+    "paths",
+    metadata,
+    Column("tenant", String, nullable=False),
+    Column("path", Text, nullable=False),
+    _key("trace_id"),
+    _key("event_id"),
+    Column("time_us", BigInteger, nullable=False),
+    Column("ord", Integer, nullable=False),
+    PrimaryKeyConstraint("tenant", "trace_id", "time_us", "event_id", "ord", name="pk_paths"),
+    Index("ix_paths_path", "tenant", "path", "time_us"),
+)
+
+_STEP = ("time_us", "event_id", "status", "trace_status", "component", "stage", "operation")
+
+
+def _step_columns(prefix: str) -> list[Column[object]]:
+    cols: list[Column[object]] = [
+        Column(f"{prefix}_time_us", BigInteger),
+        _opt_key(f"{prefix}_event_id"),
+    ]
+    cols += [Column(f"{prefix}_{name}", String) for name in _STEP[2:]]
+    return cols
+
+
+traces = Table(
+    "traces",
+    metadata,
+    Column("tenant", String, nullable=False),
+    _key("trace_id"),
+    Column("event_count", BigInteger, nullable=False),
+    Column("started_us", BigInteger, nullable=False),
+    Column("updated_us", BigInteger, nullable=False),
+    *_step_columns("last"),
+    *_step_columns("fin"),
+    Column("origin_time_us", BigInteger),
+    _opt_key("origin_event_id"),
+    Column("domain", String),
+    Column("domain_id", String),
+    Column("user_name", String),
+    # The deciding event's fields, derived by the database so that search can index them.
+    Column("done", Boolean, Computed("fin_event_id IS NOT NULL", persisted=True)),
+    Column(
+        "cur_component",
+        String,
+        Computed(
+            "CASE WHEN fin_event_id IS NULL THEN last_component ELSE fin_component END",
+            persisted=True,
+        ),
+    ),
+    Column(
+        "cur_stage",
+        String,
+        Computed(
+            "CASE WHEN fin_event_id IS NULL THEN last_stage ELSE fin_stage END", persisted=True
+        ),
+    ),
+    Column(
+        "cur_status",
+        String,
+        Computed(
+            "CASE WHEN fin_event_id IS NULL THEN last_status ELSE fin_status END", persisted=True
+        ),
+    ),
+    PrimaryKeyConstraint("tenant", "trace_id", name="pk_traces"),
+    Index("ix_traces_updated", "tenant", "updated_us", "trace_id"),
+    Index("ix_traces_domain_id", "tenant", "domain_id", "updated_us"),
+    Index("ix_traces_domain", "tenant", "domain", "updated_us"),
+    Index("ix_traces_component", "tenant", "cur_component", "updated_us"),
+    Index("ix_traces_stage", "tenant", "cur_stage", "updated_us"),
+    Index("ix_traces_done", "tenant", "done", "updated_us"),
+    Index("ix_traces_user", "tenant", "user_name", "updated_us"),
+)
+
+schema_info = Table(
+    "waymark_schema",
+    metadata,
+    Column("version", Integer, nullable=False),
+)

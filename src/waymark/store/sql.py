@@ -1,0 +1,464 @@
+"""Every query, once, for every SQL backend; backends supply connections and the few
+dialect-specific statements.
+
+The summary upsert is the heart: one ``INSERT .. ON CONFLICT DO UPDATE`` per trace
+per batch whose SET clause joins the stored partial with the batch's partial
+(min, max, sum, or), exactly as :func:`waymark.summary.merge` does. It is
+commutative, so concurrent writers and any arrival order give the same row.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from abc import abstractmethod
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import orjson
+
+from waymark.model import Record, State, Status, Summary, TraceStatus, iso, now_us
+from waymark.pipelines import Pipelines
+from waymark.store.base import (
+    AppendResult,
+    Lineage,
+    Page,
+    PathHit,
+    Store,
+    TraceQuery,
+    decode_cursor,
+    encode_cursor,
+)
+from waymark.summary import Origin, Partial, Step, partials, render
+
+NEVER_US = 1 << 62  # a stall timeout that never passes
+
+
+class Cursor(Protocol):
+    """The part of a DB-API cursor the shared queries use (sqlite3 and psycopg both fit)."""
+
+    def execute(self, query: Any, params: Any = ..., /) -> Any: ...
+    def executemany(self, query: Any, params_seq: Any, /) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    def fetchone(self) -> Any: ...
+
+
+_STEP_FIELDS = ("time_us", "event_id", "status", "trace_status", "component", "stage", "operation")
+_TRACE_COLUMNS = (
+    "tenant",
+    "trace_id",
+    "event_count",
+    "started_us",
+    "updated_us",
+    *(f"last_{f}" for f in _STEP_FIELDS),
+    *(f"fin_{f}" for f in _STEP_FIELDS),
+    "origin_time_us",
+    "origin_event_id",
+    "domain",
+    "domain_id",
+    "user_name",
+)
+
+
+def _newer(prefix: str, column: str) -> str:
+    """SET clause part: take the batch's value if its step's key is greater (or none is stored)."""
+    return (
+        f"{column} = CASE WHEN traces.{prefix}_event_id IS NULL"
+        f" OR (excluded.{prefix}_time_us, excluded.{prefix}_event_id)"
+        f" > (traces.{prefix}_time_us, traces.{prefix}_event_id)"
+        f" THEN excluded.{column} ELSE traces.{column} END"
+    )
+
+
+def _older_origin(column: str) -> str:
+    return (
+        f"{column} = CASE WHEN traces.origin_event_id IS NULL"
+        " OR (excluded.origin_time_us, excluded.origin_event_id)"
+        " < (traces.origin_time_us, traces.origin_event_id)"
+        f" THEN excluded.{column} ELSE traces.{column} END"
+    )
+
+
+UPSERT_TRACE = (
+    f"INSERT INTO traces ({', '.join(_TRACE_COLUMNS)})"
+    f" VALUES ({', '.join('?' for _ in _TRACE_COLUMNS)})"
+    " ON CONFLICT (tenant, trace_id) DO UPDATE SET "
+    + ", ".join(
+        [
+            "event_count = traces.event_count + excluded.event_count",
+            "started_us = CASE WHEN excluded.started_us < traces.started_us"
+            " THEN excluded.started_us ELSE traces.started_us END",
+            "updated_us = CASE WHEN excluded.updated_us > traces.updated_us"
+            " THEN excluded.updated_us ELSE traces.updated_us END",
+            # SET expressions all see the old row, so every column of a step is decided on
+            # the same comparison.
+            *(_newer("last", f"last_{f}") for f in _STEP_FIELDS),
+            *(_newer("fin", f"fin_{f}") for f in _STEP_FIELDS),
+            *(
+                _older_origin(c)
+                for c in ("domain", "domain_id", "user_name", "origin_time_us", "origin_event_id")
+            ),
+        ]
+    )
+)
+
+INSERT_EVENT = (
+    "INSERT INTO events (tenant, event_id, trace_id, time_us, received_us, status, trace_status,"
+    " finishing, component, stage, operation, domain, domain_id, user_name, errors, doc)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+INSERT_PATH = (
+    "INSERT INTO paths (tenant, path, trace_id, event_id, time_us, ord) VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+_SUMMARY_COLUMNS = ", ".join(_TRACE_COLUMNS)
+
+
+def event_row(record: Record) -> tuple[Any, ...]:
+    return (
+        record.tenant,
+        record.event_id,
+        record.trace_id,
+        record.time_us,
+        record.received_us,
+        record.status.value,
+        record.trace_status.value,
+        record.finishing,
+        record.component,
+        record.stage,
+        record.operation,
+        record.domain,
+        record.domain_id,
+        record.user,
+        orjson.dumps(list(record.errors)).decode() if record.errors else None,
+        orjson.dumps(record.doc).decode(),
+    )
+
+
+def path_rows(records: Sequence[Record]) -> list[tuple[Any, ...]]:
+    return [
+        (r.tenant, path, r.trace_id, r.event_id, r.time_us, i)
+        for r in records
+        for i, path in enumerate(r.paths)
+    ]
+
+
+def _step_row(step: Step | None) -> tuple[Any, ...]:
+    if step is None:
+        return (None,) * 7
+    return (
+        step.time_us,
+        step.event_id,
+        step.status.value,
+        step.trace_status.value,
+        step.component,
+        step.stage,
+        step.operation,
+    )
+
+
+def trace_row(tenant: str, trace_id: str, p: Partial) -> tuple[Any, ...]:
+    o = p.origin
+    origin = (o.time_us, o.event_id, o.domain, o.domain_id, o.user) if o else (None,) * 5
+    return (
+        tenant,
+        trace_id,
+        p.event_count,
+        p.started_us,
+        p.updated_us,
+        *_step_row(p.last),
+        *_step_row(p.finish),
+        *origin,
+    )
+
+
+def _step_of(values: Sequence[Any]) -> Step | None:
+    if values[1] is None:
+        return None
+    return Step(
+        int(values[0]),
+        values[1],
+        Status(values[2]),
+        TraceStatus(values[3]),
+        values[4],
+        values[5],
+        values[6],
+    )
+
+
+def partial_of(row: Sequence[Any]) -> Partial:
+    """Read back a ``traces`` row selected as ``_SUMMARY_COLUMNS``."""
+    last = _step_of(row[5:12])
+    assert last is not None
+    origin = None
+    if row[20] is not None:
+        origin = Origin(int(row[19]), row[20], row[21], row[22], row[23])
+    return Partial(
+        event_count=int(row[2]),
+        started_us=int(row[3]),
+        updated_us=int(row[4]),
+        last=last,
+        finish=_step_of(row[12:19]),
+        origin=origin,
+    )
+
+
+class SqlStore(Store):
+    """The shared implementation. Subclasses provide connections and :meth:`_insert_new`."""
+
+    #: how a backend spells a query parameter; queries here are written with ``?``.
+    placeholder = "?"
+
+    def __init__(self, pipelines: Pipelines | None = None) -> None:
+        self.pipelines = pipelines or Pipelines()
+
+    # -- backend hooks -----------------------------------------------------------------------
+
+    @abstractmethod
+    def _writing(self) -> contextlib.AbstractContextManager[Cursor]:
+        """A cursor inside a write transaction: committed on exit, rolled back on error."""
+
+    @abstractmethod
+    def _reading(self) -> contextlib.AbstractContextManager[Cursor]:
+        """A cursor for reads."""
+
+    @abstractmethod
+    def _insert_new(self, cur: Cursor, records: Sequence[Record]) -> list[Record]:
+        """Insert the records whose (tenant, event_id) is not stored yet; return those."""
+
+    def q(self, sql: str) -> str:
+        return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def append(self, records: Sequence[Record]) -> AppendResult:
+        unique: dict[tuple[str, str], Record] = {}
+        for record in records:
+            unique.setdefault((record.tenant, record.event_id), record)
+        if not unique:
+            return AppendResult(0, [])
+        with self._writing() as cur:
+            new = self._insert_new(cur, list(unique.values()))
+            if new:
+                rows = path_rows(new)
+                if rows:
+                    cur.executemany(self.q(INSERT_PATH), rows)
+                merged = partials(new)
+                cur.executemany(
+                    self.q(UPSERT_TRACE),
+                    [trace_row(t, tid, p) for (t, tid), p in sorted(merged.items())],
+                )
+        return AppendResult(len(new), sorted({(r.tenant, r.trace_id) for r in new}))
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def _render(
+        self, cur: Cursor, tenant: str, rows: list[Sequence[Any]], now: int
+    ) -> list[Summary]:
+        if not rows:
+            return []
+        ids = [row[1] for row in rows]
+        marks = ", ".join("?" for _ in ids)
+        errors: dict[str, list[Any]] = {i: [] for i in ids}
+        cur.execute(
+            self.q(
+                f"SELECT trace_id, errors FROM events WHERE tenant = ? AND trace_id IN ({marks})"
+                " AND errors IS NOT NULL ORDER BY trace_id, time_us, event_id"
+            ),
+            (tenant, *ids),
+        )
+        for trace_id, text in cur.fetchall():
+            errors[trace_id].extend(orjson.loads(text))
+        paths: dict[str, list[str]] = {i: [] for i in ids}
+        cur.execute(
+            self.q(
+                f"SELECT trace_id, path FROM paths WHERE tenant = ? AND trace_id IN ({marks})"
+                " ORDER BY trace_id, time_us, event_id, ord"
+            ),
+            (tenant, *ids),
+        )
+        for trace_id, path in cur.fetchall():
+            paths[trace_id].append(path)
+        out = []
+        for row in rows:
+            partial = partial_of(row)
+            origin = partial.origin
+            pipeline = self.pipelines.lookup(tenant, origin.domain if origin else None)
+            out.append(
+                render(
+                    tenant,
+                    row[1],
+                    partial,
+                    errors[row[1]],
+                    paths[row[1]],
+                    now_us=now,
+                    stall_timeout_us=pipeline.stall_timeout_us,
+                )
+            )
+        return out
+
+    def summary(self, tenant: str, trace_id: str) -> Summary | None:
+        found = self.summaries(tenant, [trace_id])
+        return found[0] if found else None
+
+    def summaries(self, tenant: str, trace_ids: Sequence[str]) -> list[Summary]:
+        if not trace_ids:
+            return []
+        marks = ", ".join("?" for _ in trace_ids)
+        with self._reading() as cur:
+            cur.execute(
+                self.q(
+                    f"SELECT {_SUMMARY_COLUMNS} FROM traces"
+                    f" WHERE tenant = ? AND trace_id IN ({marks})"
+                ),
+                (tenant, *trace_ids),
+            )
+            return self._render(cur, tenant, cur.fetchall(), now_us())
+
+    def events(
+        self, tenant: str, trace_id: str, *, limit: int = 100, cursor: str | None = None
+    ) -> Page[dict[str, Any]]:
+        sql = "SELECT doc, received_us, time_us, event_id FROM events WHERE tenant = ? AND trace_id = ?"
+        params: list[Any] = [tenant, trace_id]
+        if cursor is not None:
+            time_us, event_id = decode_cursor(cursor, int, str)
+            sql += " AND (time_us, event_id) > (?, ?)"
+            params += [time_us, event_id]
+        sql += " ORDER BY time_us, event_id LIMIT ?"
+        params.append(limit + 1)
+        with self._reading() as cur:
+            cur.execute(self.q(sql), params)
+            rows = cur.fetchall()
+        items = []
+        for doc, received_us, _, _ in rows[:limit]:
+            item = orjson.loads(doc)
+            item["received_at"] = iso(received_us)
+            items.append(item)
+        next_cursor = None
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            next_cursor = encode_cursor(int(last[2]), last[3])
+        return Page(items, next_cursor)
+
+    def _state_clause(self, tenant: str, state: State, now: int) -> tuple[str, list[Any]]:
+        if state is State.SUCCEEDED:
+            return "done AND cur_status <> ?", [Status.FAILED.value]
+        if state is State.FAILED:
+            return "done AND cur_status = ?", [Status.FAILED.value]
+        base, per_domain = self.pipelines.stall_timeouts(tenant)
+        params: list[Any] = []
+        timeout = "?"
+        if per_domain:
+            timeout = "CASE " + " ".join("WHEN domain = ? THEN ?" for _ in per_domain) + " ELSE ? END"
+            for domain, value in per_domain.items():
+                params += [domain, NEVER_US if value is None else value]
+        params.append(NEVER_US if base is None else base)
+        op = ">=" if state is State.RUNNING else "<"
+        return f"NOT done AND updated_us {op} ? - {timeout}", [now, *params]
+
+    def search(
+        self, tenant: str, query: TraceQuery, *, limit: int = 50, cursor: str | None = None
+    ) -> Page[Summary]:
+        now = now_us()
+        where = ["tenant = ?"]
+        params: list[Any] = [tenant]
+        for column, value in (
+            ("domain", query.domain),
+            ("domain_id", query.domain_id),
+            ("cur_component", query.component),
+            ("cur_stage", query.stage),
+            ("user_name", query.user),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if query.done is not None:
+            where.append("done" if query.done else "NOT done")
+        if query.since_us is not None:
+            where.append("updated_us >= ?")
+            params.append(query.since_us)
+        if query.until_us is not None:
+            where.append("updated_us < ?")
+            params.append(query.until_us)
+        if query.state is not None:
+            clause, more = self._state_clause(tenant, query.state, now)
+            where.append(clause)
+            params += more
+        if cursor is not None:
+            updated_us, trace_id = decode_cursor(cursor, int, str)
+            where.append("(updated_us, trace_id) < (?, ?)")
+            params += [updated_us, trace_id]
+        sql = (
+            f"SELECT {_SUMMARY_COLUMNS} FROM traces WHERE {' AND '.join(where)}"
+            " ORDER BY updated_us DESC, trace_id DESC LIMIT ?"
+        )
+        params.append(limit + 1)
+        with self._reading() as cur:
+            cur.execute(self.q(sql), params)
+            rows = cur.fetchall()
+            items = self._render(cur, tenant, rows[:limit], now)
+        next_cursor = None
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            next_cursor = encode_cursor(int(last[4]), last[1])
+        return Page(items, next_cursor)
+
+    def paths(self, tenant: str, path: str, *, limit: int = 100) -> list[PathHit]:
+        with self._reading() as cur:
+            cur.execute(
+                self.q(
+                    "SELECT trace_id, event_id, time_us FROM paths WHERE tenant = ? AND path = ?"
+                    " ORDER BY time_us DESC, event_id DESC LIMIT ?"
+                ),
+                (tenant, path, limit),
+            )
+            rows = cur.fetchall()
+        return [PathHit(trace_id, event_id, iso(int(t)) or "") for trace_id, event_id, t in rows]
+
+    def lineage(self, tenant: str, trace_id: str) -> Lineage | None:
+        with self._reading() as cur:
+            cur.execute(
+                self.q(
+                    "SELECT doc FROM events WHERE tenant = ? AND trace_id = ?"
+                    " ORDER BY time_us, event_id"
+                ),
+                (tenant, trace_id),
+            )
+            rows = cur.fetchall()
+        if not rows:
+            return None
+        return lineage_of(orjson.loads(doc) for (doc,) in rows)
+
+    def ping(self) -> None:
+        with self._reading() as cur:
+            cur.execute("SELECT 1")
+            cur.fetchone()
+
+
+def _files(doc: dict[str, Any], listed: str, in_body: str) -> list[str]:
+    out = [u for u in doc.get(listed) or () if isinstance(u, str)]
+    body = doc.get("body")
+    if isinstance(body, dict) and isinstance(body.get(in_body), list):
+        out += [u for u in body[in_body] if isinstance(u, str)]
+    return out
+
+
+def lineage_of(docs: Any) -> Lineage:
+    """Nodes are every path a trace's events name; an edge joins each input of an event to
+    each of its outputs."""
+    nodes: dict[str, None] = {}
+    edges: list[dict[str, str]] = []
+    seen: set[tuple[str, str, str]] = set()
+    for doc in docs:
+        inputs = _files(doc, "inputs", "files_incoming")
+        outputs = _files(doc, "outputs", "files_outgoing")
+        if isinstance(doc.get("path"), str):
+            nodes[doc["path"]] = None
+        for uri in (*inputs, *outputs):
+            nodes[uri] = None
+        for src in inputs:
+            for dst in outputs:
+                edge = (src, dst, doc["event_id"])
+                if edge not in seen:
+                    seen.add(edge)
+                    edges.append({"from": src, "to": dst, "event_id": doc["event_id"]})
+    return Lineage(list(nodes), edges)

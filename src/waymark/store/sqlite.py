@@ -1,0 +1,139 @@
+"""The embedded store: one SQLite file in WAL mode.
+
+One writer connection behind a lock (SQLite has one writer at a time anyway;
+other processes wait on ``busy_timeout``) and one reader connection per thread.
+The schema is created on first open.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from sqlalchemy import create_engine, inspect
+
+from waymark.errors import SchemaOutdated, Unavailable
+from waymark.model import Record
+from waymark.pipelines import Pipelines
+from waymark.store.schema import SCHEMA_VERSION, metadata, schema_info
+from waymark.store.sql import INSERT_EVENT, Cursor, SqlStore, event_row
+
+_CHUNK = 500  # parameters per IN (...) lookup
+
+
+def path_of(url: str) -> str:
+    """``sqlite:///./waymark.db`` -> ``./waymark.db``; ``sqlite:////tmp/x.db`` -> ``/tmp/x.db``."""
+    if not url.startswith("sqlite:///"):
+        raise ValueError(f"not a SQLite URL: {url!r} (expected sqlite:///path/to/file.db)")
+    return url[len("sqlite:///") :]
+
+
+def create_schema(path: str) -> None:
+    """Create the tables if the file has none; refuse a schema older than this code's."""
+    engine = create_engine(f"sqlite:///{path}")
+    try:
+        with engine.begin() as conn:
+            if not inspect(conn).has_table("events"):
+                metadata.create_all(conn)
+                conn.execute(schema_info.insert().values(version=SCHEMA_VERSION))
+                return
+            version = conn.execute(schema_info.select()).scalar()
+            if version is None or version < SCHEMA_VERSION:
+                raise SchemaOutdated(
+                    f"{path} has schema version {version}, this Waymark needs {SCHEMA_VERSION}:"
+                    " run `waymark migrate`"
+                )
+    finally:
+        engine.dispose()
+
+
+class SQLiteStore(SqlStore):
+    def __init__(self, url: str, pipelines: Pipelines | None = None) -> None:
+        super().__init__(pipelines)
+        self.path = path_of(url)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        create_schema(self.path)
+        self._lock = threading.Lock()
+        self._writer = self._connect()
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise Unavailable(f"cannot open {self.path}: {exc}") from exc
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA busy_timeout=10000")
+        conn.execute("PRAGMA cache_size=-65536")
+        conn.execute("PRAGMA temp_store=MEMORY")
+        return conn
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[Cursor]:
+        with self._lock:
+            cur = self._writer.cursor()
+            try:
+                cur.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise Unavailable(f"SQLite is busy: {exc}") from exc
+            try:
+                yield cur
+            except BaseException:
+                self._writer.rollback()
+                raise
+            else:
+                try:
+                    cur.execute("COMMIT")
+                except sqlite3.OperationalError as exc:
+                    self._writer.rollback()
+                    raise Unavailable(f"SQLite commit failed: {exc}") from exc
+            finally:
+                cur.close()
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[Cursor]:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        cur = conn.cursor()
+        try:
+            yield cur
+        finally:
+            cur.close()
+
+    def _insert_new(self, cur: Cursor, records: Sequence[Record]) -> list[Record]:
+        existing: set[tuple[str, str]] = set()
+        by_tenant: dict[str, list[str]] = {}
+        for r in records:
+            by_tenant.setdefault(r.tenant, []).append(r.event_id)
+        for tenant, ids in by_tenant.items():
+            for start in range(0, len(ids), _CHUNK):
+                chunk = ids[start : start + _CHUNK]
+                cur.execute(
+                    "SELECT event_id FROM events WHERE tenant = ? AND event_id IN"
+                    f" ({', '.join('?' for _ in chunk)})",
+                    (tenant, *chunk),
+                )
+                existing.update((tenant, eid) for (eid,) in cur.fetchall())
+        new = [r for r in records if (r.tenant, r.event_id) not in existing]
+        if new:
+            cur.executemany(INSERT_EVENT, [event_row(r) for r in new])
+        return new
+
+    def close(self) -> None:
+        with self._readers_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
+        with self._lock:
+            self._writer.close()
