@@ -65,3 +65,66 @@ class Pipelines:
                 if timeout != base:
                     per_domain[domain] = timeout
         return base, per_domain
+
+
+def _pipeline(table: dict[str, object], where: str, base: Pipeline) -> Pipeline:
+    unknown = set(table) - {
+        "tenant",
+        "domain",
+        "final_stages",
+        "failed_finishes",
+        "stall_timeout_s",
+    }
+    if unknown:
+        raise ValueError(f"{where}: unknown setting(s) {', '.join(sorted(unknown))}")
+    stages = table.get("final_stages", sorted(base.final_stages))
+    if not isinstance(stages, list) or not all(isinstance(s, str) for s in stages):
+        raise ValueError(f"{where}.final_stages: must be a list of stage names")
+    failed = table.get("failed_finishes", base.failed_finishes)
+    if not isinstance(failed, bool):
+        raise ValueError(f"{where}.failed_finishes: must be true or false")
+    stall = table.get("stall_timeout_s", base.stall_timeout_s)
+    if stall is not None and (isinstance(stall, bool) or not isinstance(stall, int | float)):
+        raise ValueError(f"{where}.stall_timeout_s: must be a number of seconds")
+    if isinstance(stall, int | float) and stall <= 0:
+        stall = None  # 0 or less: never stalls
+    return Pipeline(frozenset(stages), failed, None if stall is None else float(stall))
+
+
+def load(path: str) -> Pipelines:
+    """Read a pipelines file (TOML)::
+
+        [default]                      # every tenant and domain without a rule of its own
+        final_stages = ["WORKFLOW"]
+        failed_finishes = false
+        stall_timeout_s = 86400        # 0: never STALLED
+
+        [[pipeline]]                   # tenant and domain are optional; absent = any
+        tenant = "opendes"
+        domain = "dataset"
+        final_stages = ["INDEX"]
+        failed_finishes = true
+        stall_timeout_s = 3600
+
+    Settings a rule leaves out come from ``[default]``.
+    """
+    import tomllib
+
+    with open(path, "rb") as handle:
+        try:
+            data = tomllib.load(handle)
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{path}: not valid TOML: {exc}") from exc
+    unknown = set(data) - {"default", "pipeline"}
+    if unknown:
+        raise ValueError(f"{path}: unknown table(s) {', '.join(sorted(unknown))}")
+    default = _pipeline(data.get("default", {}), f"{path}: default", Pipeline())
+    rules: dict[tuple[str | None, str | None], Pipeline] = {}
+    for i, table in enumerate(data.get("pipeline", [])):
+        where = f"{path}: pipeline[{i}]"
+        tenant, domain = table.get("tenant"), table.get("domain")
+        for name, value in (("tenant", tenant), ("domain", domain)):
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"{where}.{name}: must be a string")
+        rules[(tenant, domain)] = _pipeline(table, where, default)
+    return Pipelines(rules, default)

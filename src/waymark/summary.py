@@ -270,5 +270,3 @@ def summarize(
         now_us=now_us,
         stall_timeout_us=stall_timeout_us,
     )
-
-

@@ -78,7 +78,9 @@ def decode_cursor(cursor: str, *types: type) -> tuple[Any, ...]:
     if (
         not isinstance(parts, list)
         or len(parts) != len(types)
-        or not all(isinstance(p, t) and not isinstance(p, bool) for p, t in zip(parts, types))
+        or not all(
+            isinstance(p, t) and not isinstance(p, bool) for p, t in zip(parts, types, strict=True)
+        )
     ):
         raise BadCursor("cursor is not one this server gave out")
     return tuple(parts)

@@ -10,6 +10,8 @@ Python does.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -77,8 +79,8 @@ paths = Table(
 _STEP = ("time_us", "event_id", "status", "trace_status", "component", "stage", "operation")
 
 
-def _step_columns(prefix: str) -> list[Column[object]]:
-    cols: list[Column[object]] = [
+def _step_columns(prefix: str) -> list[Column[Any]]:
+    cols: list[Column[Any]] = [
         Column(f"{prefix}_time_us", BigInteger),
         _opt_key(f"{prefix}_event_id"),
     ]

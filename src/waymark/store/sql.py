@@ -317,7 +317,10 @@ class SqlStore(Store):
     def events(
         self, tenant: str, trace_id: str, *, limit: int = 100, cursor: str | None = None
     ) -> Page[dict[str, Any]]:
-        sql = "SELECT doc, received_us, time_us, event_id FROM events WHERE tenant = ? AND trace_id = ?"
+        sql = (
+            "SELECT doc, received_us, time_us, event_id FROM events"
+            " WHERE tenant = ? AND trace_id = ?"
+        )
         params: list[Any] = [tenant, trace_id]
         if cursor is not None:
             time_us, event_id = decode_cursor(cursor, int, str)
@@ -348,7 +351,9 @@ class SqlStore(Store):
         params: list[Any] = []
         timeout = "?"
         if per_domain:
-            timeout = "CASE " + " ".join("WHEN domain = ? THEN ?" for _ in per_domain) + " ELSE ? END"
+            timeout = (
+                "CASE " + " ".join("WHEN domain = ? THEN ?" for _ in per_domain) + " ELSE ? END"
+            )
             for domain, value in per_domain.items():
                 params += [domain, NEVER_US if value is None else value]
         params.append(NEVER_US if base is None else base)

@@ -1,0 +1,83 @@
+"""The application factory: one stateless app, whatever the store and sink behind it."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from fastapi import FastAPI, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from waymark.api import problems, v1
+from waymark.config import Settings
+from waymark.pipelines import Pipelines, load
+from waymark.sink import DirectSink, Sink
+from waymark.store import Store, open_store
+from waymark.watch import Watcher
+
+
+@dataclass
+class Services:
+    """What every request handler may use; kept on ``app.state.services``."""
+
+    store: Store
+    sink: Sink
+    watcher: Watcher
+    pipelines: Pipelines
+
+
+def load_pipelines(settings: Settings) -> Pipelines:
+    if not settings.pipelines:
+        return Pipelines()
+    return load(settings.pipelines)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    store: Store | None = None,
+    sink: Sink | None = None,
+    pipelines: Pipelines | None = None,
+) -> FastAPI:
+    """Build the app. Anything not passed in is opened from ``settings`` at startup and
+    closed at shutdown; what is passed in stays the caller's to close."""
+    settings = settings or Settings.resolve()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        rules = pipelines or load_pipelines(settings)
+        the_store = (
+            store
+            if store is not None
+            else await run_in_threadpool(open_store, settings.store, rules)
+        )
+        watcher = Watcher()
+        the_sink = sink or DirectSink(the_store, watcher)
+        await the_sink.start()
+        app.state.services = Services(the_store, the_sink, watcher, rules)
+        try:
+            yield
+        finally:
+            if sink is None:
+                await the_sink.close()
+            if store is None:
+                await run_in_threadpool(the_store.close)
+
+    app = FastAPI(
+        title="Waymark",
+        summary="Status tracking for asynchronous data pipelines",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    problems.install(app)
+    app.include_router(v1.router)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz(request: Request) -> Response:
+        services: Services = request.app.state.services
+        await run_in_threadpool(services.store.ping)
+        return Response(b'{"status":"ok"}', media_type="application/json")
+
+    return app

@@ -1,0 +1,103 @@
+"""From bytes on the wire to records ready to store: parsing, validation, tenant, pipelines.
+
+Shared by every way in (the ``/v1`` API, the translators, the collector), so that an
+event means the same thing whichever door it came through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from pydantic import TypeAdapter, ValidationError
+
+from waymark.errors import BadRequest, TooLarge
+from waymark.model import (
+    _TRACE_ID_RE,
+    DEFAULT_TENANT,
+    MAX_BATCH,
+    TRACE_ID_MAX,
+    Event,
+    Record,
+    now_us,
+    to_record,
+)
+from waymark.pipelines import Pipelines
+
+MAX_REQUEST_BYTES = 1024 * 1024
+
+_events = TypeAdapter(list[Event])
+
+
+def _field_errors(exc: ValidationError, prefix: tuple[Any, ...]) -> list[dict[str, Any]]:
+    return [{"loc": [*prefix, *err["loc"]], "msg": err["msg"]} for err in exc.errors()]
+
+
+def invalid(errors: list[dict[str, Any]]) -> BadRequest:
+    first = errors[0]
+    where = ".".join(str(p) for p in first["loc"])
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return BadRequest(f"{where}: {first['msg']}{more}", errors)
+
+
+def load_json(raw: bytes) -> Any:
+    """Parse a request body; 413 past the size limit, 400 if it is not JSON."""
+    if len(raw) > MAX_REQUEST_BYTES:
+        raise TooLarge(f"body is {len(raw)} bytes, more than the limit of {MAX_REQUEST_BYTES}")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"body is not valid JSON: {exc}") from exc
+
+
+def parse_events(data: Any) -> list[Event]:
+    """One event object or a list of 1 to 1,000; every error names its field."""
+    if isinstance(data, list):
+        if not data:
+            raise invalid([{"loc": ["body"], "msg": "must hold 1 to 1000 events, not none"}])
+        if len(data) > MAX_BATCH:
+            raise TooLarge(f"batch of {len(data)} events; at most {MAX_BATCH} are accepted")
+        try:
+            return _events.validate_python(data)
+        except ValidationError as exc:
+            raise invalid(_field_errors(exc, ("body",))) from exc
+    if isinstance(data, dict):
+        try:
+            return [Event.model_validate(data)]
+        except ValidationError as exc:
+            raise invalid(_field_errors(exc, ("body",))) from exc
+    raise invalid([{"loc": ["body"], "msg": "must be an event object or a list of them"}])
+
+
+def check_tenant(value: str | None, where: Sequence[str] = ("header", "Waymark-Tenant")) -> str:
+    if value is None or value == "":
+        return DEFAULT_TENANT
+    if len(value) > TRACE_ID_MAX or not _TRACE_ID_RE.match(value):
+        raise invalid(
+            [{"loc": list(where), "msg": "must be 1-200 printable characters without whitespace"}]
+        )
+    return value
+
+
+def to_records(
+    events: Sequence[Event],
+    tenant: str,
+    pipelines: Pipelines,
+    *,
+    received_us: int | None = None,
+    timestamps_us: Sequence[int | None] | None = None,
+) -> list[Record]:
+    """Resolve events into records; each pipeline decides which of them finish a trace."""
+    received = now_us() if received_us is None else received_us
+    stamps = timestamps_us or [None] * len(events)
+    return [
+        to_record(
+            event,
+            tenant,
+            received,
+            timestamp_us=stamp,
+            finishing=pipelines.finishes(tenant, event),
+        )
+        for event, stamp in zip(events, stamps, strict=True)
+    ]
