@@ -41,9 +41,9 @@ def serve(
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
 ) -> None:
     """Serve the HTTP API."""
-    import os  # noqa: PLC0415
+    import os
 
-    import uvicorn  # noqa: PLC0415
+    import uvicorn
 
     settings = Settings.resolve(store, bus, pipelines)
     # Workers are separate processes: they read the resolved settings from the environment.
