@@ -30,6 +30,11 @@ PipelinesOpt = Annotated[
 ]
 
 
+@app.callback()
+def _root() -> None:
+    """Status tracking for asynchronous data pipelines."""
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
