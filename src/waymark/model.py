@@ -226,6 +226,7 @@ class Record:
     domain: str | None
     domain_id: str | None
     user: str | None
+    record_id: str | None
     errors: tuple[Any, ...]
     paths: tuple[str, ...]
     doc: dict[str, Any] = field(compare=False, hash=False)
@@ -308,6 +309,7 @@ def to_record(
         domain=event.domain,
         domain_id=event.domain_id,
         user=event.user,
+        record_id=event.record_id,
         errors=errors,
         paths=touched_paths(doc),
         doc=doc,

@@ -59,6 +59,41 @@ class TraceQuery:
 
 
 @dataclass(frozen=True, slots=True)
+class EventQuery:
+    """Filters for event search (GSM's status query); any combination, at least one."""
+
+    trace_id: str | None = None
+    record_id: str | None = None
+    stages: tuple[str, ...] = ()
+    statuses: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetDetails:
+    """What a trace carried (GSM ``datasetDetails``); one row per trace, dataset and version."""
+
+    tenant: str
+    trace_id: str
+    dataset_id: str
+    dataset_version_id: str | None
+    dataset_type: str | None
+    record_count: int | None
+    time_us: int
+    received_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message the collector could not use, kept with the reason."""
+
+    id: int
+    received_us: int
+    subject: str
+    reason: str
+    raw: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Lineage:
     nodes: list[str]
     edges: list[dict[str, str]]
@@ -123,6 +158,30 @@ class Store(ABC):
     @abstractmethod
     def lineage(self, tenant: str, trace_id: str) -> Lineage | None:
         """The trace's data flow: an edge from each input to each output of an event."""
+
+    @abstractmethod
+    def find_events(
+        self, tenant: str, query: EventQuery, *, limit: int = 100, cursor: str | None = None
+    ) -> Page[dict[str, Any]]:
+        """Events matching the query in sort-key order, each as stored plus ``received_at``."""
+
+    @abstractmethod
+    def put_dataset_details(self, details: Sequence[DatasetDetails]) -> None:
+        """Store dataset details; one per (tenant, trace, dataset, version), newest time wins."""
+
+    @abstractmethod
+    def dataset_details(
+        self, tenant: str, *, trace_id: str | None = None, dataset_id: str | None = None
+    ) -> list[DatasetDetails]:
+        """Dataset details by trace or by dataset (at least one), oldest first."""
+
+    @abstractmethod
+    def park(self, letters: Sequence[tuple[str, str, bytes]]) -> None:
+        """Keep unusable messages as (subject, reason, raw bytes) in the dead-letter table."""
+
+    @abstractmethod
+    def dead_letters(self, *, limit: int = 100) -> list[DeadLetter]:
+        """The parked messages, newest first."""
 
     @abstractmethod
     def ping(self) -> None:

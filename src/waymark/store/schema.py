@@ -19,6 +19,7 @@ from sqlalchemy import (
     Computed,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     String,
@@ -57,10 +58,12 @@ events = Table(
     Column("domain", String),
     Column("domain_id", String),
     Column("user_name", String),
+    Column("record_id", String),
     Column("errors", Text),  # JSON list, NULL when the event reports none
     Column("doc", Text, nullable=False),  # the event as the API returns it (JSON)
     PrimaryKeyConstraint("tenant", "event_id", name="pk_events"),
     Index("ix_events_trace", "tenant", "trace_id", "time_us", "event_id"),
+    Index("ix_events_record", "tenant", "record_id", "time_us"),
 )
 
 paths = Table(
@@ -135,6 +138,35 @@ traces = Table(
     Index("ix_traces_stage", "tenant", "cur_stage", "updated_us"),
     Index("ix_traces_done", "tenant", "done", "updated_us"),
     Index("ix_traces_user", "tenant", "user_name", "updated_us"),
+)
+
+dataset_details = Table(
+    "dataset_details",
+    metadata,
+    Column("tenant", String, nullable=False),
+    _key("trace_id"),  # GSM correlationId
+    Column("dataset_id", String, nullable=False),
+    Column("dataset_version_id", String, nullable=False),  # "" when not given
+    Column("dataset_type", String),
+    Column("record_count", BigInteger),
+    Column("time_us", BigInteger, nullable=False),
+    Column("received_us", BigInteger, nullable=False),
+    PrimaryKeyConstraint(
+        "tenant", "trace_id", "dataset_id", "dataset_version_id", name="pk_dataset_details"
+    ),
+    Index("ix_dataset_details_dataset", "tenant", "dataset_id", "time_us"),
+)
+
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("received_us", BigInteger, nullable=False),
+    Column("subject", String, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("raw", LargeBinary, nullable=False),
 )
 
 schema_info = Table(

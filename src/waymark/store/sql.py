@@ -20,6 +20,9 @@ from waymark.model import Record, State, Status, Summary, TraceStatus, iso, now_
 from waymark.pipelines import Pipelines
 from waymark.store.base import (
     AppendResult,
+    DatasetDetails,
+    DeadLetter,
+    EventQuery,
     Lineage,
     Page,
     PathHit,
@@ -103,14 +106,23 @@ UPSERT_TRACE = (
 
 INSERT_EVENT = (
     "INSERT INTO events (tenant, event_id, trace_id, time_us, received_us, status, trace_status,"
-    " finishing, component, stage, operation, domain, domain_id, user_name, errors, doc)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " finishing, component, stage, operation, domain, domain_id, user_name, record_id, errors,"
+    " doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 INSERT_PATH = (
     "INSERT INTO paths (tenant, path, trace_id, event_id, time_us, ord) VALUES (?, ?, ?, ?, ?, ?)"
 )
 
 _SUMMARY_COLUMNS = ", ".join(_TRACE_COLUMNS)
+
+UPSERT_DATASET_DETAILS = (
+    "INSERT INTO dataset_details (tenant, trace_id, dataset_id, dataset_version_id, dataset_type,"
+    " record_count, time_us, received_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (tenant, trace_id, dataset_id, dataset_version_id) DO UPDATE SET"
+    " dataset_type = excluded.dataset_type, record_count = excluded.record_count,"
+    " time_us = excluded.time_us, received_us = excluded.received_us"
+    " WHERE excluded.time_us >= dataset_details.time_us"
+)
 
 
 def event_row(record: Record) -> tuple[Any, ...]:
@@ -129,6 +141,7 @@ def event_row(record: Record) -> tuple[Any, ...]:
         record.domain,
         record.domain_id,
         record.user,
+        record.record_id,
         orjson.dumps(list(record.errors)).decode() if record.errors else None,
         orjson.dumps(record.doc).decode(),
     )
@@ -317,16 +330,29 @@ class SqlStore(Store):
     def events(
         self, tenant: str, trace_id: str, *, limit: int = 100, cursor: str | None = None
     ) -> Page[dict[str, Any]]:
-        sql = (
-            "SELECT doc, received_us, time_us, event_id FROM events"
-            " WHERE tenant = ? AND trace_id = ?"
-        )
-        params: list[Any] = [tenant, trace_id]
+        return self.find_events(tenant, EventQuery(trace_id=trace_id), limit=limit, cursor=cursor)
+
+    def find_events(
+        self, tenant: str, query: EventQuery, *, limit: int = 100, cursor: str | None = None
+    ) -> Page[dict[str, Any]]:
+        where = ["tenant = ?"]
+        params: list[Any] = [tenant]
+        for column, value in (("trace_id", query.trace_id), ("record_id", query.record_id)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        for column, values in (("stage", query.stages), ("status", query.statuses)):
+            if values:
+                where.append(f"{column} IN ({', '.join('?' for _ in values)})")
+                params += values
         if cursor is not None:
             time_us, event_id = decode_cursor(cursor, int, str)
-            sql += " AND (time_us, event_id) > (?, ?)"
+            where.append("(time_us, event_id) > (?, ?)")
             params += [time_us, event_id]
-        sql += " ORDER BY time_us, event_id LIMIT ?"
+        sql = (
+            "SELECT doc, received_us, time_us, event_id FROM events"
+            f" WHERE {' AND '.join(where)} ORDER BY time_us, event_id LIMIT ?"
+        )
         params.append(limit + 1)
         with self._reading() as cur:
             cur.execute(self.q(sql), params)
@@ -432,6 +458,87 @@ class SqlStore(Store):
         if not rows:
             return None
         return lineage_of(orjson.loads(doc) for (doc,) in rows)
+
+    def put_dataset_details(self, details: Sequence[DatasetDetails]) -> None:
+        if not details:
+            return
+        with self._writing() as cur:
+            cur.executemany(
+                self.q(UPSERT_DATASET_DETAILS),
+                [
+                    (
+                        d.tenant,
+                        d.trace_id,
+                        d.dataset_id,
+                        d.dataset_version_id or "",
+                        d.dataset_type,
+                        d.record_count,
+                        d.time_us,
+                        d.received_us,
+                    )
+                    for d in details
+                ],
+            )
+
+    def dataset_details(
+        self, tenant: str, *, trace_id: str | None = None, dataset_id: str | None = None
+    ) -> list[DatasetDetails]:
+        where = ["tenant = ?"]
+        params: list[Any] = [tenant]
+        for column, value in (("trace_id", trace_id), ("dataset_id", dataset_id)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if len(where) == 1:
+            raise ValueError("dataset_details needs a trace_id or a dataset_id")
+        with self._reading() as cur:
+            cur.execute(
+                self.q(
+                    "SELECT tenant, trace_id, dataset_id, dataset_version_id, dataset_type,"
+                    " record_count, time_us, received_us FROM dataset_details"
+                    f" WHERE {' AND '.join(where)}"
+                    " ORDER BY time_us, trace_id, dataset_id, dataset_version_id LIMIT 10000"
+                ),
+                params,
+            )
+            rows = cur.fetchall()
+        return [
+            DatasetDetails(
+                r[0],
+                r[1],
+                r[2],
+                r[3] or None,
+                r[4],
+                None if r[5] is None else int(r[5]),
+                int(r[6]),
+                int(r[7]),
+            )
+            for r in rows
+        ]
+
+    def park(self, letters: Sequence[tuple[str, str, bytes]]) -> None:
+        if not letters:
+            return
+        now = now_us()
+        with self._writing() as cur:
+            cur.executemany(
+                self.q(
+                    "INSERT INTO dead_letters (received_us, subject, reason, raw) VALUES (?, ?, ?, ?)"
+                ),
+                [(now, subject, reason, raw) for subject, reason, raw in letters],
+            )
+
+    def dead_letters(self, *, limit: int = 100) -> list[DeadLetter]:
+        with self._reading() as cur:
+            cur.execute(
+                self.q(
+                    "SELECT id, received_us, subject, reason, raw FROM dead_letters"
+                    " ORDER BY id DESC LIMIT ?"
+                ),
+                (limit,),
+            )
+            rows = cur.fetchall()
+        return [DeadLetter(int(r[0]), int(r[1]), r[2], r[3], bytes(r[4])) for r in rows]
 
     def ping(self) -> None:
         with self._reading() as cur:
