@@ -523,7 +523,8 @@ class SqlStore(Store):
         with self._writing() as cur:
             cur.executemany(
                 self.q(
-                    "INSERT INTO dead_letters (received_us, subject, reason, raw) VALUES (?, ?, ?, ?)"
+                    "INSERT INTO dead_letters (received_us, subject, reason, raw)"
+                    " VALUES (?, ?, ?, ?)"
                 ),
                 [(now, subject, reason, raw) for subject, reason, raw in letters],
             )
