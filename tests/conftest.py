@@ -1,0 +1,86 @@
+"""Shared fixtures: an in-process app (``client``) and a live server on loopback (``live_server``)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from waymark.api.app import create_app
+from waymark.config import Settings
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'waymark.db'}"
+
+
+@pytest.fixture
+def client(db_url: str) -> Iterator[TestClient]:
+    """The whole app in-process over a fresh SQLite file."""
+    with TestClient(create_app(Settings(store=db_url))) as test_client:
+        yield test_client
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class LiveServer:
+    """``waymark serve`` in a subprocess on a free loopback port."""
+
+    def __init__(self, store: str, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "waymark.cli",
+                "serve",
+                "--port",
+                str(self.port),
+                "--store",
+                store,
+                "--log-level",
+                "warning",
+            ],
+            env={**os.environ, **(env or {})},
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"waymark serve did not come up on {self.url}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def live_server(db_url: str) -> Iterator[LiveServer]:
+    server = LiveServer(db_url)
+    try:
+        yield server
+    finally:
+        server.stop()
