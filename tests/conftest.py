@@ -1,4 +1,4 @@
-"""Shared fixtures: an in-process app (``client``) and a live server on loopback (``live_server``)."""
+"""Shared fixtures: the app in-process (``client``) and a live server (``live_server``)."""
 
 from __future__ import annotations
 
