@@ -8,3 +8,6 @@ request = function()
     math.random(1, 1000000000), math.floor(counter / 10), counter)
   return wrk.format("POST", "/v1/events", {["Content-Type"] = "application/json"}, body)
 end
+done = function(summary, latency, requests)
+  io.write(string.format("LATENCY_US p50=%d p99=%d\n", latency:percentile(50), latency:percentile(99)))
+end
