@@ -361,3 +361,11 @@ def test_wait_returns_the_running_summary_at_timeout(client: TestClient) -> None
     post(client, {"trace_id": "slow", "status": "IN_PROGRESS"})
     r = client.get("/v1/traces/slow", params={"wait": 0.2})
     assert r.status_code == 200 and r.json()["done"] is False
+
+
+def test_trace_ids_may_hold_slashes(client: TestClient) -> None:
+    post(client, {"trace_id": "ds/1/run-7", "trace_status": "FINISHED", "inputs": ["a"],
+                  "outputs": ["b"]})  # fmt: skip
+    assert client.get("/v1/traces/ds/1/run-7").json()["trace_id"] == "ds/1/run-7"
+    assert len(client.get("/v1/traces/ds/1/run-7/events").json()["items"]) == 1
+    assert client.get("/v1/traces/ds/1/run-7/lineage").json()["nodes"] == ["a", "b"]

@@ -102,31 +102,7 @@ async def _summary(request: Request, tenant: str, trace_id: str) -> Summary | No
     return await run_in_threadpool(services(request).store.summary, tenant, trace_id)
 
 
-@router.get("/traces/{trace_id}", summary="Where a trace stands", response_model=Summary)
-async def get_trace(
-    request: Request,
-    trace_id: TraceIdPath,
-    wait: Annotated[
-        float,
-        Query(ge=0, le=60, description="Hold the answer up to this many seconds until done."),
-    ] = 0,
-    tenant: TenantHeader = None,
-) -> Response:
-    the_tenant = check_tenant(tenant)
-    if wait > 0:
-
-        async def read() -> Summary | None:
-            return await _summary(request, the_tenant, trace_id)
-
-        summary = await services(request).watcher.wait_done((the_tenant, trace_id), wait, read)
-    else:
-        summary = await _summary(request, the_tenant, trace_id)
-    if summary is None:
-        raise NotFound(f"no trace {trace_id!r}")
-    return summary_response(summary)
-
-
-@router.get("/traces/{trace_id}/events", summary="A trace's events in order")
+@router.get("/traces/{trace_id:path}/events", summary="A trace's events in order")
 async def get_events(
     request: Request,
     trace_id: TraceIdPath,
@@ -210,7 +186,7 @@ async def get_paths(
     )
 
 
-@router.get("/traces/{trace_id}/lineage", summary="What went in and out of each step")
+@router.get("/traces/{trace_id:path}/lineage", summary="What went in and out of each step")
 async def get_lineage(
     request: Request, trace_id: TraceIdPath, tenant: TenantHeader = None
 ) -> Response:
@@ -219,3 +195,28 @@ async def get_lineage(
     if lineage is None:
         raise NotFound(f"no trace {trace_id!r}")
     return json_response({"nodes": lineage.nodes, "edges": lineage.edges})
+
+
+# Declared last: trace ids may hold "/", so this route matches whatever the others did not.
+@router.get("/traces/{trace_id:path}", summary="Where a trace stands", response_model=Summary)
+async def get_trace(
+    request: Request,
+    trace_id: TraceIdPath,
+    wait: Annotated[
+        float,
+        Query(ge=0, le=60, description="Hold the answer up to this many seconds until done."),
+    ] = 0,
+    tenant: TenantHeader = None,
+) -> Response:
+    the_tenant = check_tenant(tenant)
+    if wait > 0:
+
+        async def read() -> Summary | None:
+            return await _summary(request, the_tenant, trace_id)
+
+        summary = await services(request).watcher.wait_done((the_tenant, trace_id), wait, read)
+    else:
+        summary = await _summary(request, the_tenant, trace_id)
+    if summary is None:
+        raise NotFound(f"no trace {trace_id!r}")
+    return summary_response(summary)
