@@ -28,7 +28,15 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+)
 
 from waymark.errors import BadRequest
 from waymark.ingest import check_tenant, invalid, to_records
@@ -45,7 +53,8 @@ from waymark.model import (
     to_us,
 )
 from waymark.pipelines import Pipelines
-from waymark.store.base import DatasetDetails
+from waymark.store.base import DatasetDetails, EventQuery
+from waymark.translate import field_errors
 
 STATUS_KIND = "status"
 DETAILS_KIND = "datasetDetails"
@@ -143,21 +152,6 @@ def status_event(props: StatusProperties, tenant: str, trace_id: str, received_u
     )
 
 
-def _loc_name(model: type[BaseModel], name: Any) -> Any:
-    field = model.model_fields.get(name) if isinstance(name, str) else None
-    return field.alias if field is not None and field.alias else name
-
-
-def _errors(exc: ValidationError, prefix: Sequence[Any], model: type[BaseModel]) -> list[Any]:
-    out = []
-    for err in exc.errors():
-        loc = list(err["loc"])
-        if loc:
-            loc[0] = _loc_name(model, loc[0])
-        out.append({"loc": [*prefix, *loc], "msg": err["msg"]})
-    return out
-
-
 def translate(
     items: Any,
     tenant: str,
@@ -184,7 +178,7 @@ def translate(
         try:
             item = _Item.model_validate(raw)
         except ValidationError as exc:
-            errors += _errors(exc, at, _Item)
+            errors += field_errors(exc, at)
             continue
         if item.kind not in kinds:
             errors.append({"loc": [*at, "kind"], "msg": f"must be {' or '.join(kinds)}"})
@@ -194,7 +188,7 @@ def translate(
         try:
             props = model.model_validate(item.properties)
         except ValidationError as exc:
-            errors += _errors(exc, at, model)
+            errors += field_errors(exc, at)
             continue
         trace_id = props.correlation_id or correlation_id
         if trace_id is None:
@@ -204,7 +198,7 @@ def translate(
             try:
                 events.append(status_event(props, tenant, trace_id, received_us))
             except ValidationError as exc:  # a default correlation id the model refuses
-                errors += _errors(exc, at, Event)
+                errors += field_errors(exc, at, {"trace_id": "correlationId"})
         else:
             assert isinstance(props, DetailsProperties)
             details.append(
@@ -290,3 +284,49 @@ def details_properties(details: DatasetDetails) -> dict[str, Any]:
         "recordCount": details.record_count,
         "timestamp": details.time_us // 1000,
     }
+
+
+# -- the status processor's query ------------------------------------------------------------
+
+
+class StatusQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    correlation_id: TraceId | None = Field(None, alias="correlationId")
+    record_id: Name | None = Field(None, alias="recordId")
+    stage: list[Name] = Field([], max_length=100)
+    status: list[Status] = Field([], max_length=10)
+
+
+class QueryRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    status_query: StatusQuery = Field(alias="statusQuery")
+    limit: Annotated[StrictInt, Field(ge=1, le=1000)] = 100
+    cursor: Annotated[StrictStr, Field(max_length=2000)] | None = None
+
+
+def event_query(data: Any) -> tuple[EventQuery, int, str | None]:
+    """``{"statusQuery": {correlationId, recordId, stage: [...], status: [...]}, "limit",
+    "cursor"}`` as an event search; at least one filter."""
+    try:
+        request = QueryRequest.model_validate(data)
+    except ValidationError as exc:
+        raise invalid(field_errors(exc, ("body",))) from exc
+    q = request.status_query
+    if q.correlation_id is None and q.record_id is None and not q.stage and not q.status:
+        raise invalid(
+            [
+                {
+                    "loc": ["body", "statusQuery"],
+                    "msg": "give at least one of correlationId, recordId, stage, status",
+                }
+            ]
+        )
+    query = EventQuery(
+        trace_id=q.correlation_id,
+        record_id=q.record_id,
+        stages=tuple(q.stage),
+        statuses=tuple(s.value for s in q.status),
+    )
+    return query, request.limit, request.cursor
