@@ -16,6 +16,7 @@ from starlette.responses import Response
 
 from waymark.api.anchored import anchored
 from waymark.api.v1 import json_response, services
+from waymark.errors import BadCursor
 from waymark.ingest import check_tenant, invalid, load_json
 from waymark.model import TRACE_ID_MAX, now_us
 from waymark.translate.gsm import (
@@ -96,9 +97,12 @@ async def query_status(request: Request, partition: Partition) -> Response:
     tenant = _tenant(partition)
     query, limit, cursor = event_query(load_json(await request.body()))
     store = services(request).store
-    page = await run_in_threadpool(
-        lambda: store.find_events(tenant, query, limit=limit, cursor=cursor)
-    )
+    try:
+        page = await run_in_threadpool(
+            lambda: store.find_events(tenant, query, limit=limit, cursor=cursor)
+        )
+    except BadCursor as exc:  # the cursor came in the body, not the query string
+        raise invalid([{"loc": ["body", "cursor"], "msg": exc.detail}]) from exc
     return json_response(
         {"results": [status_properties(d) for d in page.items], "cursor": page.next_cursor}
     )
