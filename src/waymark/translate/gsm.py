@@ -38,9 +38,10 @@ from pydantic import (
     ValidationError,
 )
 
-from waymark.errors import BadRequest
+from waymark.errors import BadRequest, TooLarge
 from waymark.ingest import check_tenant, invalid, to_records
 from waymark.model import (
+    MAX_BATCH,
     ErrorItem,
     Event,
     Name,
@@ -178,6 +179,8 @@ def translate(
     """
     if not isinstance(items, list) or not items:
         raise invalid([{"loc": [*where], "msg": "must be a non-empty list of messages"}])
+    if len(items) > MAX_BATCH:
+        raise TooLarge(f"{len(items)} messages; at most {MAX_BATCH} are accepted at once")
     errors: list[dict[str, Any]] = []
     events: list[Event] = []
     details: list[DatasetDetails] = []
