@@ -84,3 +84,7 @@ def live_server(db_url: str) -> Iterator[LiveServer]:
         yield server
     finally:
         server.stop()
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+"""Sample messages in each shape Waymark takes (native, okdata, GSM, OpenLineage)."""
