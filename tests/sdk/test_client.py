@@ -164,9 +164,9 @@ def test_send_sets_event_ids_so_retries_are_idempotent() -> None:
 
 
 def test_gives_up_after_the_retries() -> None:
-    with mock_client(Script(*[httpx.ConnectError("refused")] * 3), retries=2) as client:
-        with pytest.raises(ConnectionFailed) as caught:
-            client.summary("t")
+    refusals = Script(*[httpx.ConnectError("refused")] * 3)
+    with mock_client(refusals, retries=2) as client, pytest.raises(ConnectionFailed) as caught:
+        client.summary("t")
     assert isinstance(caught.value.__cause__, httpx.ConnectError)
     script = Script(*[httpx.Response(429)] * 2)
     with mock_client(script, retries=1) as client, pytest.raises(ServerUnavailable) as busy:
@@ -216,12 +216,12 @@ def test_client_errors_are_not_retried() -> None:
 
 
 def test_a_garbled_success_is_an_error_not_a_crash() -> None:
-    with mock_client(Script(httpx.Response(200, text="<html>"))) as client:
-        with pytest.raises(ClientError, match="not JSON"):
-            client.summary("t")
-    with mock_client(Script(httpx.Response(200, json={"trace_id": "t"}))) as client:
-        with pytest.raises(ClientError, match="unexpected answer"):
-            client.summary("t")
+    html = Script(httpx.Response(200, text="<html>"))
+    with mock_client(html) as client, pytest.raises(ClientError, match="not JSON"):
+        client.summary("t")
+    partial = Script(httpx.Response(200, json={"trace_id": "t"}))
+    with mock_client(partial) as client, pytest.raises(ClientError, match="unexpected answer"):
+        client.summary("t")
 
 
 def _httpx_errors() -> list[type[Exception]]:

@@ -21,7 +21,7 @@ class LambdaContext:
     function_version = "$LATEST"
 
 
-class OkdataTraceStatus(str, Enum):  # okdata-aws's enums are (str, Enum)
+class OkdataTraceStatus(str, Enum):  # noqa: UP042 - okdata-aws's enums are (str, Enum)
     FINISHED = "FINISHED"
 
 
