@@ -376,3 +376,25 @@ def test_steps_after_close_are_dropped_not_raised(
         pass
     assert tracker.dropped == 1
     assert memory.events == []
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # 3.12+ frowns on fork with threads
+def test_a_forked_child_starts_afresh(memory: MemoryTransport) -> None:
+    import os
+
+    tracker = Tracker(transport=memory, flush_interval=3600, batch_size=1000)
+    with tracker.step(trace_id="parent-pending"):
+        pass
+    assert tracker.stats().queued == 1
+    pid = os.fork()
+    if pid == 0:  # the child: its own queue, its own sender, never the parent's events
+        ok = tracker.stats().queued == 0
+        with tracker.step(trace_id="child"):
+            pass
+        ok = ok and tracker.flush(10) and [e["trace_id"] for e in memory.events] == ["child"]
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert tracker.flush(10)
+    assert [e["trace_id"] for e in memory.events] == ["parent-pending"]
+    tracker.close()

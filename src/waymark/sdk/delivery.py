@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from waymark.model import Event
 from waymark.sdk._retry import Backoff
@@ -40,6 +40,7 @@ START_NS = "_start_ns"  # raw step times, turned into RFC 3339 by the sender
 END_NS = "_end_ns"
 
 _live: weakref.WeakSet[Delivery] = weakref.WeakSet()
+_event_list = TypeAdapter(list[Event])
 
 
 class Clock:
@@ -212,9 +213,7 @@ class Delivery:
         self._report_drops()
 
     def _deliver(self, raw: list[dict[str, Any]]) -> None:
-        ids = os.urandom(16 * len(raw)).hex()
-        prepared = (self._prepare(doc, ids[i * 32 : i * 32 + 32]) for i, doc in enumerate(raw))
-        batch = [doc for doc in prepared if doc is not None]
+        batch = self._prepare(raw)
         with self._idle:
             self._busy_count = len(batch)
         attempt = 0
@@ -230,6 +229,7 @@ class Delivery:
                 log.info("waymark: delivery failed (%r); retrying in %.2f s", exc, pause)
                 self._retries += 1
                 attempt += 1
+                self._report_drops()
                 if self._stop.wait(pause):
                     with self._idle:  # closing: the batch is lost (unless close counted it)
                         self._lost += self._busy_count
@@ -239,26 +239,43 @@ class Delivery:
             self._sent += len(batch)
             return
 
-    def _prepare(self, raw: dict[str, Any], event_id: str) -> EventDoc | None:
-        """The event as the transports want it; None (counted) if it is invalid."""
-        start_ns = raw.pop(START_NS, None)
-        end_ns = raw.pop(END_NS, None)
-        if start_ns is not None:
-            raw["start_time"] = self._clock.rfc3339(start_ns)
-        if end_ns is not None:
-            raw["end_time"] = self._clock.rfc3339(end_ns)
-        if not raw.get("event_id"):
-            raw["event_id"] = event_id
-        doc = {k: v for k, v in raw.items() if v is not None}
+    def _prepare(self, raw: list[dict[str, Any]]) -> list[EventDoc]:
+        """The events as the transports want them: an ``event_id`` each, no None values,
+        checked against :class:`Event` (as one batch; one by one only if that fails) and
+        as JSON, then the step times as RFC 3339 (made here, so not checked). Invalid
+        events are dropped, counted and logged."""
+        ids = os.urandom(16 * len(raw)).hex()
+        docs, times = [], []
+        for i, event in enumerate(raw):
+            times.append((event.pop(START_NS, None), event.pop(END_NS, None)))
+            doc = {k: v for k, v in event.items() if v is not None}
+            if not doc.get("event_id"):
+                doc["event_id"] = ids[i * 32 : i * 32 + 32]
+            docs.append(doc)
+        try:
+            _event_list.validate_python(docs)
+            orjson.dumps(docs)
+            valid = list(zip(docs, times, strict=True))
+        except (ValidationError, ValueError, TypeError):
+            valid = [(d, t) for d, t in zip(docs, times, strict=True) if self._check(d)]
+        clock = self._clock
+        for doc, (start_ns, end_ns) in valid:
+            if start_ns is not None:
+                doc["start_time"] = clock.rfc3339(start_ns)
+            if end_ns is not None:
+                doc["end_time"] = clock.rfc3339(end_ns)
+        return [doc for doc, _ in valid]
+
+    def _check(self, doc: EventDoc) -> bool:
         try:
             Event.model_validate(doc)
-            orjson.dumps(doc)  # the transports send it as JSON: it must be
+            orjson.dumps(doc)
         except (ValidationError, ValueError, TypeError) as exc:
             self._rejected += 1
-            trace_id = raw.get("trace_id")
+            trace_id = doc.get("trace_id")
             log.warning("waymark: dropped an invalid event of trace %r: %s", trace_id, exc)
-            return None
-        return doc
+            return False
+        return True
 
     def _report_drops(self) -> None:
         dropped = self._dropped

@@ -127,11 +127,9 @@ class StepSpec:
     ) -> None:
         self._tracker = tracker
         self._trace_id = trace_id
-        self._trace_status = None if trace_status is None else TraceStatus(trace_status).value
-        self._failed_trace_status = (
-            None if failed_trace_status is None else TraceStatus(failed_trace_status).value
-        )
-        self._fields = {k: v for k, v in fields.items() if v is not None}
+        self._trace_status = trace_status and TraceStatus(trace_status).value
+        self._failed_trace_status = failed_trace_status and TraceStatus(failed_trace_status).value
+        self._fields = fields  # event fields every step of this spec reports; no None values
 
     # -- as a decorator --------------------------------------------------------------------
 
@@ -146,7 +144,7 @@ class StepSpec:
             self._trace_id,
             self._trace_status,
             self._failed_trace_status,
-            {"operation": getattr(fn, "__name__", None), **self._fields},
+            {"operation": getattr(fn, "__name__", "?"), **self._fields},
         )
         if inspect.iscoroutinefunction(fn):
 
@@ -333,15 +331,21 @@ class Tracker:
         its own trace); ``failed_trace_status`` what a failed one reports (default: the
         tracker's, FINISHED).
         """
-        fields = {
-            "component": component or self.component,
-            "stage": stage,
-            "operation": operation,
-            "domain": domain,
-            "domain_id": domain_id,
-            "inputs": inputs,
-            "outputs": outputs,
-        }
+        fields: dict[str, Any] = {}
+        if component is not None or self.component is not None:
+            fields["component"] = component or self.component
+        if stage is not None:
+            fields["stage"] = stage
+        if operation is not None:
+            fields["operation"] = operation
+        if domain is not None:
+            fields["domain"] = domain
+        if domain_id is not None:
+            fields["domain_id"] = domain_id
+        if inputs is not None:
+            fields["inputs"] = inputs
+        if outputs is not None:
+            fields["outputs"] = outputs
         return StepSpec(self, trace_id, trace_status, failed_trace_status, fields)
 
     def flush(self, timeout: float | None = None) -> bool:

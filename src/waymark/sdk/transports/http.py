@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 from waymark.sdk.client import Client
@@ -16,9 +17,14 @@ class HttpTransport(Transport):
 
     def __init__(self, url: str, timeout: float = 10.0) -> None:
         self.url = url
+        self.timeout = timeout
+        self._pid = os.getpid()
         self._client = Client(url, timeout=timeout, retries=0)
 
     def send(self, tenant: str, events: Sequence[EventDoc]) -> None:
+        if self._pid != os.getpid():  # a forked child must not share its parent's sockets
+            self._pid = os.getpid()
+            self._client = Client(self.url, timeout=self.timeout, retries=0)
         self._client.send(events, tenant=tenant)
 
     def close(self) -> None:

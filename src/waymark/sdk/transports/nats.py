@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
 import threading
 from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -86,6 +87,7 @@ class NatsTransport(Transport):
         self._thread: threading.Thread | None = None
         self._nc: NatsConnection | None = None
         self._js: JetStreamContext | None = None
+        self._pid = os.getpid()
 
     def send(self, tenant: str, events: Sequence[EventDoc]) -> None:
         self._run(self._publish(tenant, events), self.timeout * 2)
@@ -105,6 +107,10 @@ class NatsTransport(Transport):
 
     def _run(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
         """Run ``coro`` on the transport's loop; every failure becomes ConnectionFailed."""
+        if self._pid != os.getpid():  # forked: the loop thread and connection are the parent's
+            self._pid = os.getpid()
+            self._loop = self._thread = None
+            self._nc = self._js = None
         if self._loop is None:
             self._loop = asyncio.new_event_loop()
             self._thread = threading.Thread(
