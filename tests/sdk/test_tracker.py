@@ -398,3 +398,13 @@ def test_a_forked_child_starts_afresh(memory: MemoryTransport) -> None:
     assert tracker.flush(10)
     assert [e["trace_id"] for e in memory.events] == ["parent-pending"]
     tracker.close()
+
+
+def test_a_step_may_wait_for_its_delivery() -> None:
+    gate = Gate()
+    with Tracker(transport=gate, flush_interval=3600) as tracker:
+        waited = tracker.step(trace_id="t", stage="WAITS", flush=0.2)
+        gate.opened.set()
+        with waited:
+            pass
+        assert [e["stage"] for e in gate.events] == ["WAITS"]  # no flush() needed

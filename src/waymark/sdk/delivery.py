@@ -207,6 +207,7 @@ class Delivery:
             try:
                 self._deliver(batch)
             finally:
+                self._report_drops()  # before a flush() may return
                 with self._idle:
                     self._busy = False
                     self._idle.notify_all()

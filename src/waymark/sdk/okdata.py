@@ -85,13 +85,11 @@ def _wrap(handler: Handler[R], tracker: Tracker | None) -> Handler[R]:
             trace_id=trace_id,
             operation=getattr(handler, "__name__", None),
             component=os.getenv("SERVICE_NAME"),
+            flush=FLUSH_TIMEOUT_S,
         )
-        try:
-            with spec as step:
-                step.add(**_lambda_fields(event, context))
-                return handler(event, context)
-        finally:
-            the_tracker.flush(FLUSH_TIMEOUT_S)
+        with spec as step:
+            step.add(**_lambda_fields(event, context))
+            return handler(event, context)
 
     return wrapper
 

@@ -124,8 +124,10 @@ class StepSpec:
         trace_status: TraceStatus | str | None,
         failed_trace_status: TraceStatus | str | None,
         fields: dict[str, Any],
+        flush: float | None = None,
     ) -> None:
         self._tracker = tracker
+        self._flush = flush
         self._trace_id = trace_id
         self._trace_status = trace_status and TraceStatus(trace_status).value
         self._failed_trace_status = failed_trace_status and TraceStatus(failed_trace_status).value
@@ -145,6 +147,7 @@ class StepSpec:
             self._trace_status,
             self._failed_trace_status,
             {"operation": getattr(fn, "__name__", "?"), **self._fields},
+            self._flush,
         )
         if inspect.iscoroutinefunction(fn):
 
@@ -262,6 +265,8 @@ class StepSpec:
                     self._failed_trace_status or self._tracker.failed_trace_status.value
                 )
             self._tracker._delivery.put(event)
+            if self._flush is not None:
+                self._tracker.flush(self._flush)
         except Exception:
             log.exception("waymark: could not report a step")
 
@@ -323,13 +328,16 @@ class Tracker:
         domain_id: str | None = None,
         inputs: list[str] | None = None,
         outputs: list[str] | None = None,
+        flush: float | None = None,
     ) -> StepSpec:
         """A step, to use as ``@tracker.step(...)`` or ``with tracker.step(...) as step``.
 
         ``operation`` defaults to the decorated function's name. ``trace_status`` is what
         a successful step reports (default CONTINUE, or FINISHED for a step that started
         its own trace); ``failed_trace_status`` what a failed one reports (default: the
-        tracker's, FINISHED).
+        tracker's, FINISHED). ``flush`` makes the step wait up to that many seconds for
+        delivery when it ends: for a Lambda handler or an Airflow task, whose process may
+        be frozen or ended without running the exit flush.
         """
         fields: dict[str, Any] = {}
         if component is not None or self.component is not None:
@@ -346,7 +354,7 @@ class Tracker:
             fields["inputs"] = inputs
         if outputs is not None:
             fields["outputs"] = outputs
-        return StepSpec(self, trace_id, trace_status, failed_trace_status, fields)
+        return StepSpec(self, trace_id, trace_status, failed_trace_status, fields, flush)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every step reported so far is delivered; False if ``timeout``
