@@ -143,15 +143,13 @@ async def _with_jetstream(work: Callable[[Any], Awaitable[Any]]) -> Any:
 
 async def _read_back(js: Any, subject: str, count: int) -> AsyncIterator[Any]:
     """Up to ``count`` messages on ``subject``, through a consumer of our own."""
-    from nats.errors import TimeoutError as NatsTimeout
-
     sub = await js.pull_subscribe(subject, stream=wire.STREAM)
     try:
         got = 0
         while got < count:
             try:
                 batch = await sub.fetch(count - got, timeout=2)
-            except NatsTimeout:
+            except TimeoutError:  # nats-py raises its own subclass, or asyncio's
                 return
             for msg in batch:
                 await msg.ack()
