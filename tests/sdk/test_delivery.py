@@ -4,10 +4,12 @@ answers 500. The instrumented function never notices; events arrive once the ser
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -93,6 +95,29 @@ def test_server_down_then_back(tmp_path: Path) -> None:
     finally:
         server.stop()
     assert tracker.stats().sent == 20
+
+
+def test_server_down_past_the_bound_drops_are_counted(caplog: pytest.LogCaptureFixture) -> None:
+    tracker = Tracker(
+        url=f"http://127.0.0.1:{free_port()}", max_queue=5, backoff=FAST, flush_interval=0.01
+    )
+    step = tracker.step(stage="S", trace_id="trace-bound")
+    with step:
+        pass
+    deadline = time.monotonic() + 20
+    while tracker.stats().retries < 1:  # the first event is now in flight, being retried
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    with caplog.at_level(logging.WARNING, "waymark.sdk"):
+        for _ in range(10):
+            with step:
+                pass
+        assert tracker.dropped == 5
+        assert tracker.close(0) is False
+    stats = tracker.stats()
+    assert (stats.sent, stats.dropped, stats.lost) == (0, 5, 6)
+    assert "5 events dropped so far" in caplog.text
+    assert "6 events undelivered at close" in caplog.text
 
 
 class FakeWaymark:

@@ -256,8 +256,9 @@ def test_add_extends_merges_and_replaces(tracker: Tracker, memory: MemoryTranspo
         step.add(errors=[{"message": {"en": "late", "nb": "sent"}}])
         step.add(trace_status="FINISHED", status="PARTIAL_SUCCESS")
         step.add(trace_id="t-renamed")
+        step.add(inputs="in/b.csv")
     [event] = delivered(tracker, memory)
-    assert event["inputs"] == ["in/a.csv"]
+    assert event["inputs"] == ["in/a.csv", "in/b.csv"]
     assert event["outputs"] == ["out/a.parquet", "out/b.parquet"]
     assert event["body"] == {"rows": 10, "cols": 3}
     assert event["domain_id"] == "ds/2"

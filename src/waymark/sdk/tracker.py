@@ -106,7 +106,10 @@ class Step:
             elif name not in _FIELDS:
                 log.warning("waymark: step.add(%s=...) is not an event field; ignored", name)
             elif name in _LISTS and value is not None:
-                self.fields.setdefault(name, []).extend(value)
+                if name not in self.fields:  # extend what the step was declared with
+                    declared = self._spec._fields.get(name) if self._spec else None
+                    self.fields[name] = list(declared or ())
+                self.fields[name].extend([value] if isinstance(value, str) else value)
             elif name in _DICTS and value is not None:
                 self.fields.setdefault(name, {}).update(value)
             else:
