@@ -82,8 +82,7 @@ def main() -> None:
 
     outer = tracker.step(stage="OUTER", trace_id="bench-trace")
 
-    def nested(i: int) -> int:
-        return decorated(i)
+    inherits = tracker.step(stage="INNER")(bare)  # no trace id: takes the outer step's
 
     async def bare_async(i: int) -> int:
         return i + 1
@@ -108,8 +107,8 @@ def main() -> None:
         best_of(repeat, measured(lambda: loop_sync(with_block, steps))), base
     )
     with outer:
-        results["nested_in_a_step"] = per_step_us(
-            best_of(repeat, measured(lambda: loop_sync(nested, steps))), base
+        results["nested_inheriting_the_trace"] = per_step_us(
+            best_of(repeat, measured(lambda: loop_sync(inherits, steps))), base
         )
     base_async = best_of(repeat, lambda: asyncio.run(loop_async(bare_async, steps)))
     results["decorator_async"] = per_step_us(
