@@ -156,7 +156,9 @@ async def _read_back(js: Any, subject: str, count: int) -> AsyncIterator[Any]:
                 got += 1
                 yield msg
     finally:
+        consumer = (await sub.consumer_info()).name
         await sub.unsubscribe()
+        await js.delete_consumer(wire.STREAM, consumer)
 
 
 def test_nats_publishes_what_the_collector_decodes() -> None:
