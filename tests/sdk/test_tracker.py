@@ -409,3 +409,21 @@ def test_a_step_may_wait_for_its_delivery() -> None:
         with waited:
             pass
         assert [e["stage"] for e in gate.events] == ["WAITS"]  # no flush() needed
+
+
+def test_a_step_ended_in_another_context_is_still_reported(
+    tracker: Tracker, memory: MemoryTransport
+) -> None:
+    async def numbers() -> Any:
+        async with tracker.step(stage="GEN", trace_id="t-gen"):
+            yield 1
+            yield 2
+
+    async def main() -> None:
+        agen = numbers()
+        assert await agen.__anext__() == 1
+        await asyncio.create_task(agen.aclose())  # the step ends in the task's context
+
+    asyncio.run(main())
+    [event] = delivered(tracker, memory)
+    assert (event["stage"], event["trace_id"]) == ("GEN", "t-gen")

@@ -247,8 +247,11 @@ class StepSpec:
         try:
             token = step._token
             if token is not None:
-                _current.reset(token)
                 step._token = None
+                try:  # noqa: SIM105 - contextlib.suppress costs a call on this hot path
+                    _current.reset(token)
+                except ValueError:  # ended in another context (a finalized async generator)
+                    pass
             event = {**self._fields, **step.fields} if step.fields else self._fields.copy()
             event["trace_id"] = step.trace_id
             event[START_NS] = step._start_ns
