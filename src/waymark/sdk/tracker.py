@@ -19,6 +19,9 @@ The trace of a step is, first that applies:
 3. a new trace (a uuid4). Such a step owns its trace: it reports ``trace_status``
    FINISHED when it ends, unless told otherwise.
 
+The decorator times a call up to its return (a coroutine: its awaited result); for a
+generator, use a ``with`` block inside it instead.
+
 Delivery is in the background (:mod:`waymark.sdk.delivery`): a step never waits on the
 network and the tracker never raises into user code.
 """
