@@ -40,8 +40,10 @@ def free_port() -> int:
 class LiveServer:
     """``waymark serve`` in a subprocess on a free loopback port."""
 
-    def __init__(self, store: str, env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
+    def __init__(
+        self, store: str, env: dict[str, str] | None = None, port: int | None = None
+    ) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [
