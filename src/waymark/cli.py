@@ -106,7 +106,7 @@ def status(
     """Where a trace stands (like `okdata status`), or its whole history."""
     with reader(url, tenant) as api:
         if history:
-            rows = [history_row(e) for e in api.events(trace_id)]
+            rows = [history_row(e) for e in api.events(trace_id, page_size=1000)]
             emit(rows, HISTORY_COLUMNS, fmt, title=f"History of {trace_id}")
         else:
             summary = api.summary(trace_id)
@@ -182,7 +182,8 @@ def path_lookup(
 ) -> None:
     """Every trace whose events touched a path, newest first."""
     with reader(url, tenant) as api:
-        rows = api.paths(path)
+        hits = api.paths(path)
+    rows = [{"Trace ID": h.trace_id, "Event ID": h.event_id, "At": h.at} for h in hits]
     emit(rows, PATH_COLUMNS, fmt, title=f"Traces that touched {path}")
 
 

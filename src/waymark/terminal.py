@@ -13,18 +13,24 @@ import json
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
-import httpx
+import orjson
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from waymark.config import server_url
+from waymark.model import Summary
+from waymark.sdk import Client
+from waymark.sdk.errors import APIError, ClientError, WaitTimeout
 
 EXIT_FAILED = 1
 EXIT_NOT_DONE = 2
 EXIT_UNREADABLE = 4
+LONG_POLL_S = 60.0
+PROGRESS_EVERY_S = 5.0
 
 STATUS_COLUMNS = ("Done", "Trace ID", "Status", "Event status", "Errors")
 HISTORY_COLUMNS = (
@@ -44,10 +50,6 @@ PATH_COLUMNS = ("Trace ID", "Event ID", "At")
 err = Console(stderr=True)
 
 
-class Unreadable(Exception):
-    """The server could not be reached or refused the request."""
-
-
 def error_text(errors: Sequence[Any]) -> str:
     """Errors as okdata shows them: the English message of each, else any language."""
     out = []
@@ -60,65 +62,33 @@ def error_text(errors: Sequence[Any]) -> str:
     return "; ".join(out)
 
 
-class Reader:
-    def __init__(self, url: str | None, tenant: str | None) -> None:
-        import os
-
-        headers = {}
-        the_tenant = tenant or os.environ.get("WAYMARK_TENANT")
-        if the_tenant:
-            headers["Waymark-Tenant"] = the_tenant
-        self.http = httpx.Client(base_url=server_url(url), headers=headers, timeout=70.0)
-
-    def get(self, route: str, **params: Any) -> Any:
-        given = {k: v for k, v in params.items() if v is not None}
-        try:
-            response = self.http.get(route, params=given)
-        except httpx.HTTPError as exc:
-            raise Unreadable(f"cannot reach {self.http.base_url}: {exc}") from exc
-        if response.status_code != 200:
-            try:
-                detail = response.json().get("detail", response.text)
-            except ValueError:
-                detail = response.text
-            raise Unreadable(f"{response.status_code}: {detail}")
-        return response.json()
-
-    def summary(self, trace_id: str, wait: float = 0) -> dict[str, Any]:
-        found: dict[str, Any] = self.get(f"/v1/traces/{trace_id}", wait=wait or None)
-        return found
-
-    def events(self, trace_id: str) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        cursor = None
-        while True:
-            page = self.get(f"/v1/traces/{trace_id}/events", limit=1000, cursor=cursor)
-            items += page["items"]
-            cursor = page["next_cursor"]
-            if cursor is None:
-                return items
-
-    def paths(self, path: str) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = [
-            {"Trace ID": h["trace_id"], "Event ID": h["event_id"], "At": h["at"]}
-            for h in self.get("/v1/paths", path=path)["items"]
-        ]
-        return rows
+def client(url: str | None, tenant: str | None) -> Client:
+    """The SDK client the CLI reads and sends with: one retry, long enough for ``?wait``."""
+    return Client(server_url(url), tenant, timeout=LONG_POLL_S + 10, retries=1)
 
 
 @contextlib.contextmanager
-def reader(url: str | None, tenant: str | None) -> Iterator[Reader]:
-    api = Reader(url, tenant)
+def reader(url: str | None, tenant: str | None) -> Iterator[Client]:
+    """A client whose errors end the command with exit code 4 and a clear message."""
+    api = client(url, tenant)
     try:
         yield api
-    except Unreadable as exc:
-        err.print(f"[red]error:[/red] {exc}")
+    except ClientError as exc:
+        report(exc)
         raise typer.Exit(EXIT_UNREADABLE) from exc
     finally:
-        api.http.close()
+        api.close()
 
 
-def status_row(summary: dict[str, Any]) -> dict[str, Any]:
+def report(exc: ClientError) -> None:
+    lines = [str(exc)]
+    if isinstance(exc, APIError):
+        lines += [".".join(map(str, e["loc"])) + ": " + e["msg"] for e in exc.errors]
+    err.print("[red]error:[/red] " + "\n  ".join(lines), highlight=False)
+
+
+def status_row(found: Summary) -> dict[str, Any]:
+    summary = found.model_dump(mode="json")
     return {
         "Done": summary["done"],
         "Trace ID": summary["trace_id"],
@@ -191,75 +161,55 @@ def _cell(value: Any) -> str:
 
 
 def wait_for(trace_id: str, timeout: float, url: str | None, tenant: str | None) -> int:
-    """Long-poll until done; the exit code says how it ended."""
+    """Long-poll until done, showing progress on a terminal; the exit code says how it ended."""
     deadline = time.monotonic() + max(0.0, timeout)
-    api = Reader(url, tenant)
     progress = err.status(f"waiting for {trace_id}") if err.is_terminal else None
-    summary: dict[str, Any] | None = None
-    try:
+    summary: Summary | None = None
+    with reader(url, tenant) as api:
         if progress is not None:
             progress.start()
-        while True:
-            remaining = deadline - time.monotonic()
-            chunk = min(60.0, max(0.0, remaining))
-            try:
-                summary = api.summary(trace_id, wait=chunk)
-            except Unreadable as exc:
-                if "404" not in str(exc) or remaining <= 0:
-                    err.print(f"[red]error:[/red] {exc}")
-                    return EXIT_UNREADABLE
-                time.sleep(min(0.5, max(0.0, remaining)))  # not created yet: keep waiting
-                continue
+        try:
+            while (remaining := deadline - time.monotonic()) > 0:
+                try:
+                    summary = api.wait(trace_id, min(remaining, PROGRESS_EVERY_S))
+                    break
+                except WaitTimeout as exc:
+                    summary = exc.summary or summary
+                if progress is not None and summary is not None:
+                    where = summary.current.stage or summary.current.component or "?"
+                    progress.update(f"waiting for {trace_id}: {summary.state} at {where}")
+            if summary is None:  # never seen: one last plain read says why
+                summary = api.summary(trace_id)
+        finally:
             if progress is not None:
-                current = summary["current"]
-                where = current.get("stage") or current.get("component") or "?"
-                progress.update(f"waiting for {trace_id}: {summary['state']} at {where}")
-            if summary["done"] or deadline - time.monotonic() <= 0:
-                break
-    finally:
-        if progress is not None:
-            progress.stop()
-        api.http.close()
-    typer.echo(f"{trace_id}: {summary['state']} ({summary['outcome']})")
-    if not summary["done"]:
+                progress.stop()
+    typer.echo(f"{trace_id}: {summary.state} ({summary.outcome})")
+    if not summary.done:
         return EXIT_NOT_DONE
-    return EXIT_FAILED if summary["state"] == "FAILED" else 0
+    return EXIT_FAILED if summary.state == "FAILED" else 0
 
 
 def send_events(
     file: str | None, flags: dict[str, str], url: str | None, tenant: str | None
 ) -> int:
     """POST events from a file, stdin or flags; print the accepted ids."""
+    if file is not None and flags:
+        err.print("[red]error:[/red] give either a file or event flags, not both")
+        return EXIT_UNREADABLE
     if file is not None:
-        raw = sys.stdin.buffer.read() if file == "-" else open(file, "rb").read()  # noqa: SIM115
-        if flags:
-            err.print("[red]error:[/red] give either a file or event flags, not both")
+        raw = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
+        try:
+            events = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            err.print(f"[red]error:[/red] {file} is not JSON: {exc}")
             return EXIT_UNREADABLE
     elif "trace_id" in flags:
-        raw = json.dumps(flags).encode()
+        events = flags
     else:
         err.print("[red]error:[/red] give a file ('-' for stdin) or at least --trace-id")
         return EXIT_UNREADABLE
-    api = Reader(url, tenant)
-    try:
-        response = api.http.post(
-            "/v1/events", content=raw, headers={"Content-Type": "application/json"}
-        )
-    except httpx.HTTPError as exc:
-        err.print(f"[red]error:[/red] cannot reach {api.http.base_url}: {exc}")
-        return EXIT_UNREADABLE
-    finally:
-        api.http.close()
-    if response.status_code != 202:
-        try:
-            body = response.json()
-            detail = body.get("detail", "")
-            for item in body.get("errors", []):
-                detail += "\n  " + ".".join(map(str, item["loc"])) + ": " + item["msg"]
-        except ValueError:
-            detail = response.text
-        err.print(f"[red]error {response.status_code}:[/red] {detail}")
-        return EXIT_UNREADABLE
-    for event_id in response.json()["event_ids"]:
+    with reader(url, tenant) as api:
+        result = api.send(events)
+    for event_id in result.event_ids:
         typer.echo(event_id)
     return 0
