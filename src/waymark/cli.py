@@ -66,6 +66,51 @@ def serve(
     )
 
 
+@app.command()
+def collect(
+    store: StoreOpt = None,
+    bus: BusOpt = None,
+    pipelines: PipelinesOpt = None,
+    batch_size: Annotated[
+        int, typer.Option(min=1, max=10_000, help="Most messages per batch")
+    ] = 1000,
+    batch_wait_ms: Annotated[int, typer.Option(min=1, help="Longest wait to fill a batch")] = 50,
+    max_deliveries: Annotated[
+        int, typer.Option(min=1, help="Deliveries before a message the store rejects is parked")
+    ] = 10,
+    log_level: Annotated[str, typer.Option(help="Log level")] = "info",
+) -> None:
+    """Move events from the bus (JetStream) into the store until SIGTERM."""
+    import logging
+
+    from waymark.collector import main as run_collector
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
+    settings = Settings.resolve(store, bus, pipelines)
+    if not settings.bus:
+        raise typer.BadParameter("the collector needs a bus URL (nats://...)", param_hint="--bus")
+    run_collector(
+        settings,
+        batch_size=batch_size,
+        batch_wait_s=batch_wait_ms / 1000,
+        max_deliveries=max_deliveries,
+    )
+
+
+@app.command("dead-letters")
+def dead_letters(
+    store: StoreOpt = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="Most letters to list")] = 100,
+    output: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+) -> None:
+    """List messages the collector parked (could not use), newest first."""
+    from waymark.deadletters import show
+
+    if output not in ("table", "json"):
+        raise typer.BadParameter("must be table or json", param_hint="--format")
+    show(Settings.resolve(store).store, limit=limit, as_json=output == "json")
+
+
 def main() -> None:
     app()
 

@@ -11,9 +11,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from waymark.api import problems, v1
+from waymark.bus import sink_for
 from waymark.config import Settings
 from waymark.pipelines import Pipelines, load
-from waymark.sink import DirectSink, Sink
+from waymark.sink import Sink
 from waymark.store import Store, open_store
 from waymark.watch import Watcher
 
@@ -54,7 +55,7 @@ def create_app(
             else await run_in_threadpool(open_store, settings.store, rules)
         )
         watcher = Watcher()
-        the_sink = sink or DirectSink(the_store, watcher)
+        the_sink = sink or sink_for(settings.bus, the_store, watcher)
         await the_sink.start()
         app.state.services = Services(the_store, the_sink, watcher, rules)
         try:
