@@ -201,7 +201,7 @@ class Collector:
             try:
                 good.append(_Item(delivery, resolver(delivery, self.pipelines)))
             except BadRequest as exc:
-                bad.append((delivery, exc.detail))
+                bad.append((delivery, _unusable(exc)))
         if bad:
             await self._park(bad)
         if good:
@@ -296,6 +296,18 @@ class Collector:
                 await self.bus.publish_changes(tenant, summaries)
             except Exception as exc:
                 log.warning("collector change feed failed tenant=%s error=%s", tenant, _reason(exc))
+
+
+def _unusable(exc: BadRequest) -> str:
+    """Why a message cannot be used: every wrong field (the first ten), else the detail."""
+    if not exc.errors:
+        return exc.detail
+    parts = [
+        f"{'.'.join(str(p) for p in e.get('loc', []))}: {e.get('msg')}"  # type: ignore[attr-defined]
+        for e in exc.errors[:10]
+    ]
+    more = f" (and {len(exc.errors) - 10} more)" if len(exc.errors) > 10 else ""
+    return "; ".join(parts) + more
 
 
 def _reason(exc: BaseException) -> str:

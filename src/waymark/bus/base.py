@@ -174,7 +174,7 @@ class BusSink(Sink):
         self.bus = bus
 
     async def submit(self, records: Sequence[Record]) -> None:
-        prefix = self.bus.settings.prefix
+        prefix = f"{self.bus.settings.prefix}.events"
         messages = [
             replace(m, subject=prefix + m.subject[len(wire.EVENTS_PREFIX) :])
             for m in wire.encode_records(records)

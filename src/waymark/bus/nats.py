@@ -197,10 +197,9 @@ class NatsBus(Bus):
     async def close(self) -> None:
         nc, self._nc, self._js = self._nc, None, None
         if nc is not None and not nc.is_closed:
-            with contextlib.suppress(nats.errors.Error):
-                await nc.drain()
-            if not nc.is_closed:
-                await nc.close()
+            with contextlib.suppress(nats.errors.Error, TimeoutError):
+                await nc.flush(timeout=1)  # acks and change-feed messages still in the buffer
+            await nc.close()
 
     # -- publishing ------------------------------------------------------------------------
 
