@@ -1,0 +1,225 @@
+"""Faults the bus path must survive, with real processes, the real NATS and a real store.
+
+The NATS restart test stops the machine's shared NATS server for a few seconds and
+always starts it again (``finally``)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.bus.conftest import make_events, publish, records_of
+from tests.conftest import LiveServer
+from waymark.model import Record, now_us
+from waymark.store.sqlite import SQLiteStore
+from waymark.summary import summarize
+
+NATS_SERVER = "/usr/sbin/nats-server"
+
+
+def start_collector(store_url: str, bus_url: str, *extra: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "waymark.cli",
+            "collect",
+            "--store",
+            store_url,
+            "--bus",
+            bus_url,
+            *extra,
+        ],
+        stderr=subprocess.PIPE,
+    )
+
+
+def stored_count(path: Path) -> int:
+    with sqlite3.connect(path) as conn:
+        (count,) = conn.execute("SELECT count(*) FROM events").fetchone()
+    return int(count)
+
+
+def wait_for(predicate: object, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def check_summaries(store_url: str, records: list[Record]) -> None:
+    store = SQLiteStore(store_url)
+    try:
+        by_trace: dict[str, list[Record]] = defaultdict(list)
+        for r in records:
+            by_trace[r.trace_id].append(r)
+        now = now_us()
+        for trace_id, group in by_trace.items():
+            stored = store.summary("default", trace_id)
+            expected = summarize(group, now_us=now, stall_timeout_us=24 * 3600 * 1_000_000)
+            assert stored is not None and expected is not None
+            assert stored.model_dump() == expected.model_dump(), trace_id
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+    try:
+        yield started
+    finally:
+        for proc in started:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            if proc.stderr:
+                proc.stderr.close()
+
+
+def test_two_collectors_one_killed_halfway_store_every_event_exactly_once(
+    tmp_path: Path, bus_url: str, procs: list[subprocess.Popen[bytes]]
+) -> None:
+    db = tmp_path / "w.db"
+    store_url = f"sqlite:///{db}"
+    SQLiteStore(store_url).close()  # schema first, so that both collectors find it
+    records = records_of(make_events(2000, 10))
+    publish(bus_url, records, per_message=20)  # 1,000 messages
+    victim = start_collector(store_url, bus_url, "--batch-size", "50")
+    survivor = start_collector(store_url, bus_url, "--batch-size", "50")
+    procs += [victim, survivor]
+
+    assert wait_for(lambda: stored_count(db) >= len(records) // 2, 60), "collectors stalled"
+    victim.send_signal(signal.SIGKILL)
+    assert victim.wait(10) == -signal.SIGKILL
+    assert stored_count(db) < len(records), "killed too late to test anything"
+
+    assert wait_for(lambda: stored_count(db) >= len(records), 60), stored_count(db)
+    survivor.send_signal(signal.SIGTERM)
+    assert survivor.wait(20) == 0
+    assert survivor.stderr is not None
+    log = survivor.stderr.read().decode()
+
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT event_id FROM events").fetchall()
+    assert sorted(r[0] for r in rows) == sorted(r.event_id for r in records)
+    check_summaries(store_url, records)
+    assert "collector stopped batches=" in log
+    assert " parked=0 " in log
+
+
+def nats_running() -> bool:
+    return subprocess.run(["pidof", "nats-server"], capture_output=True).returncode == 0
+
+
+def stop_nats() -> None:
+    subprocess.run(
+        ["start-stop-daemon", "--stop", "--oknodo", "--retry", "10", "--exec", NATS_SERVER],
+        check=True,
+    )
+
+
+def start_nats() -> None:
+    subprocess.run(
+        [
+            "start-stop-daemon",
+            "--start",
+            "--oknodo",
+            "--background",
+            "--exec",
+            NATS_SERVER,
+            "--",
+            "-a",
+            "127.0.0.1",
+            "-p",
+            "4222",
+            "-js",
+            "-sd",
+            "/var/lib/nats-server",
+            "-l",
+            "/var/log/nats-server.log",
+        ],
+        check=True,
+    )
+
+
+def post(server: LiveServer, docs: list[dict[str, object]]) -> httpx.Response:
+    return httpx.post(f"{server.url}/v1/events", json=docs, timeout=10)
+
+
+def test_nats_restart_gives_503_with_retry_after_then_the_api_recovers(
+    tmp_path: Path, bus_url: str, procs: list[subprocess.Popen[bytes]]
+) -> None:
+    db = tmp_path / "w.db"
+    store_url = f"sqlite:///{db}"
+    server = LiveServer(store_url, env={"WAYMARK_BUS": bus_url})
+    accepted: list[str] = []
+    refused = 0
+    batches = iter(
+        [docs[i : i + 10] for docs in [make_events(100, 3, seed=7)] for i in range(0, 300, 10)]
+    )
+    try:
+        first = post(server, next(batches))
+        assert first.status_code == 202, first.text
+        accepted += first.json()["event_ids"]
+        try:
+            stop_nats()
+            for _ in range(3):
+                during = post(server, next(batches))
+                assert during.status_code == 503, during.text
+                assert int(during.headers["Retry-After"]) >= 1
+                assert during.headers["content-type"] == "application/problem+json"
+                refused += 1
+        finally:
+            if not nats_running():
+                start_nats()
+        for batch in batches:  # the API recovers by itself: no restart
+            deadline = time.monotonic() + 30
+            while True:
+                answer = post(server, batch)
+                if answer.status_code == 202:
+                    accepted += answer.json()["event_ids"]
+                    break
+                assert answer.status_code == 503, answer.text
+                assert time.monotonic() < deadline, "the API did not recover"
+                time.sleep(0.2)
+    finally:
+        server.stop()
+    assert refused == 3
+
+    collector = start_collector(store_url, bus_url)
+    procs.append(collector)
+    assert wait_for(lambda: db.exists() and stored_count(db) >= len(accepted), 30)
+    collector.send_signal(signal.SIGTERM)
+    assert collector.wait(20) == 0
+    with sqlite3.connect(db) as conn:
+        stored = sorted(r[0] for r in conn.execute("SELECT event_id FROM events"))
+    assert stored == sorted(accepted)  # no false 202, and no 503 that was stored anyway
+
+
+def test_collector_exits_0_on_sigterm_with_its_counters(
+    tmp_path: Path, bus_url: str, procs: list[subprocess.Popen[bytes]]
+) -> None:
+    db = tmp_path / "w.db"
+    records = records_of(make_events(10, 2))
+    publish(bus_url, records)
+    collector = start_collector(f"sqlite:///{db}", bus_url)
+    procs.append(collector)
+    assert wait_for(lambda: db.exists() and stored_count(db) >= len(records), 30)
+    os.kill(collector.pid, signal.SIGTERM)
+    assert collector.wait(20) == 0
+    assert collector.stderr is not None
+    log = collector.stderr.read().decode()
+    assert f"collector stopped batches=1 messages=1 appended={len(records)} duplicates=0" in log
