@@ -92,14 +92,15 @@ def _newer(where: str, found: str) -> SchemaOutdated:
     )
 
 
-def upgrade(url: str, where: str = "the store") -> tuple[str | None, str]:
-    """Create or upgrade the store's schema to :func:`head`; return (before, after)."""
+def upgrade(url: str, where: str = "the store", target: str = "head") -> tuple[str | None, str]:
+    """Create or upgrade the store's schema to ``target`` (default: :func:`head`);
+    return the revisions (before, after)."""
     with _locked(url) as conn:
         before = current(conn)
-        if before != head():
-            if before is not None and before not in _known():
-                raise _newer(where, before)
-            command.upgrade(_config(conn), "head")
+        if before is not None and before not in _known():
+            raise _newer(where, before)
+        if before != (head() if target == "head" else target):
+            command.upgrade(_config(conn), target)
         return before, current(conn) or ""
 
 
