@@ -51,6 +51,7 @@ def serve(
     import uvicorn
 
     settings = Settings.resolve(store, bus, pipelines)
+    _check_store(settings.store)
     # Workers are separate processes: they read the resolved settings from the environment.
     os.environ["WAYMARK_STORE"] = settings.store
     os.environ["WAYMARK_BUS"] = settings.bus
@@ -109,6 +110,38 @@ def dead_letters(
     if output not in ("table", "json"):
         raise typer.BadParameter("must be table or json", param_hint="--format")
     show(Settings.resolve(store).store, limit=limit, as_json=output == "json")
+
+def _check_store(url: str) -> None:
+    """Refuse to serve a store that cannot be opened (e.g. its schema is outdated)."""
+    from waymark.errors import Unavailable
+    from waymark.store import open_store
+
+    try:
+        open_store(url).close()
+    except (Unavailable, ValueError) as exc:
+        typer.echo(f"waymark: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
+@app.command()
+def migrate(store: StoreOpt = None) -> None:
+    """Create the store's schema, or upgrade it to the one this Waymark needs."""
+    from waymark.errors import Unavailable
+    from waymark.store import migrate as migrations
+
+    url = Settings.resolve(store).store
+    try:
+        before, after = migrations.upgrade(url)
+    except (Unavailable, ValueError) as exc:
+        typer.echo(f"waymark: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    except Exception as exc:  # a server that cannot be reached, refused credentials, ...
+        typer.echo(f"waymark: cannot migrate {url}: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    if before == after:
+        typer.echo(f"schema already at revision {after}")
+    else:
+        typer.echo(f"schema upgraded from {before or 'nothing'} to revision {after}")
 
 
 def main() -> None:
