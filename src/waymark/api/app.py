@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from waymark.api import problems, v1
+from waymark.api import gsm, okdata, openlineage, problems, v1
 from waymark.bus import sink_for
 from waymark.config import Settings
 from waymark.pipelines import Pipelines, load
@@ -74,6 +74,9 @@ def create_app(
     )
     problems.install(app)
     app.include_router(v1.router)
+    app.include_router(okdata.router)
+    app.include_router(gsm.router)
+    app.include_router(openlineage.router)
 
     @app.get("/healthz", tags=["health"])
     async def healthz(request: Request) -> Response:

@@ -1,0 +1,132 @@
+"""OSDU Global Status Monitoring's front door: the status publisher and processor APIs.
+
+The tenant is the ``data-partition-id`` header (required, as on every OSDU API). Errors
+answer OSDU's shape, ``{"code", "reason", "message"}``, with ``errors`` listing the index
+(in the posted list) and field of each bad message.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from waymark.api.anchored import anchored
+from waymark.api.v1 import json_response, services
+from waymark.errors import BadCursor
+from waymark.ingest import check_tenant, invalid, load_json
+from waymark.model import TRACE_ID_MAX, now_us
+from waymark.translate.gsm import (
+    DETAILS_KIND,
+    STATUS_KIND,
+    details_properties,
+    event_query,
+    status_properties,
+    translate,
+)
+
+
+def gsm_error(status: int, detail: str, errors: list[dict[str, Any]]) -> Response:
+    body: dict[str, Any] = {"code": status, "reason": HTTPStatus(status).phrase, "message": detail}
+    if errors:
+        body["errors"] = [_item_error(e) for e in errors]
+    return json_response(body, status)
+
+
+def _item_error(err: dict[str, Any]) -> dict[str, Any]:
+    loc = list(err["loc"])
+    index = loc.pop(0) if loc and isinstance(loc[0], int) else None
+    return {"index": index, "field": ".".join(str(p) for p in loc), "message": err["msg"]}
+
+
+router = APIRouter(tags=["OSDU GSM"], route_class=anchored(gsm_error))
+
+Partition = Annotated[str, Header(alias="data-partition-id", min_length=1, max_length=TRACE_ID_MAX)]
+CorrelationHeader = Annotated[
+    str | None,
+    Header(alias="correlation-id", description="Trace id of messages without correlationId"),
+]
+
+
+def _tenant(partition: str) -> str:
+    return check_tenant(partition, ("header", "data-partition-id"))
+
+
+@router.post("/api/status-publisher/v1/status", summary="Publish status messages (GSM)")
+async def publish_status(
+    request: Request, partition: Partition, correlation_id: CorrelationHeader = None
+) -> Response:
+    """A list of ``{"kind": "status", "properties": {...}}``; all stored or none."""
+    svc = services(request)
+    records, _ = translate(
+        load_json(await request.body()),
+        _tenant(partition),
+        svc.pipelines,
+        now_us(),
+        correlation_id=correlation_id or None,
+        kinds=(STATUS_KIND,),
+    )
+    await svc.sink.submit(records)
+    return json_response({"accepted": len(records)})
+
+
+@router.post("/api/status-publisher/v1/dataset-details", summary="Publish dataset details (GSM)")
+async def publish_dataset_details(
+    request: Request, partition: Partition, correlation_id: CorrelationHeader = None
+) -> Response:
+    """A list of ``{"kind": "datasetDetails", "properties": {...}}``; all stored or none."""
+    svc = services(request)
+    _, details = translate(
+        load_json(await request.body()),
+        _tenant(partition),
+        svc.pipelines,
+        now_us(),
+        correlation_id=correlation_id or None,
+        kinds=(DETAILS_KIND,),
+    )
+    await run_in_threadpool(svc.store.put_dataset_details, details)
+    return json_response({"accepted": len(details)})
+
+
+@router.post("/api/status-processor/v1/status/query", summary="Query status messages (GSM)")
+async def query_status(request: Request, partition: Partition) -> Response:
+    """``{"statusQuery": {...}, "limit": N, "cursor": C}`` -> ``{"results", "cursor"}``."""
+    tenant = _tenant(partition)
+    query, limit, cursor = event_query(load_json(await request.body()))
+    store = services(request).store
+    try:
+        page = await run_in_threadpool(
+            lambda: store.find_events(tenant, query, limit=limit, cursor=cursor)
+        )
+    except BadCursor as exc:  # the cursor came in the body, not the query string
+        raise invalid([{"loc": ["body", "cursor"], "msg": exc.detail}]) from exc
+    return json_response(
+        {"results": [status_properties(d) for d in page.items], "cursor": page.next_cursor}
+    )
+
+
+@router.get("/api/status-processor/v1/dataset-details", summary="Dataset details (GSM)")
+async def get_dataset_details(
+    request: Request,
+    partition: Partition,
+    correlation_id: Annotated[
+        str | None, Query(alias="correlationId", min_length=1, max_length=TRACE_ID_MAX)
+    ] = None,
+    dataset_id: Annotated[
+        str | None, Query(alias="datasetId", min_length=1, max_length=500)
+    ] = None,
+) -> Response:
+    """By ``correlationId`` or ``datasetId`` (one of them required)."""
+    tenant = _tenant(partition)
+    if correlation_id is None and dataset_id is None:
+        raise invalid(
+            [{"loc": ["query", "correlationId"], "msg": "give correlationId or datasetId"}]
+        )
+    store = services(request).store
+    found = await run_in_threadpool(
+        lambda: store.dataset_details(tenant, trace_id=correlation_id, dataset_id=dataset_id)
+    )
+    return json_response({"results": [details_properties(d) for d in found]})

@@ -1,0 +1,121 @@
+"""The okdata status API's front door (oslokommune/dataplatform-status-api).
+
+``POST /status`` starts a trace, ``POST /status/{trace_id}`` adds an event,
+``GET /status/{trace_id}`` lists its events in okdata's names and
+``GET /status-from-path/{b64}`` finds the newest trace that touched an S3 key. Errors
+answer ``{"message": "..."}`` naming the field, as okdata's clients expect. The tenant is
+the optional ``Waymark-Tenant`` header, as on ``/v1``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from waymark.api.anchored import anchored
+from waymark.api.v1 import TenantHeader, TraceIdPath, json_response, services
+from waymark.errors import NotFound
+from waymark.ingest import check_tenant, invalid, load_json, to_records
+from waymark.model import Event
+from waymark.store.base import Page, Store
+from waymark.translate.okdata import create_event, to_item, update_event
+
+MAX_EVENTS = 10_000
+
+
+def okdata_error(status: int, detail: str, errors: list[dict[str, Any]]) -> Response:
+    """okdata's error shape: ``{"message": ...}``; every bad field is named in it."""
+    if errors:
+        parts = []
+        for err in errors:
+            loc = [str(p) for p in err["loc"]]
+            if loc[:1] == ["body"] and len(loc) > 1:
+                loc = loc[1:]
+            parts.append(f"{'.'.join(loc)}: {err['msg']}")
+        detail = "; ".join(parts)
+    return json_response({"message": detail}, status)
+
+
+router = APIRouter(tags=["okdata status API"], route_class=anchored(okdata_error))
+
+
+async def _store(request: Request, event: Event, tenant: str) -> dict[str, Any]:
+    svc = services(request)
+    records = to_records([event], tenant, svc.pipelines)
+    await svc.sink.submit(records)
+    return records[0].doc
+
+
+@router.post("/status", summary="Start a trace (okdata)")
+async def create_status(request: Request, tenant: TenantHeader = None) -> Response:
+    """Stores a first event (STARTED, OK); answers ``{"trace_id": "<dataset>-<uuid4>"}``."""
+    the_tenant = check_tenant(tenant)
+    event = create_event(load_json(await request.body()))
+    await _store(request, event, the_tenant)
+    return json_response({"trace_id": event.trace_id})
+
+
+def _events_page(
+    store: Store, tenant: str, trace_id: str, cursor: str | None
+) -> Page[dict[str, Any]]:
+    return store.events(tenant, trace_id, limit=1000, cursor=cursor)
+
+
+@router.get("/status/{trace_id}", summary="A trace's events in okdata's names")
+async def get_status(
+    request: Request, trace_id: TraceIdPath, tenant: TenantHeader = None
+) -> Response:
+    the_tenant = check_tenant(tenant)
+    store = services(request).store
+    items: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while len(items) < MAX_EVENTS:
+        page = await run_in_threadpool(_events_page, store, the_tenant, trace_id, cursor)
+        items += (to_item(doc) for doc in page.items)
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    if not items:
+        raise NotFound(f"Could not find item: {trace_id}")
+    return json_response(items)
+
+
+@router.post("/status/{trace_id}", summary="Add an event to a trace (okdata)")
+async def update_status(
+    request: Request, trace_id: TraceIdPath, tenant: TenantHeader = None
+) -> Response:
+    """Answers the stored item; 404 if the trace has no events yet."""
+    the_tenant = check_tenant(tenant)
+    event = update_event(load_json(await request.body()), trace_id)
+    found = await run_in_threadpool(services(request).store.summary, the_tenant, trace_id)
+    if found is None:
+        raise NotFound(f"Could not find item: {trace_id}")
+    return json_response(to_item(await _store(request, event, the_tenant)))
+
+
+def decode_path(b64: str) -> str:
+    """An S3 key from its base64 (standard or URL-safe alphabet, padding optional)."""
+    padded = b64 + "=" * (-len(b64) % 4)
+    try:
+        raw = base64.b64decode(padded.replace("-", "+").replace("_", "/"), validate=True)
+        return raw.decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise invalid(
+            [{"loc": ["path", "s3path"], "msg": "must be base64 of a UTF-8 S3 key"}]
+        ) from exc
+
+
+@router.get("/status-from-path/{b64:path}", summary="The newest trace that touched an S3 key")
+async def status_from_path(request: Request, b64: str, tenant: TenantHeader = None) -> Response:
+    the_tenant = check_tenant(tenant)
+    path = decode_path(b64)
+    store = services(request).store
+    hits = await run_in_threadpool(lambda: store.paths(the_tenant, path, limit=1))
+    if not hits:
+        raise NotFound(f"Could not find item: {path}")
+    return json_response({"id": hits[0].trace_id, "trace_id": hits[0].trace_id})
