@@ -111,6 +111,7 @@ def dead_letters(
         raise typer.BadParameter("must be table or json", param_hint="--format")
     show(Settings.resolve(store).store, limit=limit, as_json=output == "json")
 
+
 def _check_store(url: str) -> None:
     """Refuse to serve a store that cannot be opened (e.g. its schema is outdated)."""
     from waymark.errors import Unavailable

@@ -4,7 +4,9 @@ All collectors share one durable pull consumer per stream, so JetStream hands ea
 message to one of them at a time. The loop, per source:
 
 1. fetch up to ``batch_size`` deliveries, waiting at most ``batch_wait_s``;
-2. resolve each (``wire.decode`` then ``ingest.to_records``, the API's own rules);
+2. resolve each: a native message with ``wire.decode`` then ``ingest.to_records`` (the
+   API's own rules), a GSM Service Bus body with ``translate.gsm.from_service_bus`` (the
+   GSM front door's own translator);
 3. append every resolved record in one ``Store.append`` call, then ack them: acks
    come only after the commit, so a crash in between means a redelivery, which the
    store's (tenant, event_id) idempotence turns into a counted duplicate;
@@ -50,6 +52,7 @@ from waymark.model import Record
 from waymark.pipelines import Pipelines, load
 from waymark.store import open_store
 from waymark.store.base import DatasetDetails, Store
+from waymark.translate.gsm import from_service_bus
 
 log = logging.getLogger("waymark.collector")
 
@@ -86,7 +89,15 @@ def resolve_events(delivery: Delivery, pipelines: Pipelines) -> Resolved:
     )
 
 
-RESOLVERS: dict[str, Resolver] = {"events": resolve_events}
+def resolve_gsm(delivery: Delivery, pipelines: Pipelines) -> Resolved:
+    """A GSM Service Bus body (published straight to ``statuschangedtopic``) into records
+    and dataset details, through the HTTP front door's translator. The time of receipt
+    is when the stream stored the message, the same on every delivery."""
+    records, details = from_service_bus(delivery.data, pipelines, delivery.stored_us)
+    return Resolved(records, details)
+
+
+RESOLVERS: dict[str, Resolver] = {"events": resolve_events, "gsm": resolve_gsm}
 
 
 @dataclass

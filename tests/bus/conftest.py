@@ -6,24 +6,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import sqlite3
 import uuid
+from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import nats
 import nats.js.errors
+import psycopg
 import pytest
 
+from tests.conftest import pg_schema
 from waymark.bus import open_bus
 from waymark.bus.base import BusSettings, BusSink
 from waymark.collector import Collector, Counters
 from waymark.ingest import to_records
 from waymark.model import Event, Record, now_us
 from waymark.pipelines import Pipelines
+from waymark.store import open_store
 from waymark.store.base import Store
+from waymark.summary import summarize
 
 NATS = "nats://127.0.0.1:4222"
+DEFAULT_STALL_US = 24 * 3600 * 1_000_000
 
 
 def bus_url_for(suffix: str, **extra: object) -> str:
@@ -48,6 +56,58 @@ async def _delete_streams(settings: BusSettings) -> None:
                 await js.delete_stream(name)
     finally:
         await nc.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Each backend in turn: a fresh SQLite file, then a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'w.db'}"
+        open_store(url).close()  # the schema, so that several collectors can start at once
+        yield url
+    else:
+        with pg_schema() as url:
+            yield url
+
+
+def count_events(store_url: str) -> int:
+    """Events stored, straight from the database (no store code involved)."""
+    if store_url.startswith("sqlite:///"):
+        path = store_url[len("sqlite:///") :]
+        if not Path(path).exists():
+            return 0
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            (count,) = conn.execute("SELECT count(*) FROM events").fetchone()
+    else:
+        with psycopg.connect(store_url) as conn:
+            (count,) = conn.execute("SELECT count(*) FROM events").fetchone()  # type: ignore[misc]
+    return int(count)
+
+
+def stored_ids(store_url: str) -> list[str]:
+    """Every stored event id, sorted, repeats kept."""
+    query = "SELECT event_id FROM events ORDER BY event_id"
+    if store_url.startswith("sqlite:///"):
+        with contextlib.closing(sqlite3.connect(store_url[len("sqlite:///") :])) as conn:
+            rows = conn.execute(query).fetchall()
+    else:
+        with psycopg.connect(store_url) as conn:
+            rows = conn.execute(query).fetchall()
+    return sorted(r[0] for r in rows)
+
+
+def assert_summaries_match(store: Store, records: Sequence[Record]) -> None:
+    """Every stored summary equals the pure summary rule applied to its trace's events."""
+    by_trace: dict[tuple[str, str], list[Record]] = defaultdict(list)
+    for r in records:
+        by_trace[(r.tenant, r.trace_id)].append(r)
+    now = now_us()
+    for (tenant, trace_id), group in by_trace.items():
+        stored = store.summary(tenant, trace_id)
+        expected = summarize(group, now_us=now, stall_timeout_us=DEFAULT_STALL_US)
+        assert stored is not None, trace_id
+        assert expected is not None
+        assert stored.model_dump() == expected.model_dump(), trace_id
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,38 +12,31 @@ import orjson
 import pytest
 from nats.aio.msg import Msg
 
-from tests.bus.conftest import NATS, collect_until, make_events, publish, records_of
+from tests.bus.conftest import (
+    NATS,
+    assert_summaries_match,
+    collect_until,
+    make_events,
+    publish,
+    records_of,
+)
 from waymark.bus import open_bus
 from waymark.bus.base import BusSettings
 from waymark.collector import Collector
 from waymark.errors import Unavailable
-from waymark.model import Record, now_us
 from waymark.pipelines import Pipelines
+from waymark.store import open_store
 from waymark.store.base import AppendResult, Store
 from waymark.store.sqlite import SQLiteStore
-from waymark.summary import summarize
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    the_store = SQLiteStore(f"sqlite:///{tmp_path / 'w.db'}")
+def store(store_url: str) -> Iterator[Store]:
+    the_store = open_store(store_url)
     try:
         yield the_store
     finally:
         the_store.close()
-
-
-def assert_summaries_match(store: Store, records: list[Record]) -> None:
-    by_trace: dict[tuple[str, str], list[Record]] = defaultdict(list)
-    for r in records:
-        by_trace[(r.tenant, r.trace_id)].append(r)
-    now = now_us()
-    for (tenant, trace_id), group in by_trace.items():
-        stored = store.summary(tenant, trace_id)
-        expected = summarize(group, now_us=now, stall_timeout_us=24 * 3600 * 1_000_000)
-        assert stored is not None, trace_id
-        assert expected is not None
-        assert stored.model_dump() == expected.model_dump(), trace_id
 
 
 def raw_publish(url: str, subject_suffix: str, payloads: list[bytes]) -> None:

@@ -7,22 +7,25 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
-from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.bus.conftest import make_events, publish, records_of
-from tests.conftest import LiveServer
-from waymark.model import Record, now_us
-from waymark.store.sqlite import SQLiteStore
-from waymark.summary import summarize
+from tests.bus.conftest import (
+    assert_summaries_match,
+    count_events,
+    make_events,
+    publish,
+    records_of,
+    stored_ids,
+)
+from tests.conftest import LiveServer, pg_schema
+from waymark.store import open_store
 
 NATS_SERVER = "/usr/sbin/nats-server"
 
@@ -44,12 +47,6 @@ def start_collector(store_url: str, bus_url: str, *extra: str) -> subprocess.Pop
     )
 
 
-def stored_count(path: Path) -> int:
-    with sqlite3.connect(path) as conn:
-        (count,) = conn.execute("SELECT count(*) FROM events").fetchone()
-    return int(count)
-
-
 def wait_for(predicate: object, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -57,22 +54,6 @@ def wait_for(predicate: object, timeout_s: float) -> bool:
             return True
         time.sleep(0.05)
     return False
-
-
-def check_summaries(store_url: str, records: list[Record]) -> None:
-    store = SQLiteStore(store_url)
-    try:
-        by_trace: dict[str, list[Record]] = defaultdict(list)
-        for r in records:
-            by_trace[r.trace_id].append(r)
-        now = now_us()
-        for trace_id, group in by_trace.items():
-            stored = store.summary("default", trace_id)
-            expected = summarize(group, now_us=now, stall_timeout_us=24 * 3600 * 1_000_000)
-            assert stored is not None and expected is not None
-            assert stored.model_dump() == expected.model_dump(), trace_id
-    finally:
-        store.close()
 
 
 @pytest.fixture
@@ -90,32 +71,31 @@ def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
 
 
 def test_two_collectors_one_killed_halfway_store_every_event_exactly_once(
-    tmp_path: Path, bus_url: str, procs: list[subprocess.Popen[bytes]]
+    store_url: str, bus_url: str, procs: list[subprocess.Popen[bytes]]
 ) -> None:
-    db = tmp_path / "w.db"
-    store_url = f"sqlite:///{db}"
-    SQLiteStore(store_url).close()  # schema first, so that both collectors find it
     records = records_of(make_events(2000, 10))
     publish(bus_url, records, per_message=20)  # 1,000 messages
     victim = start_collector(store_url, bus_url, "--batch-size", "50")
     survivor = start_collector(store_url, bus_url, "--batch-size", "50")
     procs += [victim, survivor]
 
-    assert wait_for(lambda: stored_count(db) >= len(records) // 2, 60), "collectors stalled"
+    assert wait_for(lambda: count_events(store_url) >= len(records) // 2, 60), "stalled"
     victim.send_signal(signal.SIGKILL)
     assert victim.wait(10) == -signal.SIGKILL
-    assert stored_count(db) < len(records), "killed too late to test anything"
+    assert count_events(store_url) < len(records), "killed too late to test anything"
 
-    assert wait_for(lambda: stored_count(db) >= len(records), 60), stored_count(db)
+    assert wait_for(lambda: count_events(store_url) >= len(records), 60)
     survivor.send_signal(signal.SIGTERM)
     assert survivor.wait(20) == 0
     assert survivor.stderr is not None
     log = survivor.stderr.read().decode()
 
-    with sqlite3.connect(db) as conn:
-        rows = conn.execute("SELECT event_id FROM events").fetchall()
-    assert sorted(r[0] for r in rows) == sorted(r.event_id for r in records)
-    check_summaries(store_url, records)
+    assert stored_ids(store_url) == sorted(r.event_id for r in records)
+    store = open_store(store_url)
+    try:
+        assert_summaries_match(store, records)
+    finally:
+        store.close()
     assert "collector stopped batches=" in log
     assert " parked=0 " in log
 
@@ -162,8 +142,8 @@ def post(server: LiveServer, docs: list[dict[str, object]]) -> httpx.Response:
 def test_nats_restart_gives_503_with_retry_after_then_the_api_recovers(
     tmp_path: Path, bus_url: str, procs: list[subprocess.Popen[bytes]]
 ) -> None:
-    db = tmp_path / "w.db"
-    store_url = f"sqlite:///{db}"
+    store_url = f"sqlite:///{tmp_path / 'w.db'}"
+    open_store(store_url).close()
     server = LiveServer(store_url, env={"WAYMARK_BUS": bus_url})
     accepted: list[str] = []
     refused = 0
@@ -201,25 +181,82 @@ def test_nats_restart_gives_503_with_retry_after_then_the_api_recovers(
 
     collector = start_collector(store_url, bus_url)
     procs.append(collector)
-    assert wait_for(lambda: db.exists() and stored_count(db) >= len(accepted), 30)
+    assert wait_for(lambda: count_events(store_url) >= len(accepted), 30)
     collector.send_signal(signal.SIGTERM)
     assert collector.wait(20) == 0
-    with sqlite3.connect(db) as conn:
-        stored = sorted(r[0] for r in conn.execute("SELECT event_id FROM events"))
-    assert stored == sorted(accepted)  # no false 202, and no 503 that was stored anyway
+    assert stored_ids(store_url) == sorted(
+        accepted
+    )  # no false 202, and no 503 that was stored anyway
 
 
 def test_collector_exits_0_on_sigterm_with_its_counters(
     tmp_path: Path, bus_url: str, procs: list[subprocess.Popen[bytes]]
 ) -> None:
-    db = tmp_path / "w.db"
+    store_url = f"sqlite:///{tmp_path / 'w.db'}"
+    open_store(store_url).close()
     records = records_of(make_events(10, 2))
     publish(bus_url, records)
-    collector = start_collector(f"sqlite:///{db}", bus_url)
+    collector = start_collector(store_url, bus_url)
     procs.append(collector)
-    assert wait_for(lambda: db.exists() and stored_count(db) >= len(records), 30)
+    assert wait_for(lambda: count_events(store_url) >= len(records), 30)
     os.kill(collector.pid, signal.SIGTERM)
     assert collector.wait(20) == 0
     assert collector.stderr is not None
     log = collector.stderr.read().decode()
     assert f"collector stopped batches=1 messages=1 appended={len(records)} duplicates=0" in log
+
+
+def pg_running() -> bool:
+    return subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1"]).returncode == 0
+
+
+def pg_cluster(action: str) -> None:
+    version = sorted(os.listdir("/etc/postgresql"))[-1]
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action], check=True
+    )
+
+
+def test_postgresql_stopped_for_5s_while_events_flow_loses_nothing(
+    bus_url: str, procs: list[subprocess.Popen[bytes]]
+) -> None:
+    docs = make_events(200, 3, seed=11)
+    batches = iter([docs[i : i + 10] for i in range(0, len(docs), 10)])
+    accepted: list[str] = []
+    with pg_schema() as store_url:
+        server = LiveServer(store_url, env={"WAYMARK_BUS": bus_url})
+        collector = start_collector(store_url, bus_url)
+        procs.append(collector)
+        try:
+            for _ in range(5):
+                answer = post(server, next(batches))
+                assert answer.status_code == 202, answer.text
+                accepted += answer.json()["event_ids"]
+            assert wait_for(lambda: count_events(store_url) >= len(accepted), 30)
+            during = 0
+            try:
+                pg_cluster("stop")
+                stopped = time.monotonic()
+                while time.monotonic() - stopped < 5:
+                    answer = post(server, next(batches))
+                    assert answer.status_code == 202, answer.text  # the API keeps accepting
+                    accepted += answer.json()["event_ids"]
+                    during += 1
+                    time.sleep(0.2)
+            finally:
+                if not pg_running():
+                    pg_cluster("start")
+            for batch in batches:
+                answer = post(server, batch)
+                assert answer.status_code == 202, answer.text
+                accepted += answer.json()["event_ids"]
+        finally:
+            server.stop()
+        assert during >= 5
+        assert wait_for(lambda: count_events(store_url) >= len(accepted), 60)
+        collector.send_signal(signal.SIGTERM)
+        assert collector.wait(20) == 0
+        assert collector.stderr is not None
+        log = collector.stderr.read().decode()
+        assert stored_ids(store_url) == sorted(accepted)
+    assert "collector retry messages=" in log  # the outage did reach the collector
