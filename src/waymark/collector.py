@@ -23,7 +23,9 @@ Three outcomes per message, as in arq's worker:
   bytes and reason, ``Store.park``) and terminated, and the messages behind it go
   on. A valid message that the store keeps rejecting with an error other than
   :class:`~waymark.errors.Unavailable` is tried alone once delivered
-  ``max_deliveries`` times, and parked if it fails again.
+  ``max_deliveries`` times, and parked if it fails again; when the store says the
+  input is bad (:class:`~waymark.errors.BadRequest`, e.g. PostgreSQL refusing NUL
+  characters) every message of the batch is tried alone at once.
 
 SIGTERM (or SIGINT) stops fetching; the batch in hand is finished and the process
 exits 0. Log lines have a fixed format (``collector <what> key=value ...``) that
@@ -245,11 +247,15 @@ class Collector:
         return result.traces
 
     async def _retry(self, items: list[_Item], exc: Exception) -> None:
-        if not isinstance(exc, Unavailable):
-            worn = [i for i in items if i.delivery.deliveries >= self.max_deliveries]
+        if isinstance(exc, BadRequest):  # the store refused some record: find which, at once
+            alone, items = items, []
+        elif not isinstance(exc, Unavailable):  # unexpected: alone only once worn out
+            alone = [i for i in items if i.delivery.deliveries >= self.max_deliveries]
             items = [i for i in items if i.delivery.deliveries < self.max_deliveries]
-            for item in worn:
-                await self._try_alone(item)
+        else:
+            alone = []
+        for item in alone:
+            await self._try_alone(item)
         if not items:
             return
         deliveries = max(i.delivery.deliveries for i in items)
@@ -267,10 +273,10 @@ class Collector:
             traces = await self._write([item])
         except Unavailable as exc:
             self.counters.retries += 1
-            await item.delivery.nak(self.backoff_max_s)
-            log.warning("collector retry messages=1 delay=%.2fs error=%s", self.backoff_max_s, exc)
+            await item.delivery.nak(self.backoff_s)
+            log.warning("collector retry messages=1 delay=%.2fs error=%s", self.backoff_s, exc)
         except Exception as exc:
-            reason = f"store rejected it {item.delivery.deliveries} times: {_reason(exc)}"
+            reason = f"the store refused it (delivery {item.delivery.deliveries}): {_reason(exc)}"
             await self._park([(item.delivery, reason)])
         else:
             await item.delivery.ack()

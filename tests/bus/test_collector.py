@@ -20,6 +20,7 @@ from tests.bus.conftest import (
     publish,
     records_of,
 )
+from tests.conftest import pg_schema
 from waymark.bus import open_bus
 from waymark.bus.base import BusSettings
 from waymark.collector import Collector
@@ -174,3 +175,29 @@ def test_the_collector_announces_changed_summaries(store: Store, bus_url: str) -
     for trace_id, doc in last.items():
         stored = store.summary("acme", trace_id)
         assert stored is not None and doc["event_count"] == stored.event_count
+
+
+def test_a_message_postgresql_refuses_is_parked_and_the_rest_of_its_batch_stored(
+    bus_url: str,
+) -> None:
+    """PostgreSQL cannot hold NUL characters (SQLite can): the store refuses such an event
+    as bad input, and the collector finds which message it came in, at once."""
+    good = records_of(make_events(10, 2, seed=3))
+    nul = records_of([{"event_id": "nul-1", "trace_id": "nul", "component": "a\x00b"}])
+    with pg_schema() as url:
+        store = open_store(url)
+        try:
+            publish(bus_url, good[:10], per_message=5)
+            publish(bus_url, nul)
+            publish(bus_url, good[10:], per_message=5)
+            counters = collect_until(
+                store, bus_url, lambda c: c.counters.appended >= len(good) and c.counters.parked
+            )
+            assert (counters.appended, counters.parked) == (len(good), 1)
+            [letter] = store.dead_letters()
+            assert "nul-1" in letter.raw.decode()
+            assert "NUL" in letter.reason or "0x00" in letter.reason, letter.reason
+            assert store.summary("default", "nul") is None
+            assert_summaries_match(store, good)
+        finally:
+            store.close()
