@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test check lint typecheck bench bench-quick clean
+.PHONY: install run test check lint typecheck bench bench-quick bench-tools clean
 
 install: $(STAMP)
 
@@ -29,10 +29,13 @@ check: lint typecheck
 test: check
 	$(BIN)/pytest -q
 
-bench: install
+bench-tools:
+	@command -v wrk >/dev/null || apt-get install -y wrk
+
+bench: install bench-tools
 	$(BIN)/python bench/run.py
 
-bench-quick: install
+bench-quick: install bench-tools
 	$(BIN)/python bench/run.py --quick
 
 clean:

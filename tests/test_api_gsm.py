@@ -280,3 +280,12 @@ def test_dataset_details_need_correlation_or_dataset(client: TestClient) -> None
     response = client.get(READ_DETAILS, headers=OPENDES)
     assert response.status_code == 400
     assert response.json()["errors"][0]["field"] == "query.correlationId"
+
+
+def test_more_than_a_thousand_messages_at_once(client: TestClient) -> None:
+    response = client.post(
+        PUBLISH, json=[status(stage=f"S{i}") for i in range(1001)], headers=OPENDES
+    )
+    assert response.status_code == 413
+    assert response.json()["code"] == 413
+    assert nothing_stored(client)

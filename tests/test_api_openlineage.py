@@ -157,3 +157,10 @@ def test_bodies_that_are_not_run_events(client: TestClient, raw: bytes) -> None:
     response = client.post(URL, content=raw, headers={"content-type": "application/json"})
     assert response.status_code == 400
     assert set(response.json()) >= {"code", "message"}
+
+
+def test_a_bad_tenant_header_answers_in_marquez_shape(client: TestClient) -> None:
+    response = client.post(URL, json=EXAMPLE, headers={"Waymark-Tenant": "a b"})
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["loc"] == ["header", "Waymark-Tenant"]
+    assert events(client) == []

@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
+from waymark import wire
 from waymark.errors import BadRequest
+from waymark.ingest import to_records
 from waymark.model import Status, iso
 from waymark.pipelines import Pipeline, Pipelines
 from waymark.translate.gsm import details_properties, from_service_bus, status_properties
@@ -180,3 +182,32 @@ def test_bad_bodies(body: Any, loc: list[Any] | None) -> None:
         from_service_bus(body, Pipelines(), 0)
     if loc is not None:
         assert locs(exc) == [loc]
+
+
+def test_event_time_and_verdict_survive_a_trip_over_the_bus() -> None:
+    body = (EXAMPLES / "gsm-servicebus-body.json").read_text()  # text works as well as bytes
+    done = status(stage="WORKFLOW", status="SUCCESS", timestamp=1625221800)
+    records, _ = from_service_bus(json.loads(body), Pipelines(), RECEIVED)
+    more, _ = from_service_bus(bus_body(done), Pipelines(), RECEIVED)
+    records += more
+    assert from_service_bus(body, Pipelines(), RECEIVED)[0][0].event_id == records[0].event_id
+    (message,) = wire.encode_records(records)
+    decoded = wire.decode(message.payload)
+    again = to_records(decoded.events, decoded.tenant, Pipelines(), received_us=RECEIVED + 10**9)
+    assert [(r.event_id, r.time_us, r.finishing, r.tenant) for r in again] == [
+        (r.event_id, r.time_us, r.finishing, r.tenant) for r in records
+    ]
+
+
+def test_numeric_versions_are_taken_as_text() -> None:
+    details = {
+        "kind": "datasetDetails",
+        "properties": {"correlationId": "c-1", "datasetId": "d", "datasetVersionId": 17},
+    }
+    records, found = from_service_bus(
+        bus_body(status(recordIdVersion=1763632801123456), details), Pipelines(), 0
+    )
+    assert records[0].doc["record_id_version"] == "1763632801123456"
+    assert found[0].dataset_version_id == "17"
+    with pytest.raises(BadRequest):
+        from_service_bus(bus_body(status(recordIdVersion=True)), Pipelines(), 0)

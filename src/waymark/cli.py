@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated
 
 import typer
 
 from waymark.config import Settings
+from waymark.terminal import (
+    HISTORY_COLUMNS,
+    PATH_COLUMNS,
+    STATUS_COLUMNS,
+    emit,
+    history_row,
+    reader,
+    send_events,
+    status_row,
+    wait_for,
+)
 
 app = typer.Typer(
     name="waymark",
@@ -143,6 +155,114 @@ def migrate(store: StoreOpt = None) -> None:
         typer.echo(f"schema already at revision {after}")
     else:
         typer.echo(f"schema upgraded from {before or 'nothing'} to revision {after}")
+
+
+UrlOpt = Annotated[
+    str | None, typer.Option("--url", help="Waymark server (env WAYMARK_URL)", show_default=False)
+]
+TenantOpt = Annotated[
+    str | None, typer.Option("--tenant", help="Tenant (env WAYMARK_TENANT)", show_default=False)
+]
+
+
+class Format(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+FormatOpt = Annotated[Format, typer.Option("--format", help="Output format")]
+
+
+@app.command()
+def status(
+    trace_id: Annotated[str, typer.Argument(help="The trace to show")],
+    history: Annotated[bool, typer.Option("--history", help="List every event")] = False,
+    fmt: FormatOpt = Format.table,
+    url: UrlOpt = None,
+    tenant: TenantOpt = None,
+) -> None:
+    """Where a trace stands (like `okdata status`), or its whole history."""
+    with reader(url, tenant) as api:
+        if history:
+            rows = [history_row(e) for e in api.events(trace_id)]
+            emit(rows, HISTORY_COLUMNS, fmt, title=f"History of {trace_id}")
+        else:
+            summary = api.summary(trace_id)
+            emit([status_row(summary)], STATUS_COLUMNS, fmt)
+
+
+@app.command()
+def history(
+    trace_id: Annotated[str, typer.Argument(help="The trace to show")],
+    fmt: FormatOpt = Format.table,
+    url: UrlOpt = None,
+    tenant: TenantOpt = None,
+) -> None:
+    """Every event of a trace, in order (same as `status --history`)."""
+    status(trace_id, history=True, fmt=fmt, url=url, tenant=tenant)
+
+
+@app.command()
+def wait(
+    trace_id: Annotated[str, typer.Argument(help="The trace to wait for")],
+    timeout: Annotated[float, typer.Option(help="Give up after this many seconds")] = 300.0,
+    url: UrlOpt = None,
+    tenant: TenantOpt = None,
+) -> None:
+    """Wait until a trace is done. Exit 0: succeeded, 1: failed, 2: not done in time,
+    4: cannot be read."""
+    raise typer.Exit(wait_for(trace_id, timeout, url, tenant))
+
+
+@app.command()
+def send(
+    file: Annotated[
+        str | None,
+        typer.Argument(help="JSON file of one event or a list ('-' for stdin)", show_default=False),
+    ] = None,
+    trace_id: Annotated[
+        str | None, typer.Option(help="Trace id (for one event from flags)")
+    ] = None,
+    event_status: Annotated[
+        str | None, typer.Option("--status", help="SUCCESS, FAILED, IN_PROGRESS, ...")
+    ] = None,
+    trace_status: Annotated[str | None, typer.Option(help="STARTED, CONTINUE, FINISHED")] = None,
+    component: Annotated[str | None, typer.Option()] = None,
+    stage: Annotated[str | None, typer.Option()] = None,
+    operation: Annotated[str | None, typer.Option()] = None,
+    message: Annotated[str | None, typer.Option()] = None,
+    path: Annotated[str | None, typer.Option(help="The file or object the step worked on")] = None,
+    url: UrlOpt = None,
+    tenant: TenantOpt = None,
+) -> None:
+    """Send events: from a JSON file or stdin, or one event from flags."""
+    flags = {
+        "trace_id": trace_id,
+        "status": event_status,
+        "trace_status": trace_status,
+        "component": component,
+        "stage": stage,
+        "operation": operation,
+        "message": message,
+        "path": path,
+    }
+    raise typer.Exit(
+        send_events(file, {k: v for k, v in flags.items() if v is not None}, url, tenant)
+    )
+
+
+@app.command("path")
+def path_lookup(
+    path: Annotated[str, typer.Argument(help="A file or object path")],
+    fmt: FormatOpt = Format.table,
+    url: UrlOpt = None,
+    tenant: TenantOpt = None,
+) -> None:
+    """Every trace whose events touched a path, newest first."""
+    with reader(url, tenant) as api:
+        rows = api.paths(path)
+    emit(rows, PATH_COLUMNS, fmt, title=f"Traces that touched {path}")
 
 
 def main() -> None:

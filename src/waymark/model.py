@@ -11,10 +11,12 @@ pure function of the set of a trace's records (see :mod:`waymark.summary`).
 
 from __future__ import annotations
 
+import os
 import re
+import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -93,21 +95,22 @@ def to_us(moment: datetime) -> int:
 
 
 def from_us(us: int) -> datetime:
-    return datetime.fromtimestamp(us / 1_000_000, UTC).replace(microsecond=us % 1_000_000)
+    return _EPOCH + timedelta(microseconds=us)
 
 
 def iso(us: int | None) -> str | None:
     """RFC 3339 in UTC with microseconds, e.g. ``2026-11-20T10:00:00.250000Z``."""
     if us is None:
         return None
-    return from_us(us).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return (_NAIVE_EPOCH + timedelta(microseconds=us)).isoformat(timespec="microseconds") + "Z"
 
 
 def now_us() -> int:
-    return to_us(datetime.now(UTC))
+    return time.time_ns() // 1000
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NAIVE_EPOCH = datetime(1970, 1, 1)
 
 
 def _parse_time(value: Any) -> Any:
@@ -237,7 +240,12 @@ class Record:
 
 
 def new_event_id() -> str:
-    return str(uuid.uuid4())
+    """A random (version 4) UUID as text; formatted by hand, at a third of ``uuid4()``'s cost."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+
+
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
 
 def touched_paths(doc: dict[str, Any]) -> tuple[str, ...]:
@@ -258,6 +266,21 @@ def touched_paths(doc: dict[str, Any]) -> tuple[str, ...]:
                     if isinstance(item, str):
                         seen[item] = None
     return tuple(seen)
+
+
+def _doc(event: Event) -> dict[str, Any]:
+    """The event's given fields as JSON-ready values (what ``model_dump(mode="json",
+    exclude_none=True)`` gives, at a fraction of its cost on the hot path)."""
+    doc: dict[str, Any] = {}
+    for name, value in event.__dict__.items():
+        if value is None:
+            continue
+        if isinstance(value, StrEnum):
+            value = value.value
+        elif name == "errors":
+            value = [item.model_dump(mode="json") for item in value]
+        doc[name] = value
+    return doc
 
 
 def to_record(
@@ -284,13 +307,13 @@ def to_record(
         else (timestamp_us if timestamp_us is not None else received_us)
     )
     event_id = event.event_id or new_event_id()
-    doc = event.model_dump(mode="json", exclude_none=True)
+    doc = _doc(event)
     doc["event_id"] = event_id
     if start_us is not None:
         doc["start_time"] = iso(start_us)
     if end_us is not None:
         doc["end_time"] = iso(end_us)
-    doc["time"] = iso(time_us)
+    doc["time"] = doc["end_time"] if end_us is not None else iso(time_us)
     errors = tuple(doc.get("errors") or ())
     return Record(
         tenant=tenant,

@@ -7,7 +7,9 @@ returns once the server has acknowledged. Either way, returning means durable.
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Sequence
 
 from starlette.concurrency import run_in_threadpool
@@ -31,11 +33,74 @@ class Sink(ABC):
 
 
 class DirectSink(Sink):
-    def __init__(self, store: Store, watcher: Watcher) -> None:
+    """Append to the store; answer once committed.
+
+    Concurrent requests are committed together (group commit): while one
+    transaction runs, the batches that arrive queue up and go into the next one,
+    so a burst of single-event requests costs a few transactions, not one each.
+    Each request still gets its own answer only after its events are committed;
+    if a group fails, its requests are retried one by one so that one request's
+    failure is never another's.
+    """
+
+    def __init__(
+        self, store: Store, watcher: Watcher, *, max_group_events: int = 5000, writers: int = 1
+    ) -> None:
         self.store = store
         self.watcher = watcher
+        self.max_group_events = max_group_events
+        self.writers = writers
+        self._pending: deque[tuple[Sequence[Record], asyncio.Future[None]]] = deque()
+        self._running = 0
 
     async def submit(self, records: Sequence[Record]) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((records, done))
+        if self._running < self.writers:
+            self._running += 1
+            asyncio.get_running_loop().create_task(self._drain())
+        await done
+
+    def _take(self) -> list[tuple[Sequence[Record], asyncio.Future[None]]]:
+        group = [self._pending.popleft()]
+        size = len(group[0][0])
+        while self._pending and size + len(self._pending[0][0]) <= self.max_group_events:
+            item = self._pending.popleft()
+            group.append(item)
+            size += len(item[0])
+        return group
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                group = self._take()
+                try:
+                    await self._commit(group)
+                except BaseException as exc:
+                    if len(group) == 1:
+                        _settle(group[0][1], exc)
+                        continue
+                    for item in group:
+                        try:
+                            await self._commit([item])
+                        except BaseException as single:
+                            _settle(item[1], single)
+        finally:
+            self._running -= 1
+
+    async def _commit(self, group: list[tuple[Sequence[Record], asyncio.Future[None]]]) -> None:
+        records = [r for batch, _ in group for r in batch]
         result = await run_in_threadpool(self.store.append, records)
+        for _, done in group:
+            _settle(done, None)
         if result.traces:
             self.watcher.notify(result.traces)
+
+
+def _settle(done: asyncio.Future[None], exc: BaseException | None) -> None:
+    if done.done():
+        return
+    if exc is None:
+        done.set_result(None)
+    else:
+        done.set_exception(exc)

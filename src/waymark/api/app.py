@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from waymark.api import gsm, okdata, openlineage, problems, v1
+from waymark.api.fastpath import EventsFastPath
 from waymark.bus import sink_for
 from waymark.config import Settings
 from waymark.pipelines import Pipelines, load
@@ -73,6 +74,7 @@ def create_app(
         lifespan=lifespan,
     )
     problems.install(app)
+    app.add_middleware(EventsFastPath, services=lambda: app.state.services)
     app.include_router(v1.router)
     app.include_router(okdata.router)
     app.include_router(gsm.router)

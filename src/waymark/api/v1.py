@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from waymark.api.fastpath import accept_events
 from waymark.errors import NotFound
 from waymark.ingest import check_tenant, invalid, load_json, parse_events, to_records
 from waymark.model import (
@@ -68,11 +69,11 @@ async def _accept(request: Request, data: Any, tenant: str) -> list[str]:
     },
 )
 async def post_events(request: Request, tenant: TenantHeader = None) -> Response:
-    """Answers 202 once every event is durable; a batch is stored whole or not at all."""
-    the_tenant = check_tenant(tenant)
-    data = load_json(await request.body())
-    ids = await _accept(request, data, the_tenant)
-    return json_response({"accepted": len(ids), "event_ids": ids}, 202)
+    """Answers 202 once every event is durable; a batch is stored whole or not at all.
+
+    (Requests are served by :mod:`waymark.api.fastpath`, which runs the same code.)"""
+    body = await accept_events(services(request), await request.body(), tenant)
+    return Response(body, status_code=202, media_type="application/json")
 
 
 @router.post("/traces", status_code=201, summary="Start a trace for a dataset")
@@ -101,31 +102,7 @@ async def _summary(request: Request, tenant: str, trace_id: str) -> Summary | No
     return await run_in_threadpool(services(request).store.summary, tenant, trace_id)
 
 
-@router.get("/traces/{trace_id}", summary="Where a trace stands", response_model=Summary)
-async def get_trace(
-    request: Request,
-    trace_id: TraceIdPath,
-    wait: Annotated[
-        float,
-        Query(ge=0, le=60, description="Hold the answer up to this many seconds until done."),
-    ] = 0,
-    tenant: TenantHeader = None,
-) -> Response:
-    the_tenant = check_tenant(tenant)
-    if wait > 0:
-
-        async def read() -> Summary | None:
-            return await _summary(request, the_tenant, trace_id)
-
-        summary = await services(request).watcher.wait_done((the_tenant, trace_id), wait, read)
-    else:
-        summary = await _summary(request, the_tenant, trace_id)
-    if summary is None:
-        raise NotFound(f"no trace {trace_id!r}")
-    return summary_response(summary)
-
-
-@router.get("/traces/{trace_id}/events", summary="A trace's events in order")
+@router.get("/traces/{trace_id:path}/events", summary="A trace's events in order")
 async def get_events(
     request: Request,
     trace_id: TraceIdPath,
@@ -209,7 +186,7 @@ async def get_paths(
     )
 
 
-@router.get("/traces/{trace_id}/lineage", summary="What went in and out of each step")
+@router.get("/traces/{trace_id:path}/lineage", summary="What went in and out of each step")
 async def get_lineage(
     request: Request, trace_id: TraceIdPath, tenant: TenantHeader = None
 ) -> Response:
@@ -218,3 +195,28 @@ async def get_lineage(
     if lineage is None:
         raise NotFound(f"no trace {trace_id!r}")
     return json_response({"nodes": lineage.nodes, "edges": lineage.edges})
+
+
+# Declared last: trace ids may hold "/", so this route matches whatever the others did not.
+@router.get("/traces/{trace_id:path}", summary="Where a trace stands", response_model=Summary)
+async def get_trace(
+    request: Request,
+    trace_id: TraceIdPath,
+    wait: Annotated[
+        float,
+        Query(ge=0, le=60, description="Hold the answer up to this many seconds until done."),
+    ] = 0,
+    tenant: TenantHeader = None,
+) -> Response:
+    the_tenant = check_tenant(tenant)
+    if wait > 0:
+
+        async def read() -> Summary | None:
+            return await _summary(request, the_tenant, trace_id)
+
+        summary = await services(request).watcher.wait_done((the_tenant, trace_id), wait, read)
+    else:
+        summary = await _summary(request, the_tenant, trace_id)
+    if summary is None:
+        raise NotFound(f"no trace {trace_id!r}")
+    return summary_response(summary)

@@ -38,9 +38,10 @@ from pydantic import (
     ValidationError,
 )
 
-from waymark.errors import BadRequest
+from waymark.errors import BadRequest, TooLarge
 from waymark.ingest import check_tenant, invalid, to_records
 from waymark.model import (
+    MAX_BATCH,
     ErrorItem,
     Event,
     Name,
@@ -71,6 +72,14 @@ def _number(value: Any) -> Any:
 Timestamp = Annotated[float, BeforeValidator(_number), Field(ge=0, le=253_402_300_799_999)]
 
 
+def _version_text(value: Any) -> Any:
+    """Record and dataset versions are numbers in OSDU; the samples send them as text."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+Version = Annotated[Name, BeforeValidator(_version_text)]
+
+
 class DatasetType(StrEnum):
     FILE = "FILE"
     FILE_COLLECTION = "FILE_COLLECTION"
@@ -85,7 +94,7 @@ class _Properties(BaseModel):
 
 class StatusProperties(_Properties):
     record_id: Name | None = Field(None, alias="recordId")
-    record_id_version: Name | None = Field(None, alias="recordIdVersion")
+    record_id_version: Version | None = Field(None, alias="recordIdVersion")
     stage: Name
     status: Status
     message: Text | None = None
@@ -96,7 +105,7 @@ class StatusProperties(_Properties):
 
 class DetailsProperties(_Properties):
     dataset_id: Name = Field(alias="datasetId")
-    dataset_version_id: Name | None = Field(None, alias="datasetVersionId")
+    dataset_version_id: Version | None = Field(None, alias="datasetVersionId")
     dataset_type: DatasetType | None = Field(None, alias="datasetType")
     record_count: Annotated[StrictInt, Field(ge=0)] | None = Field(None, alias="recordCount")
 
@@ -170,6 +179,8 @@ def translate(
     """
     if not isinstance(items, list) or not items:
         raise invalid([{"loc": [*where], "msg": "must be a non-empty list of messages"}])
+    if len(items) > MAX_BATCH:
+        raise TooLarge(f"{len(items)} messages; at most {MAX_BATCH} are accepted at once")
     errors: list[dict[str, Any]] = []
     events: list[Event] = []
     details: list[DatasetDetails] = []
@@ -225,7 +236,7 @@ def from_service_bus(
     as records and dataset details; :class:`BadRequest` (with per-field ``errors``) if any
     part of it is invalid, in which case nothing of it should be stored."""
     data = body
-    if isinstance(body, bytes | bytearray | memoryview):
+    if isinstance(body, str | bytes | bytearray | memoryview):
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError as exc:

@@ -91,11 +91,11 @@ ITEM_FIELDS = (
 
 
 class StatusItem(BaseModel):
-    """One okdata status item as a producer posts it (current names)."""
+    """One okdata status item as a producer posts it (current names). A ``trace_id`` in it
+    is ignored: the server makes it (create) or the path names it (update)."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    trace_id: StrictStr | None = None  # the server's (create) or the path's (update) wins
     domain: Name | None = None
     domain_id: Name | None = None
     start_time: Time | None = None

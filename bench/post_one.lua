@@ -1,0 +1,13 @@
+-- wrk script: one native event per POST, a new trace every 10 requests.
+local counter = 0
+request = function()
+  counter = counter + 1
+  local body = string.format(
+    '{"trace_id":"bench-%d-%d","component":"writer","stage":"WRITE","status":"SUCCESS",' ..
+    '"end_time":"2026-11-20T10:00:00Z","path":"raw/bench/%d.csv"}',
+    math.random(1, 1000000000), math.floor(counter / 10), counter)
+  return wrk.format("POST", "/v1/events", {["Content-Type"] = "application/json"}, body)
+end
+done = function(summary, latency, requests)
+  io.write(string.format("LATENCY_US p50=%d p99=%d\n", latency:percentile(50), latency:percentile(99)))
+end

@@ -1,0 +1,254 @@
+"""Waymark's benchmarks: every figure next to the raw limit measured in the same run.
+
+    python bench/run.py [--quick] [--only NAME ...]
+
+Prints a table and writes ``bench/results.json``. The server under test is pinned to
+CPU 0 and the load generator (wrk) to CPU 1, so that the generator is not the
+bottleneck; the bare-ASGI row shows the generator's and uvicorn's own ceiling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+PY = sys.executable
+console = Console()
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def pinned(cpu: int, argv: list[str]) -> list[str]:
+    return ["taskset", "-c", str(cpu), *argv] if shutil.which("taskset") else argv
+
+
+@contextlib.contextmanager
+def server(argv: list[str], port: int, env: dict[str, str] | None = None) -> Iterator[str]:
+    """Run a server on CPU 0 until the block ends; yields its base URL."""
+    proc = subprocess.Popen(pinned(0, argv), env={**os.environ, **(env or {})}, cwd=HERE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError(f"server {argv} did not start")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def waymark_server(store: str, port: int, **env: str) -> contextlib.AbstractContextManager[str]:
+    argv = [PY, "-m", "waymark.cli", "serve", "--port", str(port), "--store", store]
+    return server([*argv, "--log-level", "warning"], port, env)
+
+
+def wrk(
+    url: str, script: str, seconds: float, connections: int, env: dict[str, str] | None = None
+) -> dict[str, float]:
+    """Run wrk on CPU 1; requests/s and latency percentiles (µs)."""
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is missing: `apt-get install wrk` (make bench installs it)")
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(HERE / script), url]
+    out = subprocess.run(
+        pinned(1, argv), capture_output=True, text=True, env={**os.environ, **(env or {})}
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    lat = re.search(r"LATENCY_US p50=(\d+) p99=(\d+)", out)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        raise RuntimeError(f"wrk saw {errors.group(1)} error responses:\n{out}")
+    result = {"rps": rps}
+    if lat:
+        result |= {"p50_us": float(lat.group(1)), "p99_us": float(lat.group(2))}
+    return result
+
+
+def row(name: str, figure: float, unit: str, limit: float | None, note: str = "") -> dict[str, Any]:
+    return {
+        "workload": name,
+        "figure": round(figure, 1),
+        "unit": unit,
+        "raw_limit": None if limit is None else round(limit, 1),
+        "ratio": None if not limit else round(figure / limit, 3),
+        "note": note,
+    }
+
+
+# -- workloads ----------------------------------------------------------------------------------
+
+
+def single_posts(quick: bool) -> list[dict[str, Any]]:
+    seconds = 5 if quick else 15
+    with tempfile.TemporaryDirectory() as tmp:
+        port = free_port()
+        with waymark_server(f"sqlite:///{tmp}/w.db", port) as url:
+            wrk(url, "post_one.lua", 2, 64)  # warm up
+            ours = wrk(url, "post_one.lua", seconds, 64)
+    port = free_port()
+    argv = [PY, "-m", "uvicorn", "bare_asgi:app", "--port", str(port), "--log-level", "warning"]
+    with server([*argv, "--no-access-log"], port) as url:
+        wrk(url, "post_one.lua", 2, 64)
+        bare = wrk(url, "post_one.lua", seconds, 64)
+    return [
+        row("bare ASGI app, single POSTs (generator/uvicorn ceiling)", bare["rps"], "req/s", None),
+        row("single-event POSTs, SQLite direct", ours["rps"], "events/s", bare["rps"],
+            "limit: bare ASGI app, same uvicorn settings"),
+    ]  # fmt: skip
+
+
+def sample_records(n: int, traces: int, prefix: str = "pre") -> Iterator[list[Any]]:
+    """Batches of 1,000 records: ``n`` events over ``traces`` traces."""
+    from waymark.model import Event, now_us, to_record
+
+    batch: list[Any] = []
+    received = now_us()
+    for i in range(n):
+        t = i % traces
+        event = Event(
+            trace_id=f"{prefix}-{t}",
+            component="writer" if t % 2 else "reader",
+            stage="WRITE",
+            domain="dataset",
+            domain_id=f"ds{t % 500}/1",
+            end_time=1_795_000_000_000 + i,  # epoch ms
+            path=f"raw/{prefix}/{t}.csv",
+            trace_status="FINISHED" if i // traces == 9 else "CONTINUE",
+        )
+        batch.append(to_record(event, "default", received))
+        if len(batch) == 1000:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def batched_posts_sqlite(quick: bool) -> list[dict[str, Any]]:
+    from waymark.store.sql import INSERT_EVENT, INSERT_PATH, event_row, path_rows
+    from waymark.store.sqlite import SQLiteStore
+
+    seconds = 5 if quick else 15
+    with tempfile.TemporaryDirectory() as tmp:
+        port = free_port()
+        with waymark_server(f"sqlite:///{tmp}/w.db", port) as url:
+            ours = wrk(url, "post_batch.lua", seconds, 4)
+        # raw: the same rows into the same schema, executemany in one transaction per 500
+        store = SQLiteStore(f"sqlite:///{tmp}/raw.db")
+        n = 100_000 if quick else 300_000
+        rows = [r for batch in sample_records(n, n // 10, "raw") for r in batch]
+        conn = store._writer
+        start = time.perf_counter()
+        for i in range(0, n, 500):
+            chunk = rows[i : i + 500]
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(INSERT_EVENT, [event_row(r) for r in chunk])
+            conn.executemany(INSERT_PATH, path_rows(chunk))
+            conn.execute("COMMIT")
+        raw = n / (time.perf_counter() - start)
+        store.close()
+    return [
+        row("batched POSTs (500), SQLite direct", ours["rps"] * 500, "events/s", raw,
+            "limit: executemany of the same rows, one transaction per 500"),
+    ]  # fmt: skip
+
+
+def reads(quick: bool) -> list[dict[str, Any]]:
+    from waymark.store.sqlite import SQLiteStore
+
+    n = 200_000 if quick else 1_000_000
+    traces = n // 10
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        url_db = f"sqlite:///{tmp}/w.db"
+        store = SQLiteStore(url_db)
+        start = time.perf_counter()
+        for batch in sample_records(n, traces):
+            store.append(batch)
+        load_s = time.perf_counter() - start
+        store.close()
+        console.print(f"preloaded {n:,} events in {load_s:.0f} s ({n / load_s:,.0f} events/s)")
+        port = free_port()
+        with waymark_server(url_db, port) as url:
+            assert httpx.get(f"{url}/v1/traces/pre-1").status_code == 200
+            for kind, label in (
+                ("summary", "summary GET"),
+                ("events", "events page (100)"),
+                ("search", "trace search, two filters"),
+                ("path", "path lookup"),
+            ):
+                env = {"WRK_KIND": kind, "WRK_TRACES": str(traces)}
+                wrk(url, "get_random.lua", 2, 16, env)
+                got = wrk(url, "get_random.lua", 5 if quick else 10, 16, env)
+                note = f"{n:,} events stored, 16 concurrent clients; {got['rps']:,.0f} req/s"
+                out.append(row(f"{label} p50", got["p50_us"] / 1000, "ms", None, note))
+                out.append(row(f"{label} p99", got["p99_us"] / 1000, "ms", None, note))
+    return out
+
+
+WORKLOADS: dict[str, Callable[[bool], list[dict[str, Any]]]] = {
+    "single": single_posts,
+    "batch": batched_posts_sqlite,
+    "reads": reads,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a run under 2 minutes")
+    parser.add_argument("--only", nargs="*", choices=sorted(WORKLOADS), help="run only these")
+    args = parser.parse_args()
+    rows: list[dict[str, Any]] = []
+    for name in args.only or WORKLOADS:
+        console.print(f"[bold]running {name}[/bold]")
+        rows += WORKLOADS[name](args.quick)
+    table = Table(title="Waymark benchmarks (ratio = figure / raw limit, same run)")
+    for column in ("workload", "figure", "unit", "raw limit", "ratio", "note"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        cells = [r["workload"], f"{r['figure']:,}", r["unit"],
+                 "" if r["raw_limit"] is None else f"{r['raw_limit']:,}",
+                 "" if r["ratio"] is None else f"{r['ratio']:.0%}", r["note"]]  # fmt: skip
+        table.add_row(*cells)
+    console.print(table)
+    machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": sys.version}
+    results = {"quick": args.quick, "machine": machine, "rows": rows}
+    (HERE / "results.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""``POST /v1/events`` served straight from ASGI: the hot path of every producer.
+
+FastAPI's routing and dependency resolution cost more per request than
+validating and storing a small event, so this middleware answers the one
+endpoint that producers call thousands of times a second before the router
+sees it. It runs the same :func:`accept_events` as the documented route in
+:mod:`waymark.api.v1`, and answers errors with the same problem details.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from waymark.api.problems import PROBLEM_JSON, from_error
+from waymark.errors import TooLarge, WaymarkError
+from waymark.ingest import MAX_REQUEST_BYTES, check_tenant, load_json, parse_events, to_records
+
+if TYPE_CHECKING:
+    from waymark.api.app import Services
+
+PATH = "/v1/events"
+
+
+async def accept_events(services: Services, raw: bytes, tenant_header: str | None) -> bytes:
+    """Validate, store (or publish) and answer: the body of the 202."""
+    tenant = check_tenant(tenant_header)
+    records = to_records(parse_events(load_json(raw)), tenant, services.pipelines)
+    await services.sink.submit(records)
+    return orjson.dumps({"accepted": len(records), "event_ids": [r.event_id for r in records]})
+
+
+class EventsFastPath:
+    def __init__(self, app: ASGIApp, services: Callable[[], Services]) -> None:
+        self.app = app
+        self.services = services
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        tenant = None
+        for name, value in scope["headers"]:
+            if name == b"waymark-tenant":
+                tenant = value.decode("latin-1")
+        try:
+            raw = await _read_body(receive)
+            status, body, media = 202, await accept_events(self.services(), raw, tenant), None
+        except WaymarkError as exc:
+            response = from_error(exc)
+            status, body, media = response.status_code, bytes(response.body), PROBLEM_JSON
+        headers = [(b"content-type", (media or "application/json").encode())]
+        headers.append((b"content-length", str(len(body)).encode()))
+        if status == 503:
+            headers.append((b"retry-after", b"1"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message: Message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_REQUEST_BYTES:
+            raise TooLarge(f"body is more than the limit of {MAX_REQUEST_BYTES} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
