@@ -200,7 +200,7 @@ def bus_path(
                     "--log-level",
                     "warning",
                 ],
-                **quiet,  # fmt: skip
+                **quiet,
             )
         )
         for _ in range(collectors):
@@ -218,7 +218,7 @@ def bus_path(
                         "--log-level",
                         "warning",
                     ],
-                    **quiet,  # fmt: skip
+                    **quiet,
                 )
             )
         deadline = time.monotonic() + 30

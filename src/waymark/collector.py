@@ -40,7 +40,7 @@ import logging
 import random
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,7 +117,10 @@ class Collector:
       tried alone and parked if it fails again (10);
     - ``backoff_s`` / ``backoff_max_s``: first and longest redelivery delay after a
       store error (0.5 s, 30 s);
-    - ``stats_every_s``: how often the counters are logged (60 s).
+    - ``stats_every_s``: how often the counters are logged (60 s);
+    - ``max_append_events``: most events in one ``Store.append``; a batch of big
+      messages is appended (and acked) in several transactions of whole messages,
+      so that memory and transaction size stay bounded (20,000).
     """
 
     def __init__(
@@ -132,6 +135,7 @@ class Collector:
         backoff_s: float = 0.5,
         backoff_max_s: float = 30.0,
         stats_every_s: float = 60.0,
+        max_append_events: int = 20_000,
     ) -> None:
         self.store = store
         self.bus = bus
@@ -142,8 +146,10 @@ class Collector:
         self.backoff_s = backoff_s
         self.backoff_max_s = backoff_max_s
         self.stats_every_s = stats_every_s
+        self.max_append_events = max_append_events
         self.counters = Counters()
         self._stopping = asyncio.Event()
+        self._announcing: asyncio.Task[None] | None = None
 
     # -- running ---------------------------------------------------------------------------
 
@@ -167,6 +173,7 @@ class Collector:
                 await asyncio.gather(*(self._drain(s) for s in sources))
             finally:
                 stats.cancel()
+                await self.announced()
         log.info("collector stopped %s", self.counters.line())
         return self.counters
 
@@ -217,8 +224,8 @@ class Collector:
                 bad.append((delivery, _unusable(exc)))
         if bad:
             await self._park(bad)
-        if good:
-            await self._store(good)
+        for chunk in _chunks(good, self.max_append_events):
+            await self._store(chunk)
         log.debug(
             "collector batch messages=%d parked=%d ms=%.1f",
             len(batch),
@@ -234,7 +241,7 @@ class Collector:
             return
         for item in items:
             await item.delivery.ack()
-        await self._announce(traces)
+        await self._announce_later(traces)
 
     async def _write(self, items: Sequence[_Item]) -> list[tuple[str, str]]:
         records = [r for i in items for r in i.resolved.records]
@@ -302,6 +309,17 @@ class Collector:
             log.warning("collector parked subject=%s reason=%s", delivery.subject, reason)
             await delivery.term()
 
+    async def _announce_later(self, traces: Sequence[tuple[str, str]]) -> None:
+        """Announce while the next batch is fetched; at most one announcement in flight."""
+        await self.announced()
+        self._announcing = asyncio.create_task(self._announce(traces))
+
+    async def announced(self) -> None:
+        """Wait for the announcement in flight, if any."""
+        if self._announcing is not None:
+            await self._announcing
+            self._announcing = None
+
     async def _announce(self, traces: Sequence[tuple[str, str]]) -> None:
         """Publish the changed summaries, per tenant; a failure only delays waiters."""
         by_tenant: dict[str, list[str]] = {}
@@ -313,6 +331,21 @@ class Collector:
                 await self.bus.publish_changes(tenant, summaries)
             except Exception as exc:
                 log.warning("collector change feed failed tenant=%s error=%s", tenant, _reason(exc))
+
+
+def _chunks(items: list[_Item], most_events: int) -> Iterator[list[_Item]]:
+    """Whole messages in groups of at most ``most_events`` events (a bigger message alone)."""
+    chunk: list[_Item] = []
+    size = 0
+    for item in items:
+        n = len(item.resolved.records)
+        if chunk and size + n > most_events:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(item)
+        size += n
+    if chunk:
+        yield chunk
 
 
 def _unusable(exc: BadRequest) -> str:

@@ -147,10 +147,26 @@ class Bus(ABC):
         """Call ``handler`` for every change-feed message from now on."""
 
 
-def encode_changes(tenant: str, summaries: Sequence[Summary]) -> bytes:
-    """Change-feed body: ``{"tenant": ..., "summaries": [<Summary JSON>, ...]}``."""
-    docs = b",".join(s.model_dump_json().encode() for s in summaries)
-    return b'{"tenant":' + orjson.dumps(tenant) + b',"summaries":[' + docs + b"]}"
+def encode_changes(tenant: str, summaries: Sequence[Summary], most_bytes: int) -> list[bytes]:
+    """Change-feed bodies ``{"tenant": ..., "summaries": [<Summary JSON>, ...]}`` of at most
+    ``most_bytes`` each; a summary too big on its own travels as its trace id and state."""
+    head = b'{"tenant":' + orjson.dumps(tenant) + b',"summaries":['
+    room = most_bytes - len(head) - 2
+    bodies: list[bytes] = []
+    docs: list[bytes] = []
+    size = 0
+    for summary in summaries:
+        doc = summary.model_dump_json().encode()
+        if len(doc) > room:
+            doc = orjson.dumps(summary.model_dump(include={"trace_id", "tenant", "done", "state"}))
+        if docs and size + len(doc) + 1 > room:
+            bodies.append(head + b",".join(docs) + b"]}")
+            docs, size = [], 0
+        docs.append(doc)
+        size += len(doc) + 1
+    if docs:
+        bodies.append(head + b",".join(docs) + b"]}")
+    return bodies
 
 
 def decode_changes(data: bytes) -> tuple[str, list[dict[str, Any]]] | None:

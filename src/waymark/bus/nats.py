@@ -61,6 +61,7 @@ from waymark.model import Summary
 
 log = logging.getLogger("waymark.bus")
 
+CHANGES_BYTES = 256 * 1024  # most bytes per change-feed message (the server's limit: 1 MB)
 RETRY_CONNECT_S = 1.0  # after a failed first connect, answer Unavailable at once for this long
 
 
@@ -263,10 +264,10 @@ class NatsBus(Bus):
             return
         await self._jetstream()
         assert self._nc is not None
+        subject = self.settings.changes_subject(tenant)
         try:
-            await self._nc.publish(
-                self.settings.changes_subject(tenant), encode_changes(tenant, summaries)
-            )
+            for body in encode_changes(tenant, summaries, CHANGES_BYTES):
+                await self._nc.publish(subject, body)
         except nats.errors.Error as exc:
             log.warning("bus change feed publish failed: %r", exc)
 
