@@ -145,6 +145,8 @@ def test_nats_restart_gives_503_with_retry_after_then_the_api_recovers(
     store_url = f"sqlite:///{tmp_path / 'w.db'}"
     open_store(store_url).close()
     server = LiveServer(store_url, env={"WAYMARK_BUS": bus_url})
+    collector = start_collector(store_url, bus_url)  # lives through the restart too
+    procs.append(collector)
     accepted: list[str] = []
     refused = 0
     batches = iter(
@@ -154,6 +156,7 @@ def test_nats_restart_gives_503_with_retry_after_then_the_api_recovers(
         first = post(server, next(batches))
         assert first.status_code == 202, first.text
         accepted += first.json()["event_ids"]
+        assert wait_for(lambda: count_events(store_url) >= len(accepted), 30)
         try:
             stop_nats()
             for _ in range(3):
@@ -179,14 +182,11 @@ def test_nats_restart_gives_503_with_retry_after_then_the_api_recovers(
         server.stop()
     assert refused == 3
 
-    collector = start_collector(store_url, bus_url)
-    procs.append(collector)
     assert wait_for(lambda: count_events(store_url) >= len(accepted), 30)
     collector.send_signal(signal.SIGTERM)
     assert collector.wait(20) == 0
-    assert stored_ids(store_url) == sorted(
-        accepted
-    )  # no false 202, and no 503 that was stored anyway
+    # no false 202, and no 503 whose events were stored anyway
+    assert stored_ids(store_url) == sorted(accepted)
 
 
 def test_collector_exits_0_on_sigterm_with_its_counters(

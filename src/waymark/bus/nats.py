@@ -190,6 +190,8 @@ class NatsBus(Bus):
         log.warning("bus error %r", exc)
 
     async def _on_disconnected(self) -> None:
+        if self._nc is None:  # closing
+            return
         log.warning("bus disconnected from %s", self._where)
 
     async def _on_reconnected(self) -> None:
