@@ -195,6 +195,13 @@ async def delete_streams(settings: BusSettings) -> None:
         await nc.close()
 
 
+def waymark(*args: str) -> subprocess.Popen[bytes]:
+    """A ``waymark`` command in a subprocess, output discarded."""
+    return subprocess.Popen(
+        [PY, "-m", "waymark.cli", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
 def bus_path(
     store: str, docs: list[dict[str, Any]], collectors: int, concurrency: int
 ) -> dict[str, Any]:
@@ -206,45 +213,10 @@ def bus_path(
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     procs: list[subprocess.Popen[bytes]] = []
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    common = ["--store", store, "--bus", bus, "--log-level", "warning"]
     try:
-        procs.append(
-            subprocess.Popen(
-                [
-                    PY,
-                    "-m",
-                    "waymark.cli",
-                    "serve",
-                    "--port",
-                    str(port),
-                    "--store",
-                    store,
-                    "--bus",
-                    bus,
-                    "--log-level",
-                    "warning",
-                ],
-                **quiet,
-            )
-        )
-        for _ in range(collectors):
-            procs.append(
-                subprocess.Popen(
-                    [
-                        PY,
-                        "-m",
-                        "waymark.cli",
-                        "collect",
-                        "--store",
-                        store,
-                        "--bus",
-                        bus,
-                        "--log-level",
-                        "warning",
-                    ],
-                    **quiet,
-                )
-            )
+        procs.append(waymark("serve", "--port", str(port), *common))
+        procs += [waymark("collect", *common) for _ in range(collectors)]
         deadline = time.monotonic() + 30
         while True:
             try:

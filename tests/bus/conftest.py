@@ -70,6 +70,16 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
             yield url
 
 
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    """The store at ``store_url``, open for the test."""
+    the_store = open_store(store_url)
+    try:
+        yield the_store
+    finally:
+        the_store.close()
+
+
 def count_events(store_url: str) -> int:
     """Events stored, straight from the database (no store code involved)."""
     if store_url.startswith("sqlite:///"):

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import nats
 import orjson
-import pytest
 from nats.aio.msg import Msg
 
 from tests.bus.conftest import (
@@ -29,15 +27,6 @@ from waymark.pipelines import Pipelines
 from waymark.store import open_store
 from waymark.store.base import AppendResult, Store
 from waymark.store.sqlite import SQLiteStore
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    the_store = open_store(store_url)
-    try:
-        yield the_store
-    finally:
-        the_store.close()
 
 
 def raw_publish(url: str, subject_suffix: str, payloads: list[bytes]) -> None:

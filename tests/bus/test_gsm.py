@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import nats
 import orjson
-import pytest
 
 from tests.bus.conftest import NATS, collect_until
 from waymark.bus import open_bus
 from waymark.bus.base import BusSettings
-from waymark.store import open_store
 from waymark.store.base import Store
 
 EXAMPLE = Path("/work/shared/examples/gsm-servicebus-body.json")
@@ -44,15 +41,6 @@ BODY: dict[str, Any] = {
     }
 }
 TRACE = "7d3f0c8e-2b1a-4c55-9a43-0e6d2f1b8c11"
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    the_store = open_store(store_url)
-    try:
-        yield the_store
-    finally:
-        the_store.close()
 
 
 def publish_gsm(bus_url: str, bodies: list[bytes]) -> None:
