@@ -25,7 +25,13 @@ Three outcomes per message, as in arq's worker:
   :class:`~waymark.errors.Unavailable` is tried alone once delivered
   ``max_deliveries`` times, and parked if it fails again; when the store says the
   input is bad (:class:`~waymark.errors.BadRequest`, e.g. PostgreSQL refusing NUL
-  characters) every message of the batch is tried alone at once.
+  characters) every message of the batch is tried alone at once. A message the
+  collector fails to read for a reason of its own (a bug, not a
+  :class:`~waymark.errors.BadRequest`) is retried like a store error and parked
+  after ``max_deliveries``.
+
+An ack, nak or term that cannot be sent (NATS down) is dropped: the message comes
+back after the consumer's ack wait, and the store's idempotence makes it a duplicate.
 
 SIGTERM (or SIGINT) stops fetching; the batch in hand is finished and the process
 exits 0. Log lines have a fixed format (``collector <what> key=value ...``) that
@@ -215,13 +221,13 @@ class Collector:
         started = time.perf_counter()
         self.counters.batches += 1
         self.counters.messages += len(batch)
-        good: list[_Item] = []
-        bad: list[tuple[Delivery, str]] = []
-        for delivery in batch:
-            try:
-                good.append(_Item(delivery, resolver(delivery, self.pipelines)))
-            except BadRequest as exc:
-                bad.append((delivery, _unusable(exc)))
+        good, bad, broken = await asyncio.to_thread(self._resolve, batch, resolver)
+        if broken:  # a fault of ours, not of the message: retried, parked once worn out
+            worn = [(d, r) for d, r in broken if d.deliveries >= self.max_deliveries]
+            bad += [(d, f"cannot be read (delivery {d.deliveries}): {r}") for d, r in worn]
+            await self._nak(
+                [d for d, _ in broken if d.deliveries < self.max_deliveries], broken[0][1]
+            )
         if bad:
             await self._park(bad)
         for chunk in _chunks(good, self.max_append_events):
@@ -232,6 +238,24 @@ class Collector:
             len(bad),
             (time.perf_counter() - started) * 1000,
         )
+
+    def _resolve(
+        self, batch: Sequence[Delivery], resolver: Resolver
+    ) -> tuple[list[_Item], list[tuple[Delivery, str]], list[tuple[Delivery, str]]]:
+        """Each delivery resolved (good), unusable (bad: its bytes are wrong) or broken (the
+        resolver failed unexpectedly)."""
+        good: list[_Item] = []
+        bad: list[tuple[Delivery, str]] = []
+        broken: list[tuple[Delivery, str]] = []
+        for delivery in batch:
+            try:
+                good.append(_Item(delivery, resolver(delivery, self.pipelines)))
+            except BadRequest as exc:
+                bad.append((delivery, _unusable(exc)))
+            except Exception as exc:
+                log.exception("collector cannot resolve subject=%s", delivery.subject)
+                broken.append((delivery, _reason(exc)))
+        return good, bad, broken
 
     async def _store(self, items: list[_Item]) -> None:
         try:
@@ -265,23 +289,27 @@ class Collector:
             await self._try_alone(item)
         if not items:
             return
-        deliveries = max(i.delivery.deliveries for i in items)
-        delay = min(self.backoff_max_s, self.backoff_s * 2 ** (deliveries - 1))
+        await self._nak([i.delivery for i in items], _reason(exc))
+
+    async def _nak(self, deliveries: Sequence[Delivery], reason: str) -> None:
+        """Redeliver later: exponential backoff on the delivery count, with jitter."""
+        if not deliveries:
+            return
+        most = max(d.deliveries for d in deliveries)
+        delay = min(self.backoff_max_s, self.backoff_s * 2 ** (most - 1))
         delay *= random.uniform(0.5, 1.0)
-        self.counters.retries += len(items)
+        self.counters.retries += len(deliveries)
         log.warning(
-            "collector retry messages=%d delay=%.2fs error=%s", len(items), delay, _reason(exc)
+            "collector retry messages=%d delay=%.2fs error=%s", len(deliveries), delay, reason
         )
-        for item in items:
-            await item.delivery.nak(delay)
+        for delivery in deliveries:
+            await delivery.nak(delay)
 
     async def _try_alone(self, item: _Item) -> None:
         try:
             traces = await self._write([item])
         except Unavailable as exc:
-            self.counters.retries += 1
-            await item.delivery.nak(self.backoff_s)
-            log.warning("collector retry messages=1 delay=%.2fs error=%s", self.backoff_s, exc)
+            await self._nak([item.delivery], _reason(exc))
         except Exception as exc:
             reason = f"the store refused it (delivery {item.delivery.deliveries}): {_reason(exc)}"
             await self._park([(item.delivery, reason)])

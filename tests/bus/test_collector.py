@@ -8,6 +8,7 @@ from typing import Any
 
 import nats
 import orjson
+import pytest
 from nats.aio.msg import Msg
 
 from tests.bus.conftest import (
@@ -20,8 +21,8 @@ from tests.bus.conftest import (
 )
 from tests.conftest import pg_schema
 from waymark.bus import open_bus
-from waymark.bus.base import BusSettings
-from waymark.collector import Collector
+from waymark.bus.base import BusSettings, Delivery
+from waymark.collector import RESOLVERS, Collector, Resolved, resolve_events
 from waymark.errors import Unavailable
 from waymark.pipelines import Pipelines
 from waymark.store import open_store
@@ -190,3 +191,37 @@ def test_a_message_postgresql_refuses_is_parked_and_the_rest_of_its_batch_stored
             assert_summaries_match(store, good)
         finally:
             store.close()
+
+
+def test_a_message_the_collector_fails_on_unexpectedly_is_retried_then_parked(
+    store: Store, bus_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fault of the collector's own (not of the message) is retried with backoff; after
+    max deliveries the message is parked, and the others are stored meanwhile."""
+    good = records_of(make_events(6, 2, seed=5))
+    cursed = records_of([{"event_id": "cursed-1", "trace_id": "cursed"}])
+
+    def resolve(delivery: Delivery, pipelines: Pipelines) -> Resolved:
+        if b"cursed" in delivery.data:
+            raise RuntimeError("a bug in the collector")
+        return resolve_events(delivery, pipelines)
+
+    monkeypatch.setitem(RESOLVERS, "events", resolve)
+    publish(bus_url, good[:6], per_message=3)
+    publish(bus_url, cursed)
+    publish(bus_url, good[6:], per_message=3)
+
+    counters = collect_until(
+        store,
+        bus_url,
+        lambda c: c.counters.parked >= 1,
+        max_deliveries=3,
+        backoff_s=0.05,
+    )
+
+    assert counters.appended == len(good)
+    assert counters.retries == 2  # deliveries 1 and 2 nak'ed, the 3rd parked
+    [letter] = store.dead_letters()
+    assert letter.reason == "cannot be read (delivery 3): a bug in the collector"
+    assert b"cursed-1" in letter.raw
+    assert_summaries_match(store, good)

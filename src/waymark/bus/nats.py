@@ -29,7 +29,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import nats
 import nats.errors
@@ -74,14 +74,28 @@ class NatsDelivery(Delivery):
         self.deliveries = meta.num_delivered
         self.stored_us = int(meta.timestamp.timestamp() * 1_000_000)
 
+    # An ack, nak or term that cannot be sent (NATS down) is logged and dropped: the
+    # message is then redelivered after ack_wait, which the store's idempotence absorbs.
+
     async def ack(self) -> None:
-        await self.msg.ack()
+        with _unsent("ack"):
+            await self.msg.ack()
 
     async def nak(self, delay_s: float) -> None:
-        await self.msg.nak(delay=delay_s)
+        with _unsent("nak"):
+            await self.msg.nak(delay=delay_s)
 
     async def term(self) -> None:
-        await self.msg.term()
+        with _unsent("term"):
+            await self.msg.term()
+
+
+@contextlib.contextmanager
+def _unsent(what: str) -> Iterator[None]:
+    try:
+        yield
+    except nats.errors.Error as exc:
+        log.warning("bus %s not sent, the message will be redelivered: %r", what, exc)
 
 
 class NatsSource(Source):
