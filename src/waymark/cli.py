@@ -102,12 +102,18 @@ def collect(
     settings = Settings.resolve(store, bus, pipelines)
     if not settings.bus:
         raise typer.BadParameter("the collector needs a bus URL (nats://...)", param_hint="--bus")
-    run_collector(
-        settings,
-        batch_size=batch_size,
-        batch_wait_s=batch_wait_ms / 1000,
-        max_deliveries=max_deliveries,
-    )
+    from waymark.errors import Unavailable
+
+    try:
+        run_collector(
+            settings,
+            batch_size=batch_size,
+            batch_wait_s=batch_wait_ms / 1000,
+            max_deliveries=max_deliveries,
+        )
+    except (Unavailable, ValueError) as exc:  # a bad URL, a store that cannot be opened
+        typer.echo(f"waymark: {exc}", err=True)
+        raise typer.Exit(1) from exc
 
 
 @app.command("dead-letters")

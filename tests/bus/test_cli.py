@@ -48,3 +48,11 @@ def test_collect_needs_a_bus() -> None:
     )
     assert result.exit_code == 2
     assert "--bus" in result.output
+
+
+def test_collect_names_a_bad_bus_url() -> None:
+    result = CliRunner().invoke(
+        app, ["collect", "--store", "sqlite:///:memory:", "--bus", "nats://127.0.0.1:4222?x=1"]
+    )
+    assert result.exit_code == 1
+    assert "unknown setting 'x'" in result.output
