@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -49,3 +51,16 @@ def rec(
     """A record as the API would store it; ``at`` is the message timestamp (µs)."""
     event = Event(trace_id=trace_id, event_id=event_id, **fields)
     return to_record(event, tenant, received_us, timestamp_us=at, finishing=finishing)
+
+
+def write_concurrently(store: SqlStore, writers: Sequence[Sequence[Sequence[Record]]]) -> list[int]:
+    """Each writer appends its batches from a thread of its own, all starting at once.
+    Returns how many events each append inserted; re-raises the first failure."""
+    start = threading.Barrier(len(writers))
+
+    def write(batches: Sequence[Sequence[Record]]) -> list[int]:
+        start.wait()
+        return [store.append(batch).inserted for batch in batches]
+
+    with ThreadPoolExecutor(len(writers)) as pool:
+        return [count for counts in pool.map(write, writers) for count in counts]

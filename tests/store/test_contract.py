@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import threading
 
 import pytest
 
-from tests.store.conftest import rec
+from tests.store.conftest import rec, write_concurrently
 from waymark.errors import BadCursor
 from waymark.model import State, Status
 from waymark.store.base import DatasetDetails, EventQuery, TraceQuery
@@ -89,26 +88,7 @@ def test_concurrent_writers_of_overlapping_batches(store: SqlStore) -> None:
     ]
     batches = [records[i : i + 20] for i in range(0, 80, 20)]
     orders = [batches, batches[::-1], [b[::-1] for b in batches], batches[1:] + batches[:1]]
-    errors: list[BaseException] = []
-    inserted: list[int] = []
-    lock = threading.Lock()
-
-    def write(order: list[list[object]]) -> None:
-        try:
-            for batch in order:
-                count = store.append(batch).inserted  # type: ignore[arg-type]
-                with lock:
-                    inserted.append(count)
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=write, args=(order,)) for order in orders]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
-    assert sum(inserted) == 80
+    assert sum(write_concurrently(store, orders)) == 80
     counts = {s.trace_id: s.event_count for s in store.summaries("default", ["t0", "t6"])}
     assert counts == {"t0": 12, "t6": 11}
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -20,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import pg_schema
-from tests.store.conftest import BACKENDS
+from tests.store.conftest import BACKENDS, write_concurrently
 from waymark.model import Event, Record, Status, TraceStatus, to_record
 from waymark.pipelines import Pipeline, Pipelines
 from waymark.store import open_store
@@ -154,21 +153,5 @@ def test_concurrent_writers_give_the_pure_summary(
     tenant = uuid.uuid4().hex
     records = records_of(events, tenant)
     writers = [batches_of(data.draw, records) for _ in range(data.draw(st.integers(2, 4)))]
-    failures: list[BaseException] = []
-    start = threading.Barrier(len(writers))
-
-    def write(batches: list[list[Record]]) -> None:
-        try:
-            start.wait()
-            for batch in batches:
-                shared_store.append(batch)
-        except BaseException as exc:  # pragma: no cover - reported below
-            failures.append(exc)
-
-    threads = [threading.Thread(target=write, args=(w,)) for w in writers]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert failures == []
+    write_concurrently(shared_store, writers)
     check_summaries(shared_store, tenant, records)

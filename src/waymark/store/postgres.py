@@ -1,14 +1,16 @@
 """The production store: PostgreSQL through psycopg 3 and a connection pool.
 
-Thin over :class:`~waymark.store.sql.SqlStore`: connections, retries, and the batch
-insert of new events. Every operation runs in one transaction; an operation that
+Thin over :class:`~waymark.store.sql.SqlStore`: connections, retries, and batch
+writes by ``COPY`` into per-connection staging tables, moved on with one
+``INSERT .. SELECT .. ON CONFLICT`` per table (new events only; one commutative
+summary upsert per trace). Every operation runs in one transaction; an operation that
 fails on connectivity (server down or restarting, a broken pooled connection, no
 free connection in time) or on a deadlock is retried with exponential backoff and
 full jitter, and after the last attempt surfaces as :class:`~waymark.errors.Unavailable`
 (HTTP 503 with ``Retry-After``). Retrying is safe because appends are idempotent.
 
-Lock order: every append inserts its events sorted by (tenant, event_id) and upserts
-its traces sorted by (tenant, trace_id), so concurrent appends that touch the same
+Lock order: every append inserts its events in (tenant, event_id) order and upserts
+its traces in (tenant, trace_id) order, so concurrent appends that touch the same
 events or traces wait for each other but never deadlock.
 
 The schema is managed by ``waymark migrate``; opening a store whose schema is not
@@ -41,16 +43,16 @@ from waymark.store.base import (
     PathHit,
     TraceQuery,
 )
-from waymark.store.sql import Cursor, SqlStore, event_row
+from waymark.store.sql import MERGE_TRACE, TRACE_COLUMNS, Cursor, SqlStore, event_row
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
-#: the events columns in :func:`waymark.store.sql.event_row` order, with their array types.
+#: the events columns in :func:`waymark.store.sql.event_row` order, with their types.
 _EVENT_COLUMNS = (
     ("tenant", "text"),
-    ("event_id", "text"),
-    ("trace_id", "text"),
+    ("event_id", 'text COLLATE "C"'),
+    ("trace_id", 'text COLLATE "C"'),
     ("time_us", "int8"),
     ("received_us", "int8"),
     ("status", "text"),
@@ -66,12 +68,59 @@ _EVENT_COLUMNS = (
     ("errors", "text"),
     ("doc", "text"),
 )
+_KEYS = {"trace_id", "last_event_id", "fin_event_id", "origin_event_id"}
 
+
+def _trace_type(name: str) -> str:
+    if name in _KEYS:
+        return 'text COLLATE "C"'
+    return "int8" if name.endswith("_us") or name == "event_count" else "text"
+
+
+#: the traces columns a batch writes (all but the generated ones), with their types.
+_TRACE_TYPES = tuple((name, _trace_type(name)) for name in TRACE_COLUMNS)
+
+
+def _columns(columns: Sequence[tuple[str, str]]) -> str:
+    return ", ".join(name for name, _ in columns)
+
+
+def _staging(table: str, columns: Sequence[tuple[str, str]]) -> str:
+    """A per-connection temporary table a batch is COPYed into, emptied at every commit."""
+    typed = ", ".join(f"{name} {kind}" for name, kind in columns)
+    return f"CREATE TEMPORARY TABLE IF NOT EXISTS {table} ({typed}) ON COMMIT DELETE ROWS"
+
+
+# A batch is COPYed into staging tables, then moved with one INSERT .. SELECT each, in key
+# order (the lock order). COPY is several times faster than a multi-row INSERT or unnest().
+NEW_EVENTS = "pg_temp.waymark_new_events"
+NEW_TRACES = "pg_temp.waymark_new_traces"
+STAGE_EVENTS = f"COPY {NEW_EVENTS} ({_columns(_EVENT_COLUMNS)}) FROM STDIN"
 INSERT_NEW_EVENTS = (
-    f"INSERT INTO events ({', '.join(name for name, _ in _EVENT_COLUMNS)})"
-    f" SELECT * FROM unnest({', '.join(f'%s::{kind}[]' for _, kind in _EVENT_COLUMNS)})"
+    f"INSERT INTO events ({_columns(_EVENT_COLUMNS)})"
+    f" SELECT {_columns(_EVENT_COLUMNS)} FROM {NEW_EVENTS} ORDER BY tenant, event_id"
     " ON CONFLICT (tenant, event_id) DO NOTHING RETURNING tenant, event_id"
 )
+COPY_PATHS = "COPY paths (tenant, path, trace_id, event_id, time_us, ord) FROM STDIN"
+STAGE_TRACES = f"COPY {NEW_TRACES} ({_columns(_TRACE_TYPES)}) FROM STDIN"
+UPSERT_STAGED_TRACES = (
+    f"INSERT INTO traces ({_columns(_TRACE_TYPES)})"
+    f" SELECT {_columns(_TRACE_TYPES)} FROM {NEW_TRACES} ORDER BY tenant, trace_id" + MERGE_TRACE
+)
+
+
+def _prepare(conn: psycopg.Connection[Any]) -> None:
+    """Pool ``configure`` hook: give each new connection its staging tables."""
+    with conn.transaction():
+        conn.execute(_staging(NEW_EVENTS, _EVENT_COLUMNS))
+        conn.execute(_staging(NEW_TRACES, _TRACE_TYPES))
+
+
+def _copy(cur: Cursor, statement: str, rows: Sequence[Sequence[Any]]) -> None:
+    assert isinstance(cur, psycopg.Cursor)
+    with cur.copy(statement) as copy:
+        for row in rows:
+            copy.write_row(row)
 
 
 #: SQLSTATEs of text PostgreSQL cannot store; None: refused by psycopg (NUL characters).
@@ -142,6 +191,7 @@ class PostgresStore(SqlStore):
             max_size=max_size,
             timeout=timeout,
             open=False,
+            configure=_prepare,
             check=ConnectionPool.check_connection,
             kwargs=None if "application_name" in url else {"application_name": "waymark"},
             name="waymark",
@@ -200,11 +250,17 @@ class PostgresStore(SqlStore):
     # -- the batch insert -------------------------------------------------------------------
 
     def _insert_new(self, cur: Cursor, records: Sequence[Record]) -> list[Record]:
-        ordered = sorted(records, key=lambda r: (r.tenant, r.event_id))
-        columns = [list(c) for c in zip(*(event_row(r) for r in ordered), strict=True)]
-        cur.execute(INSERT_NEW_EVENTS, columns)
+        _copy(cur, STAGE_EVENTS, [event_row(r) for r in records])
+        cur.execute(INSERT_NEW_EVENTS)
         inserted = {(tenant, event_id) for tenant, event_id in cur.fetchall()}
         return [r for r in records if (r.tenant, r.event_id) in inserted]
+
+    def _insert_paths(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
+        _copy(cur, COPY_PATHS, rows)
+
+    def _upsert_traces(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
+        _copy(cur, STAGE_TRACES, rows)
+        cur.execute(UPSERT_STAGED_TRACES)
 
     # -- every operation, retried -----------------------------------------------------------
 
