@@ -48,8 +48,10 @@ def free_port() -> int:
 class LiveServer:
     """``waymark serve`` in a subprocess on a free loopback port."""
 
-    def __init__(self, store: str, env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
+    def __init__(
+        self, store: str, env: dict[str, str] | None = None, port: int | None = None
+    ) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [
@@ -115,3 +117,7 @@ def pg_url() -> Iterator[str]:
     """A fresh PostgreSQL schema at the current revision, as a store URL."""
     with pg_schema() as url:
         yield url
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+"""Sample messages in each shape Waymark takes (native, okdata, GSM, OpenLineage)."""

@@ -5,33 +5,19 @@ from __future__ import annotations
 import json
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "examples"
+from tests.conftest import EXAMPLES
+
 TRACE = "parking-fees-5b0e"
 
 
 def native_examples() -> list[dict[str, Any]]:
-    path = EXAMPLES / "native-events.json"
-    if path.exists():
-        loaded: list[dict[str, Any]] = json.loads(path.read_text())
-        return loaded
-    return [  # the same three events, for a clone without ../shared
-        {"trace_id": TRACE, "component": "data-uploader", "stage": "UPLOAD",
-         "trace_status": "STARTED", "domain": "dataset", "domain_id": "parking-fees/1",
-         "start_time": "2026-11-20T10:00:00Z", "end_time": "2026-11-20T10:00:00.250Z",
-         "path": "raw/green/parking-fees/fees.csv"},
-        {"trace_id": TRACE, "component": "csv-to-parquet", "stage": "TRANSFORM",
-         "start_time": "2026-11-20T10:00:05Z", "end_time": "2026-11-20T10:00:06.618Z",
-         "duration_ms": 1618, "inputs": ["raw/green/parking-fees/fees.csv"],
-         "outputs": ["processed/green/parking-fees/fees.parquet"]},
-        {"trace_id": TRACE, "component": "pipeline", "stage": "END",
-         "trace_status": "FINISHED", "end_time": "2026-11-20T10:00:07Z"},
-    ]  # fmt: skip
+    loaded: list[dict[str, Any]] = json.loads((EXAMPLES / "native-events.json").read_text())
+    return loaded
 
 
 def post(client: TestClient, body: Any, tenant: str | None = None) -> Any:

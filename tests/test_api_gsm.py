@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.conftest import EXAMPLES
 from waymark.api.app import create_app
 from waymark.config import Settings
 
-EXAMPLES = Path("/work/shared/examples")
 TRACE = "7d3f0c8e-2b1a-4c55-9a43-0e6d2f1b8c11"
 PUBLISH = "/api/status-publisher/v1/status"
 DETAILS = "/api/status-publisher/v1/dataset-details"

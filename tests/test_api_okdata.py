@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-EXAMPLES = Path("/work/shared/examples")
+from tests.conftest import EXAMPLES
+
 S3_KEY = "raw/green/parking-fees/version=1/edition=20261120T100000/fees.csv"
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import copy
 import gzip
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-EXAMPLE = json.loads(Path("/work/shared/examples/openlineage-child-complete.json").read_text())
+from tests.conftest import EXAMPLES
+
+EXAMPLE = json.loads((EXAMPLES / "openlineage-child-complete.json").read_text())
 ROOT = EXAMPLE["run"]["facets"]["parent"]["root"]["run"]["runId"]
 URL = "/api/v1/lineage"
 

@@ -7,8 +7,9 @@ in it ``Authenticate`` finds no token provider and sends no ``Authorization`` he
 
 from __future__ import annotations
 
+import csv
+import io
 import json
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,10 +18,14 @@ import requests
 from okdata.aws.status import status_add, status_wrapper
 from okdata.sdk.config import Config
 from okdata.sdk.status import Status
+from typer.testing import CliRunner
 
-from tests.conftest import LiveServer
+from tests.conftest import (
+    EXAMPLES,
+    LiveServer,
+)
+from waymark.cli import app
 
-EXAMPLES = Path("/work/shared/examples")
 INCOMING = "raw/green/parking-fees/version=1/edition=20261120T100000/fees.csv"
 OUTGOING = "processed/green/parking-fees/version=1/edition=20261120T100000/fees.parquet"
 
@@ -112,6 +117,23 @@ def test_wrapped_handlers_report_through_okdata_aws(
     assert {"from": INCOMING, "to": OUTGOING} in [
         {"from": e["from"], "to": e["to"]} for e in lineage["edges"]
     ]
+
+    # `waymark status` shows what `okdata status` would: done, status, event status and the
+    # errors in English; `--history` the steps as `okdata status --history` lists them.
+    cli = CliRunner()
+    shown = cli.invoke(app, ["status", trace_id, "--format", "csv", "--url", live_server.url])
+    assert shown.exit_code == 0
+    assert list(csv.reader(io.StringIO(shown.output))) == [
+        ["Done", "Trace ID", "Status", "Event status", "Errors"],
+        ["yes", trace_id, "FINISHED", "FAILED", "Invalid value."],
+    ]
+    steps = cli.invoke(app, ["status", trace_id, "--history", "--format", "csv",
+                             "--url", live_server.url])  # fmt: skip
+    rows = list(csv.DictReader(io.StringIO(steps.output)))
+    assert [(r["Component"], r["Status"], r["Event status"]) for r in rows] == [
+        (e["component"], e["trace_status"], e["trace_event_status"]) for e in history
+    ]
+    assert rows[2]["Errors"] == "Invalid value."
 
 
 def test_a_successful_journey_reads_ok_until_finished(

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.conftest import EXAMPLES
 from waymark import wire
 from waymark.errors import BadRequest
 from waymark.ingest import to_records
@@ -15,7 +15,6 @@ from waymark.model import Status, iso
 from waymark.pipelines import Pipeline, Pipelines
 from waymark.translate.gsm import details_properties, from_service_bus, status_properties
 
-EXAMPLES = Path("/work/shared/examples")
 RECEIVED = 1_800_000_000_000_000
 
 

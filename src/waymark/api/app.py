@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from waymark.api import gsm, okdata, openlineage, problems, v1
-from waymark.api.fastpath import EventsFastPath
+from waymark.api.fastpath import is_events_post, serve_events
 from waymark.bus import sink_for
 from waymark.config import Settings
 from waymark.pipelines import Pipelines, load
@@ -28,6 +29,17 @@ class Services:
     sink: Sink
     watcher: Watcher
     pipelines: Pipelines
+
+
+class WaymarkApp(FastAPI):
+    """FastAPI, with ``POST /v1/events`` answered before the middleware stack
+    (:mod:`waymark.api.fastpath`)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if is_events_post(scope):
+            await serve_events(self.state.services, scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def load_pipelines(settings: Settings) -> Pipelines:
@@ -67,14 +79,13 @@ def create_app(
             if store is None:
                 await run_in_threadpool(the_store.close)
 
-    app = FastAPI(
+    app = WaymarkApp(
         title="Waymark",
         summary="Status tracking for asynchronous data pipelines",
         version="0.1.0",
         lifespan=lifespan,
     )
     problems.install(app)
-    app.add_middleware(EventsFastPath, services=lambda: app.state.services)
     app.include_router(v1.router)
     app.include_router(okdata.router)
     app.include_router(gsm.router)

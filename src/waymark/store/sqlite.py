@@ -64,6 +64,9 @@ class SQLiteStore(SqlStore):
                 raise Unavailable(f"SQLite is busy: {exc}") from exc
             try:
                 yield cur
+            except sqlite3.OperationalError as exc:  # disk full, I/O error, locked
+                self._writer.rollback()
+                raise Unavailable(f"SQLite write failed: {exc}") from exc
             except BaseException:
                 self._writer.rollback()
                 raise
@@ -87,6 +90,8 @@ class SQLiteStore(SqlStore):
         cur = conn.cursor()
         try:
             yield cur
+        except sqlite3.OperationalError as exc:
+            raise Unavailable(f"SQLite read failed: {exc}") from exc
         finally:
             cur.close()
 

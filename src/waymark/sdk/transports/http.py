@@ -1,0 +1,31 @@
+"""``http``: batched ``POST /v1/events`` to a Waymark server."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from waymark.sdk.client import Client
+from waymark.sdk.transports.base import EventDoc, Transport
+
+
+class HttpTransport(Transport):
+    """Each batch goes out as one request (or several, within the API's limits). It does not
+    retry on its own: the tracker's sender retries with backoff."""
+
+    kind = "http"
+
+    def __init__(self, url: str, timeout: float = 10.0) -> None:
+        self.url = url
+        self.timeout = timeout
+        self._pid = os.getpid()
+        self._client = Client(url, timeout=timeout, retries=0)
+
+    def send(self, tenant: str, events: Sequence[EventDoc]) -> None:
+        if self._pid != os.getpid():  # a forked child must not share its parent's sockets
+            self._pid = os.getpid()
+            self._client = Client(self.url, timeout=self.timeout, retries=0)
+        self._client.send(events, tenant=tenant)
+
+    def close(self) -> None:
+        self._client.close()
