@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from pathlib import Path
 from typing import Any
 
 import nats
 import orjson
 
 from tests.bus.conftest import NATS, collect_until
+from tests.conftest import EXAMPLES
 from waymark.bus import open_bus
 from waymark.bus.base import BusSettings
 from waymark.store.base import Store
 
-EXAMPLE = Path("/work/shared/examples/gsm-servicebus-body.json")
+EXAMPLE = EXAMPLES / "gsm-servicebus-body.json"
 BODY: dict[str, Any] = {
     "message": {
         "data": [
