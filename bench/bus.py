@@ -195,6 +195,13 @@ async def delete_streams(settings: BusSettings) -> None:
         await nc.close()
 
 
+def cpu_seconds(proc: subprocess.Popen[bytes]) -> float:
+    """User + system CPU time of a running process so far (Linux ``/proc``)."""
+    with open(f"/proc/{proc.pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def waymark(*args: str) -> subprocess.Popen[bytes]:
     """A ``waymark`` command in a subprocess, output discarded."""
     return subprocess.Popen(
@@ -236,6 +243,10 @@ def bus_path(
         while count(store) < len(docs) + 1:
             time.sleep(0.01)
         elapsed = time.perf_counter() - started
+        cpu = {
+            "api_cpu_s": cpu_seconds(procs[0]),
+            "collectors_cpu_s": sum(map(cpu_seconds, procs[1:])),
+        }
         light = sorted(asyncio.run(light_lag(url, uuid.uuid4().hex[:6], 50)))
     finally:
         for proc in procs:
@@ -255,6 +266,7 @@ def bus_path(
         "lag_under_load_p50_ms": round(statistics.median(lags) * 1000, 1),
         "lag_under_load_p99_ms": round(lags[min(len(lags) - 1, int(len(lags) * 0.99))] * 1000, 1),
         "batches": len(lags),
+        **{k: round(v, 2) for k, v in cpu.items()},
         "light_load_lag_p50_ms": round(statistics.median(light) * 1000, 1),
         "light_load_lag_p99_ms": round(
             light[min(len(light) - 1, int(len(light) * 0.99))] * 1000, 1
