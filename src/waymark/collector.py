@@ -74,7 +74,7 @@ class Counters:
     appended: int = 0  # events new to the store
     duplicates: int = 0  # events the store already had (redeliveries, re-publishes)
     parked: int = 0  # messages put in the dead-letter table
-    retries: int = 0  # messages nak'ed for redelivery after a store error
+    retries: int = 0  # deliveries nak'ed to come again later (store errors, faults of ours)
 
     def line(self) -> str:
         return " ".join(f"{k}={v}" for k, v in vars(self).items())
