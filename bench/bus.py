@@ -31,7 +31,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -39,11 +38,11 @@ import httpx
 import nats
 import psycopg
 
+from pg_batch import fresh_schema
 from waymark.bus.base import BusSettings
 from waymark.ingest import to_records
 from waymark.model import Event, now_us
 from waymark.pipelines import Pipelines
-from waymark.store import migrate
 from waymark.store.postgres import _EVENT_COLUMNS
 from waymark.store.sql import event_row
 
@@ -75,18 +74,9 @@ def events(n: int, run: str) -> list[dict[str, Any]]:
     return out
 
 
-@contextlib.contextmanager
-def pg_schema() -> Iterator[str]:
-    name = f"wm_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{name}"')
-    url = f"{PG}{'&' if '?' in PG else '?'}options=-csearch_path%3D{name}"
-    try:
-        migrate.upgrade(url)
-        yield url
-    finally:
-        with psycopg.connect(PG, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{name}" CASCADE')
+def pg_schema() -> contextlib.AbstractContextManager[str]:
+    """A fresh, migrated schema on the test server (the PostgreSQL benchmark's helper)."""
+    return fresh_schema(PG)
 
 
 def raw_copy(docs: list[dict[str, Any]]) -> float:
