@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test check lint typecheck bench bench-quick bench-tools clean
+.PHONY: install run test check lint typecheck bench bench-quick bench-tools bench-bus clean
 
 install: $(STAMP)
 
@@ -37,6 +37,10 @@ bench: install bench-tools
 
 bench-quick: install bench-tools
 	$(BIN)/python bench/run.py --quick
+
+# The bus path (HTTP -> JetStream -> collectors -> PostgreSQL) against raw COPY; needs NATS and PostgreSQL.
+bench-bus: install
+	$(BIN)/python bench/bus.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,21 +1,29 @@
-"""Shared fixtures: the app in-process (``client``) and a live server (``live_server``)."""
+"""Shared fixtures: the app in-process (``client``), a live server (``live_server``), and a
+fresh, migrated PostgreSQL schema (``pg_url``, dropped after the test)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
 from waymark.api.app import create_app
 from waymark.config import Settings
+from waymark.store import migrate
+
+#: the PostgreSQL server tests use; each test gets its own schema in it.
+PG_URL = os.environ.get("WAYMARK_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 @pytest.fixture
@@ -86,6 +94,29 @@ def live_server(db_url: str) -> Iterator[LiveServer]:
         yield server
     finally:
         server.stop()
+
+
+@contextlib.contextmanager
+def pg_schema(migrated: bool = True) -> Iterator[str]:
+    """A new schema on the test server, as a store URL; dropped with everything in it after."""
+    name = f"wm_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{name}"')
+    url = f"{PG_URL}{'&' if '?' in PG_URL else '?'}options=-csearch_path%3D{name}"
+    try:
+        if migrated:
+            migrate.upgrade(url)
+        yield url
+    finally:
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{name}" CASCADE')
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL schema at the current revision, as a store URL."""
+    with pg_schema() as url:
+        yield url
 
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

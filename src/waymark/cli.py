@@ -63,6 +63,7 @@ def serve(
     import uvicorn
 
     settings = Settings.resolve(store, bus, pipelines)
+    _check_store(settings.store)
     # Workers are separate processes: they read the resolved settings from the environment.
     os.environ["WAYMARK_STORE"] = settings.store
     os.environ["WAYMARK_BUS"] = settings.bus
@@ -76,6 +77,90 @@ def serve(
         log_level=log_level,
         access_log=False,
     )
+
+
+@app.command()
+def collect(
+    store: StoreOpt = None,
+    bus: BusOpt = None,
+    pipelines: PipelinesOpt = None,
+    batch_size: Annotated[
+        int, typer.Option(min=1, max=10_000, help="Most messages per batch")
+    ] = 1000,
+    batch_wait_ms: Annotated[int, typer.Option(min=1, help="Longest wait to fill a batch")] = 50,
+    max_deliveries: Annotated[
+        int, typer.Option(min=1, help="Deliveries before a message the store rejects is parked")
+    ] = 10,
+    log_level: Annotated[str, typer.Option(help="Log level")] = "info",
+) -> None:
+    """Move events from the bus (JetStream) into the store until SIGTERM."""
+    import logging
+
+    from waymark.collector import main as run_collector
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
+    settings = Settings.resolve(store, bus, pipelines)
+    if not settings.bus:
+        raise typer.BadParameter("the collector needs a bus URL (nats://...)", param_hint="--bus")
+    from waymark.errors import Unavailable
+
+    try:
+        run_collector(
+            settings,
+            batch_size=batch_size,
+            batch_wait_s=batch_wait_ms / 1000,
+            max_deliveries=max_deliveries,
+        )
+    except (Unavailable, ValueError) as exc:  # a bad URL, a store that cannot be opened
+        typer.echo(f"waymark: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
+@app.command("dead-letters")
+def dead_letters(
+    store: StoreOpt = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="Most letters to list")] = 100,
+    output: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+) -> None:
+    """List messages the collector parked (could not use), newest first."""
+    from waymark.deadletters import show
+
+    if output not in ("table", "json"):
+        raise typer.BadParameter("must be table or json", param_hint="--format")
+    show(Settings.resolve(store).store, limit=limit, as_json=output == "json")
+
+
+def _check_store(url: str) -> None:
+    """Refuse to serve a store that cannot be opened (e.g. its schema is outdated)."""
+    from waymark.errors import Unavailable
+    from waymark.store import open_store
+
+    try:
+        open_store(url).close()
+    except (Unavailable, ValueError) as exc:
+        typer.echo(f"waymark: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
+@app.command()
+def migrate(store: StoreOpt = None) -> None:
+    """Create the store's schema, or upgrade it to the one this Waymark needs."""
+    from waymark.errors import Unavailable
+    from waymark.store import migrate as migrations
+
+    url = Settings.resolve(store).store
+    try:
+        before, after = migrations.upgrade(url)
+    except (Unavailable, ValueError) as exc:
+        typer.echo(f"waymark: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    except Exception as exc:  # a server that cannot be reached, refused credentials, ...
+        typer.echo(f"waymark: cannot migrate {url}: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    if before == after:
+        typer.echo(f"schema already at revision {after}")
+    else:
+        typer.echo(f"schema upgraded from {before or 'nothing'} to revision {after}")
 
 
 UrlOpt = Annotated[

@@ -13,9 +13,10 @@ from starlette.types import Receive, Scope, Send
 
 from waymark.api import gsm, okdata, openlineage, problems, v1
 from waymark.api.fastpath import is_events_post, serve_events
+from waymark.bus import sink_for
 from waymark.config import Settings
 from waymark.pipelines import Pipelines, load
-from waymark.sink import DirectSink, Sink
+from waymark.sink import Sink
 from waymark.store import Store, open_store
 from waymark.watch import Watcher
 
@@ -67,7 +68,7 @@ def create_app(
             else await run_in_threadpool(open_store, settings.store, rules)
         )
         watcher = Watcher()
-        the_sink = sink or DirectSink(the_store, watcher)
+        the_sink = sink or sink_for(settings.bus, the_store, watcher)
         await the_sink.start()
         app.state.services = Services(the_store, the_sink, watcher, rules)
         try:

@@ -12,7 +12,13 @@ def open_store(url: str, pipelines: Pipelines | None = None) -> Store:
         from waymark.store.sqlite import SQLiteStore
 
         return SQLiteStore(url, pipelines)
-    raise ValueError(f"unsupported store URL {url!r}: use sqlite:///path/to/file.db")
+    if url.startswith(("postgresql:", "postgres:", "postgresql+psycopg:")):
+        from waymark.store.postgres import PostgresStore
+
+        return PostgresStore(url, pipelines)
+    raise ValueError(
+        f"unsupported store URL {url!r}: use sqlite:///path/to/file.db or postgresql://..."
+    )
 
 
 __all__ = ["Store", "open_store"]

@@ -6,6 +6,9 @@ Times are integer microseconds since the epoch (UTC); the sort key of an event i
 cross tenants and the tables can later be distributed by them. ``event_id``
 columns compare bytewise (``COLLATE "C"`` on PostgreSQL) so SQL orders keys as
 Python does.
+
+The database is created and upgraded by the Alembic history in ``migrations/``, which
+must end at exactly this MetaData (``tests/store/test_migrations.py`` compares them).
 """
 
 from __future__ import annotations
@@ -26,8 +29,6 @@ from sqlalchemy import (
     Table,
     Text,
 )
-
-SCHEMA_VERSION = 1
 
 metadata = MetaData()
 
@@ -167,10 +168,4 @@ dead_letters = Table(
     Column("subject", String, nullable=False),
     Column("reason", Text, nullable=False),
     Column("raw", LargeBinary, nullable=False),
-)
-
-schema_info = Table(
-    "waymark_schema",
-    metadata,
-    Column("version", Integer, nullable=False),
 )

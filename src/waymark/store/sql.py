@@ -81,27 +81,30 @@ def _older_origin(column: str) -> str:
     )
 
 
+TRACE_COLUMNS = _TRACE_COLUMNS
+
+#: the conflict clause of every summary upsert: joins the stored row with the new one.
+MERGE_TRACE = " ON CONFLICT (tenant, trace_id) DO UPDATE SET " + ", ".join(
+    [
+        "event_count = traces.event_count + excluded.event_count",
+        "started_us = CASE WHEN excluded.started_us < traces.started_us"
+        " THEN excluded.started_us ELSE traces.started_us END",
+        "updated_us = CASE WHEN excluded.updated_us > traces.updated_us"
+        " THEN excluded.updated_us ELSE traces.updated_us END",
+        # SET expressions all see the old row, so every column of a step is decided on
+        # the same comparison.
+        *(_newer("last", f"last_{f}") for f in _STEP_FIELDS),
+        *(_newer("fin", f"fin_{f}") for f in _STEP_FIELDS),
+        *(
+            _older_origin(c)
+            for c in ("domain", "domain_id", "user_name", "origin_time_us", "origin_event_id")
+        ),
+    ]
+)
+
 UPSERT_TRACE = (
     f"INSERT INTO traces ({', '.join(_TRACE_COLUMNS)})"
-    f" VALUES ({', '.join('?' for _ in _TRACE_COLUMNS)})"
-    " ON CONFLICT (tenant, trace_id) DO UPDATE SET "
-    + ", ".join(
-        [
-            "event_count = traces.event_count + excluded.event_count",
-            "started_us = CASE WHEN excluded.started_us < traces.started_us"
-            " THEN excluded.started_us ELSE traces.started_us END",
-            "updated_us = CASE WHEN excluded.updated_us > traces.updated_us"
-            " THEN excluded.updated_us ELSE traces.updated_us END",
-            # SET expressions all see the old row, so every column of a step is decided on
-            # the same comparison.
-            *(_newer("last", f"last_{f}") for f in _STEP_FIELDS),
-            *(_newer("fin", f"fin_{f}") for f in _STEP_FIELDS),
-            *(
-                _older_origin(c)
-                for c in ("domain", "domain_id", "user_name", "origin_time_us", "origin_event_id")
-            ),
-        ]
-    )
+    f" VALUES ({', '.join('?' for _ in _TRACE_COLUMNS)})" + MERGE_TRACE
 )
 
 INSERT_EVENT = (
@@ -238,6 +241,14 @@ class SqlStore(Store):
     def _insert_new(self, cur: Cursor, records: Sequence[Record]) -> list[Record]:
         """Insert the records whose (tenant, event_id) is not stored yet; return those."""
 
+    def _insert_paths(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
+        """Insert the path rows of newly stored events (they cannot exist yet)."""
+        cur.executemany(self.q(INSERT_PATH), rows)
+
+    def _upsert_traces(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
+        """Fold one partial row per trace, sorted by (tenant, trace_id), into ``traces``."""
+        cur.executemany(self.q(UPSERT_TRACE), rows)
+
     def q(self, sql: str) -> str:
         return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
 
@@ -254,11 +265,10 @@ class SqlStore(Store):
             if new:
                 rows = path_rows(new)
                 if rows:
-                    cur.executemany(self.q(INSERT_PATH), rows)
+                    self._insert_paths(cur, rows)
                 merged = partials(new)
-                cur.executemany(
-                    self.q(UPSERT_TRACE),
-                    [trace_row(t, tid, p) for (t, tid), p in sorted(merged.items())],
+                self._upsert_traces(
+                    cur, [trace_row(t, tid, p) for (t, tid), p in sorted(merged.items())]
                 )
         return AppendResult(len(new), sorted({(r.tenant, r.trace_id) for r in new}))
 

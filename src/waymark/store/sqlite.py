@@ -2,7 +2,7 @@
 
 One writer connection behind a lock (SQLite has one writer at a time anyway;
 other processes wait on ``busy_timeout``) and one reader connection per thread.
-The schema is created on first open.
+The schema is created or upgraded on open (:mod:`waymark.store.migrate`).
 """
 
 from __future__ import annotations
@@ -13,12 +13,10 @@ import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from sqlalchemy import create_engine, inspect
-
-from waymark.errors import SchemaOutdated, Unavailable
+from waymark.errors import Unavailable
 from waymark.model import Record
 from waymark.pipelines import Pipelines
-from waymark.store.schema import SCHEMA_VERSION, metadata, schema_info
+from waymark.store import migrate
 from waymark.store.sql import INSERT_EVENT, Cursor, SqlStore, event_row
 
 _CHUNK = 500  # parameters per IN (...) lookup
@@ -31,32 +29,13 @@ def path_of(url: str) -> str:
     return url[len("sqlite:///") :]
 
 
-def create_schema(path: str) -> None:
-    """Create the tables if the file has none; refuse a schema older than this code's."""
-    engine = create_engine(f"sqlite:///{path}")
-    try:
-        with engine.begin() as conn:
-            if not inspect(conn).has_table("events"):
-                metadata.create_all(conn)
-                conn.execute(schema_info.insert().values(version=SCHEMA_VERSION))
-                return
-            version = conn.execute(schema_info.select()).scalar()
-            if version is None or version < SCHEMA_VERSION:
-                raise SchemaOutdated(
-                    f"{path} has schema version {version}, this Waymark needs {SCHEMA_VERSION}:"
-                    " run `waymark migrate`"
-                )
-    finally:
-        engine.dispose()
-
-
 class SQLiteStore(SqlStore):
     def __init__(self, url: str, pipelines: Pipelines | None = None) -> None:
         super().__init__(pipelines)
         self.path = path_of(url)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        create_schema(self.path)
+        migrate.upgrade(f"sqlite:///{self.path}", self.path)
         self._lock = threading.Lock()
         self._writer = self._connect()
         self._local = threading.local()

@@ -1,0 +1,201 @@
+"""The bus interface: what the API and the collector need from a message bus.
+
+A :class:`Bus` publishes bus messages (:mod:`waymark.wire`) and returns once the
+server holds them, hands the collector its :class:`Source` of deliveries (one per
+stream it consumes), and carries the change feed: after each commit the collector
+announces the changed summaries, and every API replica wakes its ``?wait``-ers.
+
+:class:`BusSink` is the API's sink in bus mode: ``submit`` returns only after the
+bus acknowledged every message, and raises :class:`waymark.errors.Unavailable`
+(503 with Retry-After) when it cannot; never a false "accepted".
+
+Settings come from the bus URL's query string, so that one URL says everything
+(``nats://host:4222?stream=WAYMARK&ack_wait=30``); see :class:`BusSettings`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields, replace
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+import orjson
+
+from waymark import wire
+from waymark.model import Record, Summary
+from waymark.sink import Sink
+
+ChangeHandler = Callable[[str, list[dict[str, Any]]], None]
+"""Called with (tenant, summaries as JSON objects) for each change-feed message."""
+
+
+@dataclass(frozen=True, slots=True)
+class BusSettings:
+    """Every bus setting; each may be given in the bus URL's query string by its name.
+
+    ``prefix`` and the stream and consumer names exist so that several installations
+    (or test runs) can share one NATS server; the defaults are what producers such as
+    the SDK expect.
+    """
+
+    servers: tuple[str, ...] = ("nats://127.0.0.1:4222",)
+    stream: str = "WAYMARK"  # events: subjects <prefix>.events.>
+    gsm_stream: str = "WAYMARK_GSM"  # GSM messages published straight to gsm_subject
+    prefix: str = "waymark"  # subjects <prefix>.events.<tenant>, <prefix>.changes.<tenant>
+    gsm_subject: str = wire.GSM_SUBJECT
+    consumer: str = "waymark-collector"  # durable pull consumer shared by all collectors
+    replicas: int = 1  # stream replicas in a JetStream cluster (1, 3 or 5)
+    max_age_s: float = 7 * 24 * 3600.0  # how long the streams keep messages
+    duplicate_window_s: float = 120.0  # the server drops a re-published Nats-Msg-Id within this
+    ack_wait_s: float = 30.0  # an unacknowledged delivery is redelivered after this
+    max_ack_pending: int = 20_000  # deliveries in flight across all collectors
+    publish_timeout_s: float = 2.0  # how long the API waits for the server's ack
+
+    @classmethod
+    def from_url(cls, url: str) -> BusSettings:
+        """``nats://a:4222,b:4222?stream=X&ack_wait_s=5``; an unknown or bad setting is an
+        error that names it."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("nats", "tls"):
+            raise ValueError(f"unsupported bus URL {url!r}: use nats://host:4222")
+        hosts = [h for h in parts.netloc.split(",") if h]
+        if not hosts:
+            raise ValueError(f"bus URL {url!r} names no server")
+        servers = tuple(urlunsplit((parts.scheme, h, "", "", "")) for h in hosts)
+        known = {f.name: f for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for name, text in parse_qsl(parts.query, keep_blank_values=True):
+            if name not in known or name == "servers":
+                raise ValueError(f"bus URL: unknown setting {name!r}")
+            default = getattr(cls(), name)
+            try:
+                values[name] = type(default)(text)
+            except ValueError as exc:
+                raise ValueError(
+                    f"bus URL: {name}={text!r} is not a {type(default).__name__}"
+                ) from exc
+            if not values[name] and not isinstance(default, str) and name != "replicas":
+                raise ValueError(f"bus URL: {name} must be positive")
+        return cls(servers=servers, **values)
+
+    def events_subject(self, tenant: str) -> str:
+        return f"{self.prefix}.events.{wire.subject_token(tenant)}"
+
+    def changes_subject(self, tenant: str) -> str:
+        return f"{self.prefix}.changes.{wire.subject_token(tenant)}"
+
+
+class Delivery(ABC):
+    """One message handed to a collector; exactly one of ack, nak or term ends it."""
+
+    subject: str
+    data: bytes
+    deliveries: int  # 1 on first delivery
+    stored_us: int  # when the stream stored it (the same on every delivery)
+
+    @abstractmethod
+    async def ack(self) -> None:
+        """Done: never deliver again."""
+
+    @abstractmethod
+    async def nak(self, delay_s: float) -> None:
+        """Not now: deliver again after ``delay_s``."""
+
+    @abstractmethod
+    async def term(self) -> None:
+        """Give up: never deliver again (the collector parked it first)."""
+
+
+class Source(ABC):
+    """One stream as a collector sees it: a durable consumer shared by every collector."""
+
+    name: str  # "events" or "gsm"
+
+    @abstractmethod
+    async def fetch(self, batch: int, wait_s: float) -> list[Delivery]:
+        """Up to ``batch`` deliveries, waiting at most ``wait_s`` for the first; [] if none."""
+
+
+class Bus(ABC):
+    def __init__(self, settings: BusSettings) -> None:
+        self.settings = settings
+
+    @abstractmethod
+    async def connect(self) -> None:
+        """Connect and create the streams if missing; :class:`Unavailable` if it cannot."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release the connection."""
+
+    @abstractmethod
+    async def publish(self, messages: Sequence[wire.Message]) -> None:
+        """Return once the server stored every message; :class:`Unavailable` otherwise."""
+
+    @abstractmethod
+    async def sources(self) -> list[Source]:
+        """The collector's sources, consumers created on first use."""
+
+    @abstractmethod
+    async def publish_changes(self, tenant: str, summaries: Sequence[Summary]) -> None:
+        """Announce changed summaries on the change feed (fire and forget)."""
+
+    @abstractmethod
+    async def watch_changes(self, handler: ChangeHandler) -> None:
+        """Call ``handler`` for every change-feed message from now on."""
+
+
+def encode_changes(tenant: str, summaries: Sequence[Summary], most_bytes: int) -> list[bytes]:
+    """Change-feed bodies ``{"tenant": ..., "summaries": [<Summary JSON>, ...]}`` of at most
+    ``most_bytes`` each; a summary too big on its own travels as its trace id and state."""
+    head = b'{"tenant":' + orjson.dumps(tenant) + b',"summaries":['
+    room = most_bytes - len(head) - 2
+    bodies: list[bytes] = []
+    docs: list[bytes] = []
+    size = 0
+    for summary in summaries:
+        doc = summary.model_dump_json().encode()
+        if len(doc) > room:
+            doc = orjson.dumps(summary.model_dump(include={"trace_id", "tenant", "done", "state"}))
+        if docs and size + len(doc) + 1 > room:
+            bodies.append(head + b",".join(docs) + b"]}")
+            docs, size = [], 0
+        docs.append(doc)
+        size += len(doc) + 1
+    if docs:
+        bodies.append(head + b",".join(docs) + b"]}")
+    return bodies
+
+
+def decode_changes(data: bytes) -> tuple[str, list[dict[str, Any]]] | None:
+    """The (tenant, summaries) of a change-feed body; None if it is not one."""
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(doc, dict):
+        return None
+    tenant, summaries = doc.get("tenant"), doc.get("summaries")
+    if not isinstance(tenant, str) or not isinstance(summaries, list):
+        return None
+    return tenant, [s for s in summaries if isinstance(s, dict) and "trace_id" in s]
+
+
+class BusSink(Sink):
+    """Bus mode: publish accepted records, one message per tenant, and wait for the acks."""
+
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+
+    async def submit(self, records: Sequence[Record]) -> None:
+        prefix = f"{self.bus.settings.prefix}.events"
+        messages = [
+            replace(m, subject=prefix + m.subject[len(wire.EVENTS_PREFIX) :])
+            for m in wire.encode_records(records)
+        ]
+        await self.bus.publish(messages)
+
+    async def close(self) -> None:
+        await self.bus.close()

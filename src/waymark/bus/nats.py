@@ -1,0 +1,306 @@
+"""The NATS JetStream bus (nats-py).
+
+Streams, created on first use if missing (an existing stream is used as it is, so
+that whoever creates it first, API, collector or SDK, wins without a fight):
+
+| stream        | subjects              | what                                    |
+| ------------- | --------------------- | --------------------------------------- |
+| ``WAYMARK``     | ``waymark.events.>``    | native events from the API and the SDK  |
+| ``WAYMARK_GSM`` | ``statuschangedtopic``  | GSM Service Bus bodies from stages      |
+
+Both: file storage, limits retention (``max_age_s``, default 7 days; a consumer's
+ack does not delete), ``duplicate_window_s`` (default 2 min) on ``Nats-Msg-Id``,
+``replicas`` copies. The change feed ``waymark.changes.<tenant>`` is core NATS, in no
+stream: a missed change only delays a waiter until its fallback re-read.
+
+The collectors' durable pull consumer (``consumer``, one per stream) acks
+explicitly, redelivers after ``ack_wait_s`` (30 s) and has no max deliveries:
+the collector decides when to give up (see :mod:`waymark.collector`), so that a
+long store outage never drops an event.
+
+The connection reconnects forever on its own. Publishes are never buffered while
+disconnected (``pending_size=0``): they fail at once with :class:`Unavailable`,
+so a 503 never hides a publish that goes through later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterator, Sequence
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+
+from waymark import wire
+from waymark.bus.base import (
+    Bus,
+    BusSettings,
+    ChangeHandler,
+    Delivery,
+    Source,
+    decode_changes,
+    encode_changes,
+)
+from waymark.errors import Unavailable
+from waymark.model import Summary
+
+log = logging.getLogger("waymark.bus")
+
+CHANGES_BYTES = 256 * 1024  # most bytes per change-feed message (the server's limit: 1 MB)
+RETRY_CONNECT_S = 1.0  # after a failed first connect, answer Unavailable at once for this long
+
+
+class NatsDelivery(Delivery):
+    def __init__(self, msg: Msg) -> None:
+        meta = msg.metadata
+        self.msg = msg
+        self.subject = msg.subject
+        self.data = msg.data
+        self.deliveries = meta.num_delivered
+        self.stored_us = int(meta.timestamp.timestamp() * 1_000_000)
+
+    # An ack, nak or term that cannot be sent (NATS down) is logged and dropped: the
+    # message is then redelivered after ack_wait, which the store's idempotence absorbs.
+
+    async def ack(self) -> None:
+        with _unsent("ack"):
+            await self.msg.ack()
+
+    async def nak(self, delay_s: float) -> None:
+        with _unsent("nak"):
+            await self.msg.nak(delay=delay_s)
+
+    async def term(self) -> None:
+        with _unsent("term"):
+            await self.msg.term()
+
+
+@contextlib.contextmanager
+def _unsent(what: str) -> Iterator[None]:
+    try:
+        yield
+    except nats.errors.Error as exc:
+        log.warning("bus %s not sent, the message will be redelivered: %r", what, exc)
+
+
+class NatsSource(Source):
+    def __init__(self, name: str, sub: JetStreamContext.PullSubscription) -> None:
+        self.name = name
+        self.sub = sub
+
+    async def fetch(self, batch: int, wait_s: float) -> list[Delivery]:
+        try:
+            msgs = await self.sub.fetch(batch, timeout=wait_s)
+        except (TimeoutError, nats.errors.TimeoutError, nats.js.errors.FetchTimeoutError):
+            return []
+        except nats.errors.Error as exc:
+            raise Unavailable(f"NATS fetch failed: {exc!r}") from exc
+        return [NatsDelivery(m) for m in msgs]
+
+
+class NatsBus(Bus):
+    def __init__(self, settings: BusSettings) -> None:
+        super().__init__(settings)
+        self._nc: Client | None = None
+        self._js: JetStreamContext | None = None
+        self._connecting = asyncio.Lock()
+        self._handlers: list[ChangeHandler] = []
+        self._failed_at = -RETRY_CONNECT_S
+
+    @classmethod
+    def from_url(cls, url: str) -> NatsBus:
+        return cls(BusSettings.from_url(url))
+
+    # -- connection ------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        async with self._connecting:
+            if self._js is not None:
+                return
+            if time.monotonic() - self._failed_at < RETRY_CONNECT_S:
+                raise Unavailable(f"cannot reach NATS at {self._where}", 2)
+            try:
+                nc = await nats.connect(
+                    servers=list(self.settings.servers),
+                    name="waymark",
+                    connect_timeout=2,
+                    reconnect_time_wait=0.5,
+                    max_reconnect_attempts=-1,
+                    pending_size=0,
+                    error_cb=self._on_error,
+                    disconnected_cb=self._on_disconnected,
+                    reconnected_cb=self._on_reconnected,
+                )
+            except (OSError, nats.errors.Error) as exc:
+                self._failed_at = time.monotonic()
+                raise Unavailable(f"cannot reach NATS at {self._where}: {exc!r}", 2) from exc
+            js = nc.jetstream(timeout=self.settings.publish_timeout_s)
+            try:
+                await self._ensure_stream(
+                    js, self.settings.stream, f"{self.settings.prefix}.events.>"
+                )
+                await self._ensure_stream(js, self.settings.gsm_stream, self.settings.gsm_subject)
+            except BaseException:
+                await nc.close()
+                raise
+            self._nc, self._js = nc, js
+            for handler in self._handlers:
+                await self._subscribe_changes(handler)
+
+    @property
+    def _where(self) -> str:
+        return ",".join(self.settings.servers)
+
+    async def _jetstream(self) -> JetStreamContext:
+        if self._js is None:
+            await self.connect()
+        assert self._js is not None and self._nc is not None
+        if not self._nc.is_connected:
+            raise Unavailable(f"NATS at {self._where} is not connected; reconnecting", 2)
+        return self._js
+
+    async def _ensure_stream(self, js: JetStreamContext, name: str, subject: str) -> None:
+        s = self.settings
+        try:
+            await js.stream_info(name)
+            return
+        except nats.js.errors.NotFoundError:
+            pass
+        except nats.errors.Error as exc:
+            raise Unavailable(f"JetStream at {self._where} does not answer: {exc!r}", 2) from exc
+        config = StreamConfig(
+            name=name,
+            subjects=[subject],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=s.max_age_s,
+            duplicate_window=s.duplicate_window_s,
+            num_replicas=s.replicas,
+        )
+        try:
+            await js.add_stream(config)
+        except nats.js.errors.BadRequestError:
+            await js.stream_info(name)  # created meanwhile by another process: fine
+        except nats.errors.Error as exc:
+            raise Unavailable(f"cannot create stream {name}: {exc!r}", 2) from exc
+        log.info("bus created stream=%s subject=%s", name, subject)
+
+    async def _on_error(self, exc: Exception) -> None:
+        log.warning("bus error %r", exc)
+
+    async def _on_disconnected(self) -> None:
+        if self._nc is None:  # closing
+            return
+        log.warning("bus disconnected from %s", self._where)
+
+    async def _on_reconnected(self) -> None:
+        log.warning("bus reconnected to %s", self._where)
+
+    async def close(self) -> None:
+        nc, self._nc, self._js = self._nc, None, None
+        if nc is not None and not nc.is_closed:
+            with contextlib.suppress(nats.errors.Error, TimeoutError):
+                await nc.flush(timeout=1)  # acks and change-feed messages still in the buffer
+            await nc.close()
+
+    # -- publishing ------------------------------------------------------------------------
+
+    async def publish(self, messages: Sequence[wire.Message]) -> None:
+        js = await self._jetstream()
+        try:
+            acks = await asyncio.gather(
+                *(
+                    js.publish(
+                        m.subject,
+                        m.payload,
+                        timeout=self.settings.publish_timeout_s,
+                        stream=self.settings.stream,
+                        headers=m.headers,
+                    )
+                    for m in messages
+                )
+            )
+        except (nats.errors.Error, TimeoutError) as exc:
+            raise Unavailable(f"NATS did not acknowledge the publish: {exc!r}", 2) from exc
+        log.debug(
+            "bus published messages=%d duplicates=%d",
+            len(acks),
+            sum(a.duplicate or 0 for a in acks),
+        )
+
+    # -- collecting ------------------------------------------------------------------------
+
+    async def sources(self) -> list[Source]:
+        js = await self._jetstream()
+        s = self.settings
+        out: list[Source] = []
+        for name, stream, subject in (
+            ("events", s.stream, f"{s.prefix}.events.>"),
+            ("gsm", s.gsm_stream, s.gsm_subject),
+        ):
+            config = ConsumerConfig(
+                durable_name=s.consumer,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=s.ack_wait_s,
+                max_deliver=-1,
+                max_ack_pending=s.max_ack_pending,
+                max_waiting=512,
+            )
+            try:
+                sub = await js.pull_subscribe(
+                    subject, durable=s.consumer, stream=stream, config=config
+                )
+            except nats.errors.Error as exc:
+                raise Unavailable(
+                    f"cannot open consumer {s.consumer} on {stream}: {exc!r}", 2
+                ) from exc
+            out.append(NatsSource(name, sub))
+        return out
+
+    # -- change feed -----------------------------------------------------------------------
+
+    async def publish_changes(self, tenant: str, summaries: Sequence[Summary]) -> None:
+        if not summaries:
+            return
+        await self._jetstream()
+        assert self._nc is not None
+        subject = self.settings.changes_subject(tenant)
+        try:
+            for body in encode_changes(tenant, summaries, CHANGES_BYTES):
+                await self._nc.publish(subject, body)
+        except nats.errors.Error as exc:
+            log.warning("bus change feed publish failed: %r", exc)
+
+    async def watch_changes(self, handler: ChangeHandler) -> None:
+        """Subscribe now if connected, else on the first successful connect."""
+        self._handlers.append(handler)
+        if self._nc is not None:
+            await self._subscribe_changes(handler)
+
+    async def _subscribe_changes(self, handler: ChangeHandler) -> None:
+        assert self._nc is not None
+
+        async def on_message(msg: Msg) -> None:
+            decoded = decode_changes(msg.data)
+            if decoded is None:
+                log.warning("bus ignored a change-feed message that is not one on %s", msg.subject)
+                return
+            handler(*decoded)
+
+        await self._nc.subscribe(f"{self.settings.prefix}.changes.>", cb=on_message)

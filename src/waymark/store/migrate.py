@@ -1,0 +1,120 @@
+"""Schema migrations: one Alembic history for SQLite and PostgreSQL, shipped in the package.
+
+``waymark migrate`` (:func:`upgrade`) creates or upgrades a store's schema; SQLite
+stores upgrade themselves on open, PostgreSQL stores refuse to open on a schema
+other than the one this code needs (:func:`check`), so that schema changes on a
+shared server are an explicit step. Every revision checks before it acts, so a
+database created by an older Waymark and a new one end identical.
+
+Concurrent upgrades are serialised: a PostgreSQL advisory lock, SQLite's write
+lock (``BEGIN IMMEDIATE``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, create_engine, event, pool, text
+
+from waymark.errors import SchemaOutdated
+
+#: advisory lock key taken while migrating a PostgreSQL schema ("waymark" in ASCII, cut).
+_PG_LOCK = 0x7761796D61726B
+
+
+def sqlalchemy_url(url: str) -> str:
+    """The SQLAlchemy spelling of a store URL: ``postgresql://`` uses the psycopg 3 driver."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    if url.startswith(("sqlite:", "postgresql+psycopg:")):
+        return url
+    raise ValueError(f"unsupported store URL {url!r}: use sqlite:///path or postgresql://...")
+
+
+def _config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", "waymark.store:migrations")
+    config.attributes["connection"] = connection
+    return config
+
+
+def head() -> str:
+    """The revision this code needs."""
+    found = ScriptDirectory.from_config(_config()).get_current_head()
+    assert found is not None
+    return found
+
+
+@contextmanager
+def _locked(url: str) -> Iterator[Connection]:
+    """A connection inside a transaction that holds the store's migration lock."""
+    sa_url = sqlalchemy_url(url)
+    engine = create_engine(sa_url, poolclass=pool.NullPool)
+    if engine.dialect.name == "sqlite":
+        # pysqlite opens transactions lazily and never for DDL; take the write lock ourselves.
+        @event.listens_for(engine, "connect")
+        def _autocommit(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.isolation_level = None
+            dbapi_connection.execute("PRAGMA busy_timeout=10000")
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Connection) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    try:
+        with engine.begin() as conn:
+            if engine.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK})
+            yield conn
+    finally:
+        engine.dispose()
+
+
+def current(conn: Connection) -> str | None:
+    return MigrationContext.configure(conn).get_current_revision()
+
+
+def _known() -> set[str]:
+    return {rev.revision for rev in ScriptDirectory.from_config(_config()).walk_revisions()}
+
+
+def _newer(where: str, found: str) -> SchemaOutdated:
+    return SchemaOutdated(
+        f"{where} has schema revision {found}, which this Waymark does not know"
+        f" (it needs {head()}): upgrade Waymark"
+    )
+
+
+def upgrade(url: str, where: str = "the store", target: str = "head") -> tuple[str | None, str]:
+    """Create or upgrade the store's schema to ``target`` (default: :func:`head`);
+    return the revisions (before, after)."""
+    with _locked(url) as conn:
+        before = current(conn)
+        if before is not None and before not in _known():
+            raise _newer(where, before)
+        if before != (head() if target == "head" else target):
+            command.upgrade(_config(conn), target)
+        return before, current(conn) or ""
+
+
+def check(found: str | None, where: str) -> None:
+    """Raise :class:`SchemaOutdated` unless ``found`` (a store's revision, None for a store
+    without one) is the revision this code needs."""
+    needed = head()
+    if found == needed:
+        return
+    if found is None:
+        raise SchemaOutdated(f"{where} has no Waymark schema: run `waymark migrate --store URL`")
+    if found not in _known():
+        raise _newer(where, found)
+    raise SchemaOutdated(
+        f"{where} has schema revision {found}, this Waymark needs {needed}:"
+        " run `waymark migrate --store URL`"
+    )

@@ -1,0 +1,1 @@
+"""Alembic migrations of the Waymark schema; run them with ``waymark migrate``."""

@@ -1,0 +1,220 @@
+"""Migrations: one Alembic history for both dialects; new and upgraded databases end
+identical, and at exactly the schema the code declares."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection, create_engine, inspect, pool, text
+from typer.testing import CliRunner
+
+from tests.conftest import pg_schema
+from tests.store.conftest import BACKENDS, rec
+from waymark.cli import app
+from waymark.errors import SchemaOutdated
+from waymark.store import migrate, open_store
+from waymark.store.schema import dead_letters, events, metadata
+
+
+@pytest.fixture(params=BACKENDS)
+def blank_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A store URL with nothing in it yet (an empty file, an empty schema)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'waymark.db'}"
+    else:
+        with pg_schema(migrated=False) as url:
+            yield url
+
+
+@pytest.fixture
+def other_blank_url(blank_url: str, tmp_path: Path) -> Iterator[str]:
+    """A second empty store of the same backend."""
+    if blank_url.startswith("sqlite"):
+        yield f"sqlite:///{tmp_path / 'other.db'}"
+    else:
+        with pg_schema(migrated=False) as url:
+            yield url
+
+
+def connected(url: str) -> Any:
+    engine = create_engine(migrate.sqlalchemy_url(url), poolclass=pool.NullPool)
+    return engine.begin()
+
+
+def reflect(url: str) -> dict[str, Any]:
+    """Everything about the schema that a migration could get wrong."""
+    with connected(url) as conn:
+        insp = inspect(conn)
+        out: dict[str, Any] = {}
+        for table in sorted(insp.get_table_names()):
+            columns = [
+                (
+                    c["name"],
+                    str(c["type"]),
+                    getattr(c["type"], "collation", None),
+                    c["nullable"],
+                    str(c.get("default")),
+                    (c.get("computed") or {}).get("sqltext"),
+                )
+                for c in insp.get_columns(table)
+            ]
+            indexes = sorted(
+                (str(ix["name"]), tuple(ix["column_names"]), bool(ix["unique"]))
+                for ix in insp.get_indexes(table)
+            )
+            out[table] = {
+                "columns": columns,
+                "pk": insp.get_pk_constraint(table),
+                "indexes": indexes,
+                "unique": insp.get_unique_constraints(table),
+            }
+        return out
+
+
+def make_pre_alembic(url: str) -> None:
+    """A database as Waymark made it before it used Alembic: tables plus a version table."""
+    with connected(url) as conn:
+        metadata.create_all(conn)
+        conn.execute(text("CREATE TABLE waymark_schema (version INTEGER NOT NULL)"))
+        conn.execute(text("INSERT INTO waymark_schema (version) VALUES (1)"))
+        conn.execute(
+            dead_letters.insert().values(received_us=1, subject="s", reason="kept", raw=b"x")
+        )
+
+
+def revision_of(url: str) -> str | None:
+    with connected(url) as conn:
+        return migrate.current(conn)
+
+
+def test_new_database_is_at_head_and_matches_the_declared_schema(blank_url: str) -> None:
+    assert migrate.upgrade(blank_url) == (None, migrate.head())
+    with connected(blank_url) as conn:
+        assert isinstance(conn, Connection)
+        assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+    assert set(reflect(blank_url)) == {*metadata.tables, "alembic_version"}
+
+
+def test_database_made_before_alembic_upgrades_to_the_same_schema(
+    blank_url: str, other_blank_url: str
+) -> None:
+    make_pre_alembic(blank_url)
+    assert migrate.upgrade(blank_url) == (None, migrate.head())
+    migrate.upgrade(other_blank_url)
+    assert reflect(blank_url) == reflect(other_blank_url)
+    with connected(blank_url) as conn:
+        assert conn.execute(dead_letters.select()).one().reason == "kept"
+
+
+def test_upgrade_from_each_older_revision_gives_the_same_schema(
+    blank_url: str, other_blank_url: str
+) -> None:
+    migrate.upgrade(other_blank_url)
+    assert migrate.upgrade(blank_url, target="0001") == (None, "0001")
+    assert migrate.upgrade(blank_url) == ("0001", migrate.head())
+    assert reflect(blank_url) == reflect(other_blank_url)
+
+
+def test_revisions_check_before_they_act(blank_url: str, other_blank_url: str) -> None:
+    """A half-made database (one table, without its indexes) is completed, not broken."""
+    with connected(blank_url) as conn:
+        events.create(conn)  # with its indexes
+        conn.execute(text("DROP INDEX ix_events_record"))
+    migrate.upgrade(blank_url)
+    migrate.upgrade(other_blank_url)
+    assert reflect(blank_url) == reflect(other_blank_url)
+
+
+def test_migrating_twice_does_nothing_the_second_time(blank_url: str) -> None:
+    migrate.upgrade(blank_url)
+    before = reflect(blank_url)
+    assert migrate.upgrade(blank_url) == (migrate.head(), migrate.head())
+    assert reflect(blank_url) == before
+
+
+def test_concurrent_migrations_are_serialised(blank_url: str, other_blank_url: str) -> None:
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            migrate.upgrade(blank_url)
+        except BaseException as exc:  # pragma: no cover - reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    migrate.upgrade(other_blank_url)
+    assert reflect(blank_url) == reflect(other_blank_url)
+
+
+def test_migrate_command(blank_url: str) -> None:
+    runner = CliRunner()
+    first = runner.invoke(app, ["migrate", "--store", blank_url])
+    assert first.exit_code == 0, first.output
+    assert f"schema upgraded from nothing to revision {migrate.head()}" in first.output
+    again = runner.invoke(app, ["migrate", "--store", blank_url])
+    assert again.exit_code == 0, again.output
+    assert f"schema already at revision {migrate.head()}" in again.output
+
+
+def test_migrate_command_names_a_bad_url() -> None:
+    result = CliRunner().invoke(app, ["migrate", "--store", "mysql://x"])
+    assert result.exit_code == 1
+    assert "unsupported store URL 'mysql://x'" in result.output
+
+
+def test_a_schema_newer_than_the_code_is_refused(blank_url: str) -> None:
+    migrate.upgrade(blank_url)
+    with connected(blank_url) as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = 'f00d'"))
+    with pytest.raises(SchemaOutdated, match="revision f00d, which this Waymark does not know"):
+        open_store(blank_url).close()
+    with pytest.raises(SchemaOutdated, match="upgrade Waymark"):
+        migrate.upgrade(blank_url)
+
+
+# -- what differs by backend: SQLite upgrades itself, PostgreSQL waits for `waymark migrate` --
+
+
+def test_sqlite_creates_and_upgrades_itself_on_open(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    make_pre_alembic(url)
+    store = open_store(url)
+    try:
+        assert store.append([rec("t", "e1")]).inserted == 1
+        assert [d.reason for d in store.dead_letters()] == ["kept"]
+    finally:
+        store.close()
+    assert revision_of(url) == migrate.head()
+    assert "waymark_schema" not in reflect(url)
+    fresh = f"sqlite:///{tmp_path / 'sub' / 'new.db'}"
+    open_store(fresh).close()
+    assert reflect(fresh) == reflect(url)
+
+
+@pytest.mark.parametrize("revision", [None, "0001"])
+def test_postgresql_refuses_an_older_schema(revision: str | None) -> None:
+    with pg_schema(migrated=False) as url:
+        if revision is not None:
+            migrate.upgrade(url, target=revision)
+        with pytest.raises(SchemaOutdated, match="run `waymark migrate --store URL`"):
+            open_store(url).close()
+        served = CliRunner().invoke(app, ["serve", "--store", url, "--port", "1"])
+        assert served.exit_code == 1
+        assert "run `waymark migrate --store URL`" in served.output
+        migrate.upgrade(url)
+        store = open_store(url)
+        try:
+            assert store.append([rec("t", "e1")]).inserted == 1
+        finally:
+            store.close()

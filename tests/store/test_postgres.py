@@ -1,0 +1,110 @@
+"""What only the PostgreSQL store has: a server on the network that can go away, a pool
+of connections, and text it cannot hold. The outage runs through a TCP proxy the test
+cuts, so the shared server itself stays up."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.conftest import PG_URL, free_port
+from tests.store.conftest import rec
+from tests.tcp_proxy import TcpProxy
+from waymark.api.app import create_app
+from waymark.errors import Unavailable
+from waymark.store.postgres import PostgresStore
+
+FAST = {"timeout": 0.3, "attempts": 3, "backoff": 0.02, "max_backoff": 0.1}
+
+
+@pytest.fixture
+def proxy() -> Iterator[TcpProxy]:
+    info = psycopg.conninfo.conninfo_to_dict(PG_URL)
+    target = (str(info.get("host") or "127.0.0.1"), int(info.get("port") or 5432))
+    proxied = TcpProxy(target)
+    try:
+        yield proxied
+    finally:
+        proxied.close()
+
+
+def through(url: str, proxy: TcpProxy) -> str:
+    host = psycopg.conninfo.conninfo_to_dict(PG_URL).get("host") or "127.0.0.1"
+    port = psycopg.conninfo.conninfo_to_dict(PG_URL).get("port") or 5432
+    return url.replace(f"{host}:{port}", f"127.0.0.1:{proxy.port}")
+
+
+def test_an_unreachable_server_is_unavailable() -> None:
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/test"
+    with pytest.raises(Unavailable, match=r"cannot connect to PostgreSQL test@127\.0\.0\.1"):
+        PostgresStore(url, open_timeout=0.5, **FAST)  # type: ignore[arg-type]
+
+
+def test_an_outage_answers_503_with_retry_after_and_the_api_recovers(
+    pg_url: str, proxy: TcpProxy
+) -> None:
+    store = PostgresStore(through(pg_url, proxy), **FAST)  # type: ignore[arg-type]
+    try:
+        with TestClient(create_app(store=store)) as client:
+            assert (
+                client.post("/v1/events", json={"trace_id": "t", "event_id": "a"}).status_code
+                == 202
+            )
+            proxy.cut()
+            for response in (
+                client.post("/v1/events", json={"trace_id": "t", "event_id": "b"}),
+                client.get("/v1/traces/t"),
+                client.get("/healthz"),
+            ):
+                assert response.status_code == 503
+                assert response.headers["retry-after"] == "1"
+                assert response.headers["content-type"] == "application/problem+json"
+                assert "is unavailable" in response.json()["detail"]
+            proxy.restore()
+            again = client.post("/v1/events", json={"trace_id": "t", "event_id": "b"})
+            assert again.status_code == 202
+            summary = client.get("/v1/traces/t").json()
+            assert summary["event_count"] == 2
+    finally:
+        store.close()
+
+
+def test_connections_killed_by_the_server_are_replaced(pg_url: str) -> None:
+    name = f"wm_test_{uuid.uuid4().hex[:8]}"
+    store = PostgresStore(f"{pg_url}&application_name={name}", min_size=2, **FAST)  # type: ignore[arg-type]
+    try:
+        store.append([rec("t", "e1")])
+        with psycopg.connect(PG_URL, autocommit=True) as admin:
+            killed = admin.execute(
+                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))"
+                " FROM pg_stat_activity WHERE application_name = %s",
+                (name,),
+            ).fetchone()
+        assert killed is not None and killed[0] >= 1
+        assert store.append([rec("t", "e2")]).inserted == 1
+        summary = store.summary("default", "t")
+        assert summary is not None and summary.event_count == 2
+    finally:
+        store.close()
+
+
+def test_text_postgresql_cannot_hold_is_refused_as_bad_input(pg_url: str) -> None:
+    store = PostgresStore(pg_url)
+    try:
+        with TestClient(create_app(store=store)) as client:
+            response = client.post(
+                "/v1/events",
+                json=[
+                    {"trace_id": "t", "event_id": "ok"},
+                    {"trace_id": "t", "component": "a\u0000"},
+                ],
+            )
+            assert response.status_code == 422
+            assert "NUL" in response.json()["detail"]
+            assert client.get("/v1/traces/t").status_code == 404
+    finally:
+        store.close()
