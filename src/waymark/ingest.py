@@ -90,14 +90,13 @@ def to_records(
 ) -> list[Record]:
     """Resolve events into records; each pipeline decides which of them finish a trace."""
     received = now_us() if received_us is None else received_us
-    stamps = timestamps_us or [None] * len(events)
+    finishes = pipelines.finishes
+    if timestamps_us is None:
+        return [
+            to_record(event, tenant, received, finishing=finishes(tenant, event))
+            for event in events
+        ]
     return [
-        to_record(
-            event,
-            tenant,
-            received,
-            timestamp_us=stamp,
-            finishing=pipelines.finishes(tenant, event),
-        )
-        for event, stamp in zip(events, stamps, strict=True)
+        to_record(event, tenant, received, timestamp_us=stamp, finishing=finishes(tenant, event))
+        for event, stamp in zip(events, timestamps_us, strict=True)
     ]

@@ -102,7 +102,24 @@ def iso(us: int | None) -> str | None:
     """RFC 3339 in UTC with microseconds, e.g. ``2026-11-20T10:00:00.250000Z``."""
     if us is None:
         return None
-    return (_NAIVE_EPOCH + timedelta(microseconds=us)).isoformat(timespec="microseconds") + "Z"
+    seconds, micro = divmod(us, 1_000_000)
+    head = _SECONDS.get(seconds)
+    if head is None:
+        head = _iso_seconds(seconds)
+    return f"{head}.{micro:06d}Z"
+
+
+def _iso_seconds(seconds: int) -> str:
+    """``2026-11-20T10:00:00`` for a second since the epoch, remembered: the events of a
+    batch, and the rows of a page, mostly share their seconds."""
+    if len(_SECONDS) >= 4096:
+        _SECONDS.clear()
+    head = (_NAIVE_EPOCH + timedelta(seconds=seconds)).isoformat(timespec="seconds")
+    _SECONDS[seconds] = head
+    return head
+
+
+_SECONDS: dict[int, str] = {}
 
 
 def now_us() -> int:
@@ -268,19 +285,8 @@ def touched_paths(doc: dict[str, Any]) -> tuple[str, ...]:
     return tuple(seen)
 
 
-def _doc(event: Event) -> dict[str, Any]:
-    """The event's given fields as JSON-ready values (what ``model_dump(mode="json",
-    exclude_none=True)`` gives, at a fraction of its cost on the hot path)."""
-    doc: dict[str, Any] = {}
-    for name, value in event.__dict__.items():
-        if value is None:
-            continue
-        if isinstance(value, StrEnum):
-            value = value.value
-        elif name == "errors":
-            value = [item.model_dump(mode="json") for item in value]
-        doc[name] = value
-    return doc
+_VALUES: dict[StrEnum, str] = {m: m.value for e in (Status, TraceStatus) for m in e}
+"""Enum members to their text: ``.value`` is a descriptor call, this a dict lookup."""
 
 
 def to_record(
@@ -296,46 +302,58 @@ def to_record(
     ``timestamp_us`` is the message timestamp, the event time of last resort
     (defaults to the time of receipt). ``finishing`` overrides the default rule
     (``trace_status`` FINISHED); pipelines pass their own verdict.
+
+    ``doc`` holds the event's given fields as JSON-ready values, in field order (what
+    ``model_dump(mode="json", exclude_none=True)`` gives, at a fraction of its cost: this
+    runs for every event on every way in), times as :func:`iso` text, ``event_id`` (last
+    when it was made here) and ``time``, the event time.
     """
-    start_us = to_us(event.start_time) if event.start_time is not None else None
-    end_us = to_us(event.end_time) if event.end_time is not None else None
-    time_us = (
-        end_us
-        if end_us is not None
-        else start_us
-        if start_us is not None
-        else (timestamp_us if timestamp_us is not None else received_us)
-    )
+    doc = {name: value for name, value in event.__dict__.items() if value is not None}
+    status = event.status
+    trace_status = event.trace_status
+    doc["status"] = _VALUES[status]
+    doc["trace_status"] = _VALUES[trace_status]
+    errors: tuple[Any, ...] = ()
+    if "errors" in doc:
+        errors = tuple(item.model_dump(mode="json") for item in doc["errors"])
+        doc["errors"] = list(errors)
     event_id = event.event_id or new_event_id()
-    doc = _doc(event)
     doc["event_id"] = event_id
-    if start_us is not None:
+    start_us = end_us = None
+    if event.start_time is not None:
+        start_us = to_us(event.start_time)
         doc["start_time"] = iso(start_us)
-    if end_us is not None:
-        doc["end_time"] = iso(end_us)
-    doc["time"] = doc["end_time"] if end_us is not None else iso(time_us)
-    errors = tuple(doc.get("errors") or ())
-    return Record(
-        tenant=tenant,
-        event_id=event_id,
-        trace_id=event.trace_id,
-        time_us=time_us,
-        start_us=start_us,
-        end_us=end_us,
-        received_us=received_us,
-        status=event.status,
-        trace_status=event.trace_status,
-        finishing=(event.trace_status is TraceStatus.FINISHED) if finishing is None else finishing,
-        component=event.component,
-        stage=event.stage,
-        operation=event.operation,
-        domain=event.domain,
-        domain_id=event.domain_id,
-        user=event.user,
-        record_id=event.record_id,
-        errors=errors,
-        paths=touched_paths(doc),
-        doc=doc,
+    if event.end_time is not None:
+        end_us = to_us(event.end_time)
+        doc["time"] = doc["end_time"] = iso(end_us)
+        time_us = end_us
+    elif start_us is not None:
+        doc["time"] = doc["start_time"]
+        time_us = start_us
+    else:
+        time_us = received_us if timestamp_us is None else timestamp_us
+        doc["time"] = iso(time_us)
+    return Record(  # positional: a third of the cost of keywords for a frozen dataclass
+        tenant,
+        event_id,
+        event.trace_id,
+        time_us,
+        start_us,
+        end_us,
+        received_us,
+        status,
+        trace_status,
+        (trace_status is TraceStatus.FINISHED) if finishing is None else finishing,
+        event.component,
+        event.stage,
+        event.operation,
+        event.domain,
+        event.domain_id,
+        event.user,
+        event.record_id,
+        errors,
+        touched_paths(doc),
+        doc,
     )
 
 
