@@ -11,10 +11,13 @@ import asyncio
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Sequence
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from waymark.model import Record
+from waymark.ingest import to_records
+from waymark.model import Event, Record
+from waymark.pipelines import Pipelines
 from waymark.store.base import Store
 from waymark.watch import Watcher
 
@@ -24,6 +27,23 @@ class Sink(ABC):
     async def submit(self, records: Sequence[Record]) -> None:
         """Make the records durable; raise :class:`waymark.errors.Unavailable` if that cannot
         be done now."""
+
+    async def submit_events(
+        self,
+        tenant: str,
+        events: Sequence[Event],
+        sent: Sequence[dict[str, Any]],
+        pipelines: Pipelines,
+    ) -> list[str]:
+        """Make validated events of one tenant durable; return their event ids.
+
+        ``sent[i]`` is the JSON object ``events[i]`` was validated from. By default the
+        events are resolved into records (:func:`waymark.ingest.to_records`) and
+        submitted; the bus sink publishes the objects as sent instead, since collectors
+        resolve them again anyway."""
+        records = to_records(events, tenant, pipelines)
+        await self.submit(records)
+        return [r.event_id for r in records]
 
     async def start(self) -> None:  # noqa: B027  (optional hook)
         """Connect; called once when the API starts."""

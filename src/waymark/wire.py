@@ -61,9 +61,20 @@ class Message:
     payload: bytes
 
 
+def with_event_ids(events: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The events as dicts, each with an ``event_id``: a new one where it has none. A dict
+    that has one is passed on as it is (not copied), any other is copied."""
+    return [
+        e
+        if type(e) is dict and e.get("event_id")
+        else {**e, "event_id": e.get("event_id") or new_event_id()}
+        for e in events
+    ]
+
+
 def encode(tenant: str, events: Sequence[Mapping[str, Any]], received_us: int) -> Message:
     """One bus message for events of one tenant; gives each event an id if it has none."""
-    docs = [dict(e) if e.get("event_id") else {**e, "event_id": new_event_id()} for e in events]
+    docs = with_event_ids(events)
     payload = orjson.dumps({"tenant": tenant, "received_us": received_us, "events": docs})
     return Message(
         events_subject(tenant),

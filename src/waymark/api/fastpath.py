@@ -17,7 +17,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from waymark.api.problems import PROBLEM_JSON, from_error
 from waymark.errors import TooLarge, WaymarkError
-from waymark.ingest import MAX_REQUEST_BYTES, check_tenant, load_json, parse_events, to_records
+from waymark.ingest import MAX_REQUEST_BYTES, check_tenant, load_json, parse_events
 
 if TYPE_CHECKING:
     from waymark.api.app import Services
@@ -28,9 +28,12 @@ PATH = "/v1/events"
 async def accept_events(services: Services, raw: bytes, tenant_header: str | None) -> bytes:
     """Validate, store (or publish) and answer: the body of the 202."""
     tenant = check_tenant(tenant_header)
-    records = to_records(parse_events(load_json(raw)), tenant, services.pipelines)
-    await services.sink.submit(records)
-    return orjson.dumps({"accepted": len(records), "event_ids": [r.event_id for r in records]})
+    data = load_json(raw)
+    events = parse_events(data)
+    ids = await services.sink.submit_events(
+        tenant, events, data if isinstance(data, list) else [data], services.pipelines
+    )
+    return orjson.dumps({"accepted": len(ids), "event_ids": ids})
 
 
 def is_events_post(scope: Scope) -> bool:

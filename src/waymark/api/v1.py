@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from waymark.api.fastpath import accept_events
 from waymark.errors import NotFound
-from waymark.ingest import check_tenant, invalid, load_json, parse_events, to_records
+from waymark.ingest import check_tenant, invalid, load_json, parse_events
 from waymark.model import (
     TRACE_ID_MAX,
     Event,
@@ -50,11 +50,9 @@ def summary_response(summary: Summary) -> Response:
     return Response(summary.model_dump_json(), media_type="application/json")
 
 
-async def _accept(request: Request, data: Any, tenant: str) -> list[str]:
+async def _accept(request: Request, data: dict[str, Any], tenant: str) -> list[str]:
     svc = services(request)
-    records = to_records(parse_events(data), tenant, svc.pipelines)
-    await svc.sink.submit(records)
-    return [r.event_id for r in records]
+    return await svc.sink.submit_events(tenant, parse_events(data), [data], svc.pipelines)
 
 
 @router.post(

@@ -24,7 +24,8 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 import orjson
 
 from waymark import wire
-from waymark.model import Record, Summary
+from waymark.model import Event, Record, Summary, now_us
+from waymark.pipelines import Pipelines
 from waymark.sink import Sink
 
 ChangeHandler = Callable[[str, list[dict[str, Any]]], None]
@@ -184,18 +185,34 @@ def decode_changes(data: bytes) -> tuple[str, list[dict[str, Any]]] | None:
 
 
 class BusSink(Sink):
-    """Bus mode: publish accepted records, one message per tenant, and wait for the acks."""
+    """Bus mode: publish accepted events, one message per tenant, and wait for the acks.
+
+    Events sent to ``POST /v1/events`` are published as they were sent (validated, with
+    their event ids fixed): the collectors validate and resolve every message again, so
+    building records here would be work thrown away."""
 
     def __init__(self, bus: Bus) -> None:
         self.bus = bus
 
     async def submit(self, records: Sequence[Record]) -> None:
+        await self._publish(wire.encode_records(records))
+
+    async def submit_events(
+        self,
+        tenant: str,
+        events: Sequence[Event],
+        sent: Sequence[dict[str, Any]],
+        pipelines: Pipelines,
+    ) -> list[str]:
+        docs = wire.with_event_ids(sent)
+        await self._publish([wire.encode(tenant, docs, now_us())])
+        return [d["event_id"] for d in docs]
+
+    async def _publish(self, messages: Sequence[wire.Message]) -> None:
         prefix = f"{self.bus.settings.prefix}.events"
-        messages = [
-            replace(m, subject=prefix + m.subject[len(wire.EVENTS_PREFIX) :])
-            for m in wire.encode_records(records)
-        ]
-        await self.bus.publish(messages)
+        await self.bus.publish(
+            [replace(m, subject=prefix + m.subject[len(wire.EVENTS_PREFIX) :]) for m in messages]
+        )
 
     async def close(self) -> None:
         await self.bus.close()
