@@ -7,11 +7,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 
+import httpx
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import PG_URL, free_port
+from tests.conftest import PG_URL, LiveServer, free_port
 from tests.store.conftest import rec
 from tests.tcp_proxy import TcpProxy
 from waymark.api.app import create_app
@@ -108,3 +109,19 @@ def test_text_postgresql_cannot_hold_is_refused_as_bad_input(pg_url: str) -> Non
             assert client.get("/v1/traces/t").status_code == 404
     finally:
         store.close()
+
+
+def test_waymark_serve_on_postgresql(pg_url: str) -> None:
+    server = LiveServer(pg_url)
+    try:
+        batch = [{"trace_id": "t", "event_id": f"e{i}", "component": f"c{i}"} for i in range(3)]
+        batch.append({"trace_id": "t", "event_id": "end", "trace_status": "FINISHED"})
+        posted = httpx.post(f"{server.url}/v1/events", json=batch)
+        assert posted.status_code == 202
+        assert posted.json()["accepted"] == 4
+        again = httpx.post(f"{server.url}/v1/events", json=batch)
+        assert again.status_code == 202
+        summary = httpx.get(f"{server.url}/v1/traces/t").json()
+        assert (summary["done"], summary["event_count"]) == (True, 4)
+    finally:
+        server.stop()

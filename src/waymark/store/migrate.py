@@ -12,6 +12,7 @@ lock (``BEGIN IMMEDIATE``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -45,6 +46,7 @@ def _config(connection: Connection | None = None) -> Config:
     return config
 
 
+@functools.cache
 def head() -> str:
     """The revision this code needs."""
     found = ScriptDirectory.from_config(_config()).get_current_head()
@@ -81,8 +83,10 @@ def current(conn: Connection) -> str | None:
     return MigrationContext.configure(conn).get_current_revision()
 
 
-def _known() -> set[str]:
-    return {rev.revision for rev in ScriptDirectory.from_config(_config()).walk_revisions()}
+@functools.cache
+def _known() -> frozenset[str]:
+    script = ScriptDirectory.from_config(_config())
+    return frozenset(rev.revision for rev in script.walk_revisions())
 
 
 def _newer(where: str, found: str) -> SchemaOutdated:
