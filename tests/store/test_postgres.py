@@ -125,3 +125,8 @@ def test_waymark_serve_on_postgresql(pg_url: str) -> None:
         assert (summary["done"], summary["event_count"]) == (True, 4)
     finally:
         server.stop()
+
+
+def test_a_malformed_url_is_named() -> None:
+    with pytest.raises(ValueError, match="not a valid PostgreSQL URL"):
+        PostgresStore("postgresql://postgres@127.0.0.1/test?bogus_option=1")

@@ -139,7 +139,10 @@ def conninfo_of(url: str) -> str:
 
 def _where(url: str) -> str:
     """The URL without its password, for messages."""
-    info = psycopg.conninfo.conninfo_to_dict(conninfo_of(url))
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(conninfo_of(url))
+    except psycopg.ProgrammingError as exc:
+        raise ValueError(f"not a valid PostgreSQL URL: {exc}") from exc
     host = info.get("host") or "localhost"
     return f"PostgreSQL {info.get('dbname') or ''}@{host}:{info.get('port') or 5432}"
 
