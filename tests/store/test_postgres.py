@@ -4,6 +4,7 @@ cuts, so the shared server itself stays up."""
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections.abc import Iterator
 
@@ -93,19 +94,26 @@ def test_connections_killed_by_the_server_are_replaced(pg_url: str) -> None:
         store.close()
 
 
-def test_text_postgresql_cannot_hold_is_refused_as_bad_input(pg_url: str) -> None:
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("component", "a\u0000", "NUL"),
+        # random, so incompressible: over the 2,704 bytes a btree entry may hold
+        ("path", "s3://" + secrets.token_hex(1500), "too large for PostgreSQL to index"),
+    ],
+)
+def test_values_postgresql_cannot_store_are_refused_as_bad_input(
+    pg_url: str, field: str, value: str, reason: str
+) -> None:
     store = PostgresStore(pg_url)
     try:
         with TestClient(create_app(store=store)) as client:
             response = client.post(
                 "/v1/events",
-                json=[
-                    {"trace_id": "t", "event_id": "ok"},
-                    {"trace_id": "t", "component": "a\u0000"},
-                ],
+                json=[{"trace_id": "t", "event_id": "ok"}, {"trace_id": "t", field: value}],
             )
             assert response.status_code == 422
-            assert "NUL" in response.json()["detail"]
+            assert reason in response.json()["detail"]
             assert client.get("/v1/traces/t").status_code == 404
     finally:
         store.close()

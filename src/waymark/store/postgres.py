@@ -223,6 +223,10 @@ class PostgresStore(SqlStore):
                 # Text PostgreSQL cannot hold (a NUL character): the caller's input, not a fault.
                 detail = f"a text value cannot be stored in PostgreSQL: {exc}"
                 raise BadRequest(detail, [{"loc": ["body"], "msg": detail}]) from exc
+            except psycopg.errors.ProgramLimitExceeded as exc:
+                # A value too large for an index entry: retrying cannot help, the input must change.
+                detail = f"a value is too large for PostgreSQL to index: {exc}"
+                raise BadRequest(detail, [{"loc": ["body"], "msg": detail}]) from exc
             except psycopg.OperationalError as exc:
                 if attempt + 1 == self.attempts:
                     raise Unavailable(f"{self.where} is unavailable: {exc}") from exc
