@@ -14,7 +14,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, create_engine, inspect, pool, text
 from typer.testing import CliRunner
 
-from tests.conftest import pg_schema
+from tests.conftest import free_port, pg_schema
 from tests.store.conftest import BACKENDS, rec
 from waymark.cli import app
 from waymark.errors import SchemaOutdated
@@ -171,6 +171,14 @@ def test_migrate_command_names_a_bad_url() -> None:
     result = CliRunner().invoke(app, ["migrate", "--store", "mysql://x"])
     assert result.exit_code == 1
     assert "unsupported store URL 'mysql://x'" in result.output
+
+
+def test_migrate_command_names_a_server_it_cannot_reach() -> None:
+    url = f"postgresql://postgres:secret@127.0.0.1:{free_port()}/test"
+    result = CliRunner().invoke(app, ["migrate", "--store", url])
+    assert result.exit_code == 1
+    assert "cannot migrate postgresql+psycopg://postgres:***@127.0.0.1" in result.output
+    assert "secret" not in result.output
 
 
 def test_a_schema_newer_than_the_code_is_refused(blank_url: str) -> None:
