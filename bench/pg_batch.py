@@ -113,7 +113,7 @@ def run_copy(url: str, records: list[Record]) -> float:
             " component, stage, operation, domain, domain_id, user_name, record_id, errors, doc",
             [event_row(r) for r in records],
         ),
-        "paths": ("tenant, path, trace_id, event_id, time_us, ord", path_rows(records)),
+        "paths": ("tenant, path, trace_id, event_id, time_us, ord, path_key", path_rows(records)),
         "traces": (
             "tenant, trace_id, event_count, started_us, updated_us,"
             + ", ".join(

@@ -121,6 +121,26 @@ def test_upgrade_from_each_older_revision_gives_the_same_schema(
     assert reflect(blank_url) == reflect(other_blank_url)
 
 
+def test_paths_stored_before_0003_are_found_after_it(blank_url: str) -> None:
+    migrate.upgrade(blank_url, target="0002")
+    with connected(blank_url) as conn:
+        conn.execute(
+            text(
+                "INSERT INTO paths (tenant, path, trace_id, event_id, time_us, ord)"
+                " VALUES ('default', 's3://old', 't', 'e1', 10, 0),"
+                " ('default', 's3://old', 't', 'e2', 20, 0),"
+                " ('other', 's3://old', 'u', 'e3', 30, 0)"
+            )
+        )
+    migrate.upgrade(blank_url)
+    store = open_store(blank_url)
+    try:
+        assert [h.event_id for h in store.paths("default", "s3://old")] == ["e2", "e1"]
+        assert [h.event_id for h in store.paths("other", "s3://old")] == ["e3"]
+    finally:
+        store.close()
+
+
 def test_revisions_check_before_they_act(blank_url: str, other_blank_url: str) -> None:
     """A half-made database (one table, without its indexes) is completed, not broken."""
     with connected(blank_url) as conn:

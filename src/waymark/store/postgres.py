@@ -101,7 +101,7 @@ INSERT_NEW_EVENTS = (
     f" SELECT {_columns(_EVENT_COLUMNS)} FROM {NEW_EVENTS} ORDER BY tenant, event_id"
     " ON CONFLICT (tenant, event_id) DO NOTHING RETURNING tenant, event_id"
 )
-COPY_PATHS = "COPY paths (tenant, path, trace_id, event_id, time_us, ord) FROM STDIN"
+COPY_PATHS = "COPY paths (tenant, path, trace_id, event_id, time_us, ord, path_key) FROM STDIN"
 STAGE_TRACES = f"COPY {NEW_TRACES} ({_columns(_TRACE_TYPES)}) FROM STDIN"
 UPSERT_STAGED_TRACES = (
     f"INSERT INTO traces ({_columns(_TRACE_TYPES)})"
