@@ -129,7 +129,8 @@ def test_paths_stored_before_0003_are_found_after_it(blank_url: str) -> None:
                 "INSERT INTO paths (tenant, path, trace_id, event_id, time_us, ord)"
                 " VALUES ('default', 's3://old', 't', 'e1', 10, 0),"
                 " ('default', 's3://old', 't', 'e2', 20, 0),"
-                " ('other', 's3://old', 'u', 'e3', 30, 0)"
+                " ('other', 's3://old', 'u', 'e3', 30, 0),"
+                " ('default', 's3://på/中', 't', 'e4', 40, 0)"
             )
         )
     migrate.upgrade(blank_url)
@@ -137,6 +138,7 @@ def test_paths_stored_before_0003_are_found_after_it(blank_url: str) -> None:
     try:
         assert [h.event_id for h in store.paths("default", "s3://old")] == ["e2", "e1"]
         assert [h.event_id for h in store.paths("other", "s3://old")] == ["e3"]
+        assert [h.event_id for h in store.paths("default", "s3://på/中")] == ["e4"]
     finally:
         store.close()
 

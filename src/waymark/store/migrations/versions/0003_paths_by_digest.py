@@ -11,30 +11,35 @@ the rows already stored, and indexes (tenant, path_key, time_us) in place of
 
 from __future__ import annotations
 
+import hashlib
+
 import sqlalchemy as sa
 from alembic import op
-
-from waymark.store.sql import path_key
 
 revision = "0003"
 down_revision = "0002"
 branch_labels = None
 depends_on = None
 
-_CHUNK = 1000
+
+def _path_key(path: str) -> str:
+    """:func:`waymark.store.sql.path_key` as of this revision (a revision does not change)."""
+    return hashlib.sha256(path.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+#: the same in PostgreSQL's words.
+_PG_PATH_KEY = "substr(encode(sha256(convert_to(path, 'UTF8')), 'hex'), 1, 32)"
 
 
 def _fill(bind: sa.Connection) -> None:
-    """Compute the digest of every stored path, in Python, so that both dialects agree."""
-    paths = sa.table("paths", sa.column("path", sa.Text), sa.column("path_key", sa.String))
-    found = bind.execute(sa.select(paths.c.path).where(paths.c.path_key.is_(None)).distinct())
-    todo = [row[0] for row in found]
-    update = (
-        paths.update().where(paths.c.path == sa.bindparam("p")).values(path_key=sa.bindparam("k"))
-    )
-    for start in range(0, len(todo), _CHUNK):
-        chunk = todo[start : start + _CHUNK]
-        bind.execute(update, [{"p": p, "k": path_key(p)} for p in chunk])
+    """Give every stored path its digest, in one statement (linear in the table's size)."""
+    if bind.dialect.name == "sqlite":
+        sqlite = bind.connection.driver_connection
+        assert sqlite is not None
+        sqlite.create_function("waymark_path_key", 1, _path_key, deterministic=True)
+        op.execute("UPDATE paths SET path_key = waymark_path_key(path) WHERE path_key IS NULL")
+    else:
+        op.execute(f"UPDATE paths SET path_key = {_PG_PATH_KEY} WHERE path_key IS NULL")
 
 
 def upgrade() -> None:
