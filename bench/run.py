@@ -2,7 +2,11 @@
 
     python bench/run.py [--quick] [--only NAME ...]
 
-Prints a table and writes ``bench/results.json``. The server under test is pinned to
+Workloads: single (single-event POSTs vs a bare ASGI app), batch (500-event POSTs into
+SQLite vs executemany), reads (summary, events page, search, path lookup p50/p99 with
+10,000,000 events stored, 100,000 with --quick; WAYMARK_BENCH_READ_EVENTS overrides),
+completion (finishing event -> waiting client), postgres (bench/pg_batch.py), bus
+(bench/bus.py), tracker (bench/tracker.py). Prints a table and writes ``bench/results.json``. The server under test is pinned to
 CPU 0 and the load generator (wrk) to CPU 1, so that the generator is not the
 bottleneck; the bare-ASGI row shows the generator's and uvicorn's own ceiling.
 """
@@ -190,7 +194,7 @@ def batched_posts_sqlite(quick: bool) -> list[dict[str, Any]]:
 def reads(quick: bool) -> list[dict[str, Any]]:
     from waymark.store.sqlite import SQLiteStore
 
-    n = 100_000 if quick else int(os.environ.get("WAYMARK_BENCH_READ_EVENTS", "1000000"))
+    n = 100_000 if quick else int(os.environ.get("WAYMARK_BENCH_READ_EVENTS", "10000000"))
     traces = n // 10
     out = []
     with tempfile.TemporaryDirectory() as tmp:
