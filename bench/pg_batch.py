@@ -14,7 +14,7 @@ together instead of interleaving traces across batches. Prints one JSON object:
 events/s of each and their ratios to ``copy``. Usage::
 
     .venv/bin/python bench/pg_batch.py [--events 50000] [--batch 500] [--writers 1]
-        [--clients 2] [--rounds 3] [--order interleaved|grouped] [--no-http]
+        [--clients 2] [--server-workers 1] [--rounds 3] [--order interleaved|grouped] [--no-http]
         [--postgres postgresql://postgres@127.0.0.1:5432/test]
 """
 
@@ -113,7 +113,7 @@ def run_copy(url: str, records: list[Record]) -> float:
             " component, stage, operation, domain, domain_id, user_name, record_id, errors, doc",
             [event_row(r) for r in records],
         ),
-        "paths": ("tenant, path, trace_id, event_id, time_us, ord", path_rows(records)),
+        "paths": ("tenant, path, trace_id, event_id, time_us, ord, path_key", path_rows(records)),
         "traces": (
             "tenant, trace_id, event_count, started_us, updated_us,"
             + ", ".join(
@@ -165,9 +165,12 @@ def free_port() -> int:
         return port
 
 
-def run_http(url: str, events: list[dict[str, Any]], size: int, clients: int) -> float:
+def run_http(
+    url: str, events: list[dict[str, Any]], size: int, clients: int, workers: int
+) -> float:
     port = free_port()
     command = [sys.executable, "-m", "waymark.cli", "serve", "--port", str(port)]
+    command += ["--workers", str(workers)]
     server = subprocess.Popen(
         [*command, "--store", url, "--log-level", "warning"], env={**os.environ}
     )
@@ -208,6 +211,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--writers", type=int, default=1, help="threads appending directly")
     parser.add_argument("--clients", type=int, default=2, help="concurrent HTTP clients")
+    parser.add_argument("--server-workers", type=int, default=1, help="waymark serve --workers")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--order", choices=["interleaved", "grouped"], default="interleaved")
     parser.add_argument(
@@ -226,7 +230,9 @@ def main() -> None:
         "direct": lambda url: run_direct(url, records, args.batch, args.writers),
     }
     if not args.no_http:
-        runs["http"] = lambda url: run_http(url, events, args.batch, args.clients)
+        runs["http"] = lambda url: run_http(
+            url, events, args.batch, args.clients, args.server_workers
+        )
     rates: dict[str, list[int]] = {name: [] for name in runs}
     names = list(runs)
     for round_no in range(args.rounds):
@@ -243,6 +249,7 @@ def main() -> None:
         "order": args.order,
         "direct_writers": args.writers,
         "http_clients": None if args.no_http else args.clients,
+        "http_server_workers": None if args.no_http else args.server_workers,
         "rounds": args.rounds,
         "events_per_s": median,
         "ratio_to_copy": {

@@ -2,7 +2,11 @@
 
     python bench/run.py [--quick] [--only NAME ...]
 
-Prints a table and writes ``bench/results.json``. The server under test is pinned to
+Workloads: single (single-event POSTs vs a bare ASGI app), batch (500-event POSTs into
+SQLite vs executemany), reads (summary, events page, search, path lookup p50/p99 with
+10,000,000 events stored, 100,000 with --quick; WAYMARK_BENCH_READ_EVENTS overrides),
+completion (finishing event -> waiting client), postgres (bench/pg_batch.py), bus
+(bench/bus.py), tracker (bench/tracker.py). Prints a table and writes ``bench/results.json``. The server under test is pinned to
 CPU 0 and the load generator (wrk) to CPU 1, so that the generator is not the
 bottleneck; the bare-ASGI row shows the generator's and uvicorn's own ceiling.
 """
@@ -114,16 +118,16 @@ def row(name: str, figure: float, unit: str, limit: float | None, note: str = ""
 
 
 def single_posts(quick: bool) -> list[dict[str, Any]]:
-    seconds = 5 if quick else 15
+    seconds = 4 if quick else 15
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         with waymark_server(f"sqlite:///{tmp}/w.db", port) as url:
-            wrk(url, "post_one.lua", 2, 64)  # warm up
+            wrk(url, "post_one.lua", 1 if quick else 2, 64)  # warm up
             ours = wrk(url, "post_one.lua", seconds, 64)
     port = free_port()
     argv = [PY, "-m", "uvicorn", "bare_asgi:app", "--port", str(port), "--log-level", "warning"]
     with server([*argv, "--no-access-log"], port) as url:
-        wrk(url, "post_one.lua", 2, 64)
+        wrk(url, "post_one.lua", 1 if quick else 2, 64)
         bare = wrk(url, "post_one.lua", seconds, 64)
     return [
         row("bare ASGI app, single POSTs (generator/uvicorn ceiling)", bare["rps"], "req/s", None),
@@ -162,14 +166,14 @@ def batched_posts_sqlite(quick: bool) -> list[dict[str, Any]]:
     from waymark.store.sql import INSERT_EVENT, INSERT_PATH, event_row, path_rows
     from waymark.store.sqlite import SQLiteStore
 
-    seconds = 5 if quick else 15
+    seconds = 4 if quick else 15
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         with waymark_server(f"sqlite:///{tmp}/w.db", port) as url:
             ours = wrk(url, "post_batch.lua", seconds, 4)
         # raw: the same rows into the same schema, executemany in one transaction per 500
         store = SQLiteStore(f"sqlite:///{tmp}/raw.db")
-        n = 100_000 if quick else 300_000
+        n = 50_000 if quick else 300_000
         rows = [r for batch in sample_records(n, n // 10, "raw") for r in batch]
         conn = store._writer
         start = time.perf_counter()
@@ -190,7 +194,7 @@ def batched_posts_sqlite(quick: bool) -> list[dict[str, Any]]:
 def reads(quick: bool) -> list[dict[str, Any]]:
     from waymark.store.sqlite import SQLiteStore
 
-    n = 200_000 if quick else 1_000_000
+    n = 100_000 if quick else int(os.environ.get("WAYMARK_BENCH_READ_EVENTS", "10000000"))
     traces = n // 10
     out = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -212,8 +216,8 @@ def reads(quick: bool) -> list[dict[str, Any]]:
                 ("path", "path lookup"),
             ):
                 env = {"WRK_KIND": kind, "WRK_TRACES": str(traces)}
-                wrk(url, "get_random.lua", 2, 16, env)
-                got = wrk(url, "get_random.lua", 5 if quick else 10, 16, env)
+                wrk(url, "get_random.lua", 1 if quick else 2, 16, env)
+                got = wrk(url, "get_random.lua", 3 if quick else 10, 16, env)
                 note = f"{n:,} events stored, 16 concurrent clients; {got['rps']:,.0f} req/s"
                 out.append(row(f"{label} p50", got["p50_us"] / 1000, "ms", None, note))
                 out.append(row(f"{label} p99", got["p99_us"] / 1000, "ms", None, note))
@@ -248,7 +252,7 @@ async def _completions(url: str, n: int) -> list[float]:
 def completion_latency(quick: bool) -> list[dict[str, Any]]:
     import asyncio
 
-    n = 100 if quick else 500
+    n = 50 if quick else 500
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         with waymark_server(f"sqlite:///{tmp}/w.db", port) as url:
@@ -262,11 +266,61 @@ def completion_latency(quick: bool) -> list[dict[str, Any]]:
     ]
 
 
+def script(name: str, *args: str) -> dict[str, Any]:
+    """Run another benchmark script of this folder; it prints one JSON object last."""
+    out = subprocess.run([PY, str(HERE / name), *args], capture_output=True, text=True, cwd=ROOT)
+    if out.returncode != 0:
+        raise RuntimeError(f"{name} failed:\n{out.stderr[-3000:]}")
+    start = out.stdout.index("{")
+    found: dict[str, Any] = json.loads(out.stdout[start:])
+    return found
+
+
+def postgres_batches(quick: bool) -> list[dict[str, Any]]:
+    events, rounds = ("10000", "1") if quick else ("60000", "3")
+    got = script("pg_batch.py", "--events", events, "--rounds", rounds)
+    rate = got["events_per_s"]
+    note = "limit: one COPY per table of the rows an append stores (events, paths, summaries)"
+    return [
+        row("batched appends (500), PostgreSQL direct", rate["direct"], "events/s",
+            rate["copy"], note),
+        row("batched POSTs (500), PostgreSQL direct over HTTP", rate["http"], "events/s",
+            rate["copy"], note),
+    ]  # fmt: skip
+
+
+def bus(quick: bool) -> list[dict[str, Any]]:
+    got = script("bus.py", "--events", "10000" if quick else "100000")
+    b = got["bus"]
+    note = "HTTP 500-event batches -> JetStream -> 2 collectors -> PostgreSQL"
+    return [
+        row("bus path", b["events_per_s"], "events/s", got["raw_copy"]["events_per_s"],
+            note + "; limit: COPY of the same event rows into events"),
+        row("bus lag 202 -> visible, p50 (saturated)", b["lag_under_load_p50_ms"], "ms", None),
+        row("bus lag 202 -> visible, p99 (saturated)", b["lag_under_load_p99_ms"], "ms", None),
+        row("bus lag 202 -> visible, p50 (light load)", b["light_load_lag_p50_ms"], "ms", None),
+        row("bus lag 202 -> visible, p99 (light load)", b["light_load_lag_p99_ms"], "ms", None),
+    ]  # fmt: skip
+
+
+def tracker(quick: bool) -> list[dict[str, Any]]:
+    got = script("tracker.py", "--steps", "20000" if quick else "100000")
+    return [
+        row("tracker added cost per step (worst kind)", got["worst_added_us"], "µs", None,
+            f"target {got['target_us']} µs; bare call {got['bare_call_us']} µs"),
+        row("tracker CPU per step incl. sender thread", got["cpu_us_per_step_with_sender"],
+            "µs", None),
+    ]  # fmt: skip
+
+
 WORKLOADS: dict[str, Callable[[bool], list[dict[str, Any]]]] = {
     "single": single_posts,
     "batch": batched_posts_sqlite,
     "reads": reads,
     "completion": completion_latency,
+    "postgres": postgres_batches,
+    "bus": bus,
+    "tracker": tracker,
 }
 
 

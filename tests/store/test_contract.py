@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import secrets
 
 import pytest
 
@@ -189,6 +190,14 @@ def test_path_lookup_newest_first(store: SqlStore) -> None:
     assert hits[0].at == "1970-01-01T00:00:00.000030Z"
     assert [h.trace_id for h in store.paths("default", "s3://in/file.csv", limit=1)] == ["t2"]
     assert store.paths("default", "s3://nowhere") == []
+
+
+def test_a_path_longer_than_an_index_entry_is_found(store: SqlStore) -> None:
+    long_path = "s3://bucket/" + secrets.token_hex(4980)  # 9,972 random characters
+    store.append([rec("t", "e1", path=long_path, inputs=[long_path + "/in"])])
+    assert [h.event_id for h in store.paths("default", long_path)] == ["e1"]
+    assert [h.event_id for h in store.paths("default", long_path + "/in")] == ["e1"]
+    assert store.paths("default", long_path[:-1]) == []
 
 
 def test_lineage_of_a_trace(store: SqlStore) -> None:

@@ -14,7 +14,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, create_engine, inspect, pool, text
 from typer.testing import CliRunner
 
-from tests.conftest import pg_schema
+from tests.conftest import free_port, pg_schema
 from tests.store.conftest import BACKENDS, rec
 from waymark.cli import app
 from waymark.errors import SchemaOutdated
@@ -121,6 +121,28 @@ def test_upgrade_from_each_older_revision_gives_the_same_schema(
     assert reflect(blank_url) == reflect(other_blank_url)
 
 
+def test_paths_stored_before_0003_are_found_after_it(blank_url: str) -> None:
+    migrate.upgrade(blank_url, target="0002")
+    with connected(blank_url) as conn:
+        conn.execute(
+            text(
+                "INSERT INTO paths (tenant, path, trace_id, event_id, time_us, ord)"
+                " VALUES ('default', 's3://old', 't', 'e1', 10, 0),"
+                " ('default', 's3://old', 't', 'e2', 20, 0),"
+                " ('other', 's3://old', 'u', 'e3', 30, 0),"
+                " ('default', 's3://på/中', 't', 'e4', 40, 0)"
+            )
+        )
+    migrate.upgrade(blank_url)
+    store = open_store(blank_url)
+    try:
+        assert [h.event_id for h in store.paths("default", "s3://old")] == ["e2", "e1"]
+        assert [h.event_id for h in store.paths("other", "s3://old")] == ["e3"]
+        assert [h.event_id for h in store.paths("default", "s3://på/中")] == ["e4"]
+    finally:
+        store.close()
+
+
 def test_revisions_check_before_they_act(blank_url: str, other_blank_url: str) -> None:
     """A half-made database (one table, without its indexes) is completed, not broken."""
     with connected(blank_url) as conn:
@@ -171,6 +193,14 @@ def test_migrate_command_names_a_bad_url() -> None:
     result = CliRunner().invoke(app, ["migrate", "--store", "mysql://x"])
     assert result.exit_code == 1
     assert "unsupported store URL 'mysql://x'" in result.output
+
+
+def test_migrate_command_names_a_server_it_cannot_reach() -> None:
+    url = f"postgresql://postgres:secret@127.0.0.1:{free_port()}/test"
+    result = CliRunner().invoke(app, ["migrate", "--store", url])
+    assert result.exit_code == 1
+    assert "cannot migrate postgresql+psycopg://postgres:***@127.0.0.1" in result.output
+    assert "secret" not in result.output
 
 
 def test_a_schema_newer_than_the_code_is_refused(blank_url: str) -> None:

@@ -4,18 +4,20 @@ cuts, so the shared server itself stays up."""
 
 from __future__ import annotations
 
+import random
 import uuid
 from collections.abc import Iterator
 
+import httpx
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import PG_URL, free_port
+from tests.conftest import PG_URL, LiveServer, free_port
 from tests.store.conftest import rec
 from tests.tcp_proxy import TcpProxy
 from waymark.api.app import create_app
-from waymark.errors import Unavailable
+from waymark.errors import BadRequest, Unavailable
 from waymark.store.postgres import PostgresStore
 
 FAST = {"timeout": 0.3, "attempts": 3, "backoff": 0.02, "max_backoff": 0.1}
@@ -108,3 +110,38 @@ def test_text_postgresql_cannot_hold_is_refused_as_bad_input(pg_url: str) -> Non
             assert client.get("/v1/traces/t").status_code == 404
     finally:
         store.close()
+
+
+def test_a_value_too_large_to_index_is_bad_input_not_an_outage(pg_url: str) -> None:
+    """A tenant and a record id at their length limits, in 4-byte characters that do not
+    compress, pass the 2,704 bytes a btree entry may hold."""
+    rng = random.Random(4)
+    emoji = "".join(chr(rng.randrange(0x1F300, 0x1FAFF)) for _ in range(700))
+    store = PostgresStore(pg_url)
+    try:
+        with pytest.raises(BadRequest, match="too large for PostgreSQL to index"):
+            store.append([rec("t", "e1", tenant=emoji[:200], record_id=emoji[200:])])
+        assert store.summary(emoji[:200], "t") is None
+    finally:
+        store.close()
+
+
+def test_waymark_serve_on_postgresql(pg_url: str) -> None:
+    server = LiveServer(pg_url)
+    try:
+        batch = [{"trace_id": "t", "event_id": f"e{i}", "component": f"c{i}"} for i in range(3)]
+        batch.append({"trace_id": "t", "event_id": "end", "trace_status": "FINISHED"})
+        posted = httpx.post(f"{server.url}/v1/events", json=batch)
+        assert posted.status_code == 202
+        assert posted.json()["accepted"] == 4
+        again = httpx.post(f"{server.url}/v1/events", json=batch)
+        assert again.status_code == 202
+        summary = httpx.get(f"{server.url}/v1/traces/t").json()
+        assert (summary["done"], summary["event_count"]) == (True, 4)
+    finally:
+        server.stop()
+
+
+def test_a_malformed_url_is_named() -> None:
+    with pytest.raises(ValueError, match="not a valid PostgreSQL URL"):
+        PostgresStore("postgresql://postgres@127.0.0.1/test?bogus_option=1")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import orjson
 from starlette.types import Message, Receive, Scope, Send
 
-from waymark.api.problems import PROBLEM_JSON, from_error
+from waymark.api.problems import from_error
 from waymark.errors import TooLarge, WaymarkError
 from waymark.ingest import MAX_REQUEST_BYTES, check_tenant, load_json, parse_events
 
@@ -48,15 +48,12 @@ async def serve_events(services: Services, scope: Scope, receive: Receive, send:
             tenant = value.decode("latin-1")
     try:
         raw = await _read_body(receive)
-        status, body, media = 202, await accept_events(services, raw, tenant), None
+        body = await accept_events(services, raw, tenant)
     except WaymarkError as exc:
-        response = from_error(exc)
-        status, body, media = response.status_code, bytes(response.body), PROBLEM_JSON
-    headers = [(b"content-type", (media or "application/json").encode())]
-    headers.append((b"content-length", str(len(body)).encode()))
-    if status == 503:
-        headers.append((b"retry-after", b"1"))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
+        await from_error(exc)(scope, receive, send)  # the problem response, Retry-After too
+        return
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": 202, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 

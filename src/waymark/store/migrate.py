@@ -12,6 +12,7 @@ lock (``BEGIN IMMEDIATE``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -20,9 +21,10 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, create_engine, event, pool, text
+from sqlalchemy import Connection, create_engine, event, make_url, pool, text
+from sqlalchemy.exc import OperationalError
 
-from waymark.errors import SchemaOutdated
+from waymark.errors import SchemaOutdated, Unavailable
 
 #: advisory lock key taken while migrating a PostgreSQL schema ("waymark" in ASCII, cut).
 _PG_LOCK = 0x7761796D61726B
@@ -45,6 +47,7 @@ def _config(connection: Connection | None = None) -> Config:
     return config
 
 
+@functools.cache
 def head() -> str:
     """The revision this code needs."""
     found = ScriptDirectory.from_config(_config()).get_current_head()
@@ -81,8 +84,10 @@ def current(conn: Connection) -> str | None:
     return MigrationContext.configure(conn).get_current_revision()
 
 
-def _known() -> set[str]:
-    return {rev.revision for rev in ScriptDirectory.from_config(_config()).walk_revisions()}
+@functools.cache
+def _known() -> frozenset[str]:
+    script = ScriptDirectory.from_config(_config())
+    return frozenset(rev.revision for rev in script.walk_revisions())
 
 
 def _newer(where: str, found: str) -> SchemaOutdated:
@@ -92,16 +97,21 @@ def _newer(where: str, found: str) -> SchemaOutdated:
     )
 
 
-def upgrade(url: str, where: str = "the store", target: str = "head") -> tuple[str | None, str]:
+def upgrade(url: str, where: str | None = None, target: str = "head") -> tuple[str | None, str]:
     """Create or upgrade the store's schema to ``target`` (default: :func:`head`);
-    return the revisions (before, after)."""
-    with _locked(url) as conn:
-        before = current(conn)
-        if before is not None and before not in _known():
-            raise _newer(where, before)
-        if before != (head() if target == "head" else target):
-            command.upgrade(_config(conn), target)
-        return before, current(conn) or ""
+    return the revisions (before, after). :class:`Unavailable` if the store cannot be
+    reached; ``where`` names it in messages (default: the URL without its password)."""
+    where = where or make_url(sqlalchemy_url(url)).render_as_string(hide_password=True)
+    try:
+        with _locked(url) as conn:
+            before = current(conn)
+            if before is not None and before not in _known():
+                raise _newer(where, before)
+            if before != (head() if target == "head" else target):
+                command.upgrade(_config(conn), target)
+            return before, current(conn) or ""
+    except OperationalError as exc:
+        raise Unavailable(f"cannot migrate {where}: {exc.orig or exc}") from exc
 
 
 def check(found: str | None, where: str) -> None:

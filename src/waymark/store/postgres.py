@@ -101,7 +101,7 @@ INSERT_NEW_EVENTS = (
     f" SELECT {_columns(_EVENT_COLUMNS)} FROM {NEW_EVENTS} ORDER BY tenant, event_id"
     " ON CONFLICT (tenant, event_id) DO NOTHING RETURNING tenant, event_id"
 )
-COPY_PATHS = "COPY paths (tenant, path, trace_id, event_id, time_us, ord) FROM STDIN"
+COPY_PATHS = "COPY paths (tenant, path, trace_id, event_id, time_us, ord, path_key) FROM STDIN"
 STAGE_TRACES = f"COPY {NEW_TRACES} ({_columns(_TRACE_TYPES)}) FROM STDIN"
 UPSERT_STAGED_TRACES = (
     f"INSERT INTO traces ({_columns(_TRACE_TYPES)})"
@@ -139,7 +139,10 @@ def conninfo_of(url: str) -> str:
 
 def _where(url: str) -> str:
     """The URL without its password, for messages."""
-    info = psycopg.conninfo.conninfo_to_dict(conninfo_of(url))
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(conninfo_of(url))
+    except psycopg.ProgrammingError as exc:
+        raise ValueError(f"not a valid PostgreSQL URL: {exc}") from exc
     host = info.get("host") or "localhost"
     return f"PostgreSQL {info.get('dbname') or ''}@{host}:{info.get('port') or 5432}"
 
@@ -219,6 +222,10 @@ class PostgresStore(SqlStore):
                     raise
                 # Text PostgreSQL cannot hold (a NUL character): the caller's input, not a fault.
                 detail = f"a text value cannot be stored in PostgreSQL: {exc}"
+                raise BadRequest(detail, [{"loc": ["body"], "msg": detail}]) from exc
+            except psycopg.errors.ProgramLimitExceeded as exc:
+                # A value too large for an index entry: retrying cannot help, the input must change.
+                detail = f"a value is too large for PostgreSQL to index: {exc}"
                 raise BadRequest(detail, [{"loc": ["body"], "msg": detail}]) from exc
             except psycopg.OperationalError as exc:
                 if attempt + 1 == self.attempts:

@@ -10,6 +10,7 @@ commutative, so concurrent writers and any arrival order give the same row.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from abc import abstractmethod
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -113,7 +114,8 @@ INSERT_EVENT = (
     " doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 INSERT_PATH = (
-    "INSERT INTO paths (tenant, path, trace_id, event_id, time_us, ord) VALUES (?, ?, ?, ?, ?, ?)"
+    "INSERT INTO paths (tenant, path, trace_id, event_id, time_us, ord, path_key)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 
 _SUMMARY_COLUMNS = ", ".join(_TRACE_COLUMNS)
@@ -150,9 +152,14 @@ def event_row(record: Record) -> tuple[Any, ...]:
     )
 
 
+def path_key(path: str) -> str:
+    """What ``paths`` is indexed by: a digest of the path, short whatever the path's length."""
+    return hashlib.sha256(path.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
 def path_rows(records: Sequence[Record]) -> list[tuple[Any, ...]]:
     return [
-        (r.tenant, path, r.trace_id, r.event_id, r.time_us, i)
+        (r.tenant, path, r.trace_id, r.event_id, r.time_us, i, path_key(path))
         for r in records
         for i, path in enumerate(r.paths)
     ]
@@ -447,10 +454,11 @@ class SqlStore(Store):
         with self._reading() as cur:
             cur.execute(
                 self.q(
-                    "SELECT trace_id, event_id, time_us FROM paths WHERE tenant = ? AND path = ?"
+                    "SELECT trace_id, event_id, time_us FROM paths"
+                    " WHERE tenant = ? AND path_key = ? AND path = ?"
                     " ORDER BY time_us DESC, event_id DESC LIMIT ?"
                 ),
-                (tenant, path, limit),
+                (tenant, path_key(path), path, limit),
             )
             rows = cur.fetchall()
         return [PathHit(trace_id, event_id, iso(int(t)) or "") for trace_id, event_id, t in rows]
