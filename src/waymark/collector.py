@@ -10,7 +10,7 @@ message to one of them at a time. The loop, per source:
 3. append every resolved record in one ``Store.append`` call, then ack them: acks
    come only after the commit, so a crash in between means a redelivery, which the
    store's (tenant, event_id) idempotence turns into a counted duplicate;
-4. announce the changed summaries on the change feed.
+4. announce the changed summaries (their heads) on the change feed.
 
 Three outcomes per message, as in arq's worker:
 
@@ -56,10 +56,11 @@ from waymark.bus.base import Bus, Delivery, Source
 from waymark.config import Settings
 from waymark.errors import BadRequest, Unavailable
 from waymark.ingest import to_records
-from waymark.model import Record
+from waymark.model import Record, now_us
 from waymark.pipelines import Pipelines, load
 from waymark.store import open_store
-from waymark.store.base import DatasetDetails, Store
+from waymark.store.base import AppendResult, DatasetDetails, Store
+from waymark.summary import Partial, head, head_of
 from waymark.translate.gsm import from_service_bus
 
 log = logging.getLogger("waymark.collector")
@@ -259,15 +260,15 @@ class Collector:
 
     async def _store(self, items: list[_Item]) -> None:
         try:
-            traces = await self._write(items)
+            result = await self._write(items)
         except Exception as exc:
             await self._retry(items, exc)
             return
         for item in items:
             await item.delivery.ack()
-        await self._announce_later(traces)
+        await self._announce_later(result)
 
-    async def _write(self, items: Sequence[_Item]) -> list[tuple[str, str]]:
+    async def _write(self, items: Sequence[_Item]) -> AppendResult:
         records = [r for i in items for r in i.resolved.records]
         details = [d for i in items for d in i.resolved.details]
         result = await asyncio.to_thread(self.store.append, records)
@@ -275,7 +276,7 @@ class Collector:
             await asyncio.to_thread(self.store.put_dataset_details, details)
         self.counters.appended += result.inserted
         self.counters.duplicates += len(records) - result.inserted
-        return result.traces
+        return result
 
     async def _retry(self, items: list[_Item], exc: Exception) -> None:
         if isinstance(exc, BadRequest):  # the store refused some record: find which, at once
@@ -307,7 +308,7 @@ class Collector:
 
     async def _try_alone(self, item: _Item) -> None:
         try:
-            traces = await self._write([item])
+            result = await self._write([item])
         except Unavailable as exc:
             await self._nak([item.delivery], _reason(exc))
         except Exception as exc:
@@ -315,7 +316,7 @@ class Collector:
             await self._park([(item.delivery, reason)])
         else:
             await item.delivery.ack()
-            await self._announce(traces)
+            await self._announce(result)
 
     async def _park(self, bad: list[tuple[Delivery, str]]) -> None:
         letters = [(d.subject, reason, d.data) for d, reason in bad]
@@ -337,10 +338,10 @@ class Collector:
             log.warning("collector parked subject=%s reason=%s", delivery.subject, reason)
             await delivery.term()
 
-    async def _announce_later(self, traces: Sequence[tuple[str, str]]) -> None:
+    async def _announce_later(self, result: AppendResult) -> None:
         """Announce while the next batch is fetched; at most one announcement in flight."""
         await self.announced()
-        self._announcing = asyncio.create_task(self._announce(traces))
+        self._announcing = asyncio.create_task(self._announce(result))
 
     async def announced(self) -> None:
         """Wait for the announcement in flight, if any."""
@@ -348,17 +349,31 @@ class Collector:
             await self._announcing
             self._announcing = None
 
-    async def _announce(self, traces: Sequence[tuple[str, str]]) -> None:
-        """Publish the changed summaries, per tenant; a failure only delays waiters."""
+    async def _announce(self, result: AppendResult) -> None:
+        """Publish the heads of the changed summaries (:data:`waymark.summary.HEAD_FIELDS`),
+        per tenant; a failure only delays waiters. They come from the append's own upsert
+        when the store returns its rows (PostgreSQL), else from a read."""
         by_tenant: dict[str, list[str]] = {}
-        for tenant, trace_id in traces:
+        for tenant, trace_id in result.traces:
             by_tenant.setdefault(tenant, []).append(trace_id)
+        now = now_us()
         for tenant, ids in by_tenant.items():
             try:
-                summaries = await asyncio.to_thread(self.store.summaries, tenant, ids)
-                await self.bus.publish_changes(tenant, summaries)
+                if result.partials is None:
+                    summaries = await asyncio.to_thread(self.store.summaries, tenant, ids)
+                    heads = [head_of(s) for s in summaries]
+                else:
+                    heads = [self._head(tenant, i, result.partials[tenant, i], now) for i in ids]
+                await self.bus.publish_changes(tenant, heads)
             except Exception as exc:
                 log.warning("collector change feed failed tenant=%s error=%s", tenant, _reason(exc))
+
+    def _head(self, tenant: str, trace_id: str, partial: Partial, now: int) -> dict[str, Any]:
+        origin = partial.origin
+        pipeline = self.pipelines.lookup(tenant, origin.domain if origin else None)
+        return head(
+            tenant, trace_id, partial, now_us=now, stall_timeout_us=pipeline.stall_timeout_us
+        )
 
 
 def _chunks(items: list[_Item], most_events: int) -> Iterator[list[_Item]]:

@@ -267,6 +267,56 @@ def render(
     )
 
 
+HEAD_FIELDS = (
+    "trace_id",
+    "tenant",
+    "done",
+    "state",
+    "trace_status",
+    "trace_event_status",
+    "outcome",
+    "updated_at",
+    "event_count",
+    "current",
+)
+"""The fields of a summary that the change feed carries (its head)."""
+
+
+def head(
+    tenant: str, trace_id: str, partial: Partial, *, now_us: int, stall_timeout_us: int | None
+) -> dict[str, Any]:
+    """A summary's :data:`HEAD_FIELDS` as JSON-ready values, straight from its partial:
+    what :func:`render` gives for them, without the trace's errors and paths."""
+    deciding = partial.deciding
+    done = partial.done
+    return {
+        "trace_id": trace_id,
+        "tenant": tenant,
+        "done": done,
+        "state": state_of(partial, now_us, stall_timeout_us).value,
+        "trace_status": TraceStatus.FINISHED.value if done else deciding.trace_status.value,
+        "trace_event_status": (
+            TraceEventStatus.FAILED if deciding.status is Status.FAILED else TraceEventStatus.OK
+        ).value,
+        "outcome": deciding.status.value,
+        "updated_at": iso(partial.updated_us),
+        "event_count": partial.event_count,
+        "current": {
+            "event_id": deciding.event_id,
+            "component": deciding.component,
+            "stage": deciding.stage,
+            "operation": deciding.operation,
+            "status": deciding.status.value,
+            "time": iso(deciding.time_us),
+        },
+    }
+
+
+def head_of(summary: Summary) -> dict[str, Any]:
+    """The head of a rendered summary (:data:`HEAD_FIELDS`), as JSON-ready values."""
+    return summary.model_dump(mode="json", include=set(HEAD_FIELDS))
+
+
 def summarize(
     records: Iterable[Record],
     *,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from tests.bus.conftest import make_events, records_of
 from waymark.bus.base import decode_changes, encode_changes
 from waymark.model import now_us
-from waymark.summary import summarize
+from waymark.summary import HEAD_FIELDS, head_of, summarize
 
 
 def test_change_bodies_are_split_under_the_limit_and_keep_every_trace() -> None:
@@ -13,7 +13,7 @@ def test_change_bodies_are_split_under_the_limit_and_keep_every_trace() -> None:
     by_trace: dict[str, list] = {}  # type: ignore[type-arg]
     for r in records:
         by_trace.setdefault(r.trace_id, []).append(r)
-    summaries = [s for g in by_trace.values() if (s := summarize(g, now_us=now_us()))]
+    summaries = [head_of(s) for g in by_trace.values() if (s := summarize(g, now_us=now_us()))]
 
     bodies = encode_changes("acme", summaries, 20_000)
 
@@ -27,7 +27,7 @@ def test_change_bodies_are_split_under_the_limit_and_keep_every_trace() -> None:
 
 def test_a_summary_too_big_for_a_body_travels_as_its_trace_id() -> None:
     [summary] = [s for s in [summarize(records_of(make_events(1, 1)), now_us=now_us())] if s]
-    [body] = encode_changes("default", [summary], 200)
+    [body] = encode_changes("default", [head_of(summary)], 200)
     decoded = decode_changes(body)
     assert decoded is not None
     assert decoded[1] == [
@@ -44,3 +44,13 @@ def test_a_body_that_is_not_a_change_is_ignored() -> None:
     assert decode_changes(b"nope") is None
     assert decode_changes(b"[1]") is None
     assert decode_changes(b'{"tenant": 1, "summaries": []}') is None
+
+
+def test_a_head_holds_the_summary_fields_waiters_need() -> None:
+    [summary] = [s for s in [summarize(records_of(make_events(1, 2)), now_us=now_us())] if s]
+    assert head_of(summary) == {
+        name: value
+        for name, value in summary.model_dump(mode="json").items()
+        if name in HEAD_FIELDS
+    }
+    assert set(head_of(summary)) == set(HEAD_FIELDS)

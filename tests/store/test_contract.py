@@ -9,9 +9,10 @@ import pytest
 
 from tests.store.conftest import rec, write_concurrently
 from waymark.errors import BadCursor
-from waymark.model import State, Status
+from waymark.model import State, Status, now_us
 from waymark.store.base import DatasetDetails, EventQuery, TraceQuery
 from waymark.store.sql import SqlStore
+from waymark.summary import head, head_of
 
 # Ids that sort differently bytewise than in a case- or accent-aware collation.
 AWKWARD_IDS = ["a", "B", "_x", "é", "Z9", "-1", "ab", "中"]
@@ -64,6 +65,24 @@ def test_a_batch_mixing_new_and_stored_events_adds_only_the_new(store: SqlStore)
     assert result.traces == [("default", "t"), ("default", "u")]
     summary = store.summary("default", "t")
     assert summary is not None and summary.event_count == 2
+
+
+def test_the_partials_an_append_returns_are_the_stored_ones(store: SqlStore) -> None:
+    store.append([rec("t", "e1", at=10, user="ann"), rec("u", "e2", at=5)])
+    result = store.append(
+        [rec("t", "e3", at=30, trace_status="FINISHED", status="FAILED"), rec("v", "e4", at=7)]
+    )
+    if result.partials is None:  # this backend does not return them: the feed reads instead
+        return
+    assert sorted(result.partials) == result.traces == [("default", "t"), ("default", "v")]
+    for (tenant, trace_id), partial in result.partials.items():
+        stored = store.summary(tenant, trace_id)
+        assert stored is not None
+        stall = store.pipelines.default.stall_timeout_us
+        assert head(tenant, trace_id, partial, now_us=now_us(), stall_timeout_us=stall) == (
+            head_of(stored)
+        )
+    assert result.partials[("default", "t")].event_count == 2
 
 
 def test_a_failing_batch_stores_nothing(store: SqlStore) -> None:

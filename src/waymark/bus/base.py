@@ -16,7 +16,7 @@ Settings come from the bus URL's query string, so that one URL says everything
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 import orjson
 
 from waymark import wire
-from waymark.model import Event, Record, Summary, now_us
+from waymark.model import Event, Record, now_us
 from waymark.pipelines import Pipelines
 from waymark.sink import Sink
 
@@ -140,26 +140,30 @@ class Bus(ABC):
         """The collector's sources, consumers created on first use."""
 
     @abstractmethod
-    async def publish_changes(self, tenant: str, summaries: Sequence[Summary]) -> None:
-        """Announce changed summaries on the change feed (fire and forget)."""
+    async def publish_changes(self, tenant: str, summaries: Sequence[Mapping[str, Any]]) -> None:
+        """Announce changed summaries (their heads, :func:`waymark.summary.head`) on the
+        change feed (fire and forget)."""
 
     @abstractmethod
     async def watch_changes(self, handler: ChangeHandler) -> None:
         """Call ``handler`` for every change-feed message from now on."""
 
 
-def encode_changes(tenant: str, summaries: Sequence[Summary], most_bytes: int) -> list[bytes]:
-    """Change-feed bodies ``{"tenant": ..., "summaries": [<Summary JSON>, ...]}`` of at most
-    ``most_bytes`` each; a summary too big on its own travels as its trace id and state."""
+def encode_changes(
+    tenant: str, summaries: Sequence[Mapping[str, Any]], most_bytes: int
+) -> list[bytes]:
+    """Change-feed bodies ``{"tenant": ..., "summaries": [<summary head>, ...]}`` of at most
+    ``most_bytes`` each (heads: :func:`waymark.summary.head`); one too big on its own
+    travels as its trace id, tenant, done and state."""
     head = b'{"tenant":' + orjson.dumps(tenant) + b',"summaries":['
     room = most_bytes - len(head) - 2
     bodies: list[bytes] = []
     docs: list[bytes] = []
     size = 0
     for summary in summaries:
-        doc = summary.model_dump_json().encode()
+        doc = orjson.dumps(summary)
         if len(doc) > room:
-            doc = orjson.dumps(summary.model_dump(include={"trace_id", "tenant", "done", "state"}))
+            doc = orjson.dumps({k: summary[k] for k in ("trace_id", "tenant", "done", "state")})
         if docs and size + len(doc) + 1 > room:
             bodies.append(head + b",".join(docs) + b"]}")
             docs, size = [], 0

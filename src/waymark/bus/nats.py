@@ -29,7 +29,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import nats
 import nats.errors
@@ -57,7 +58,6 @@ from waymark.bus.base import (
     encode_changes,
 )
 from waymark.errors import Unavailable
-from waymark.model import Summary
 
 log = logging.getLogger("waymark.bus")
 
@@ -275,7 +275,7 @@ class NatsBus(Bus):
 
     # -- change feed -----------------------------------------------------------------------
 
-    async def publish_changes(self, tenant: str, summaries: Sequence[Summary]) -> None:
+    async def publish_changes(self, tenant: str, summaries: Sequence[Mapping[str, Any]]) -> None:
         if not summaries:
             return
         await self._jetstream()

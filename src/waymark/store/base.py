@@ -18,6 +18,7 @@ import orjson
 
 from waymark.errors import BadCursor
 from waymark.model import Record, State, Summary
+from waymark.summary import Partial
 
 T = TypeVar("T")
 
@@ -30,10 +31,15 @@ class Page(Generic[T]):
 
 @dataclass(frozen=True, slots=True)
 class AppendResult:
-    """What an append did: how many events were new, and which traces they changed."""
+    """What an append did: how many events were new, and which traces they changed.
+
+    ``partials``: the changed traces' stored partials after the append, by (tenant,
+    trace_id), when the backend gets them back from its upsert at no extra cost
+    (PostgreSQL's ``RETURNING``); None when it does not."""
 
     inserted: int
     traces: list[tuple[str, str]] = field(default_factory=list)  # (tenant, trace_id)
+    partials: dict[tuple[str, str], Partial] | None = None
 
 
 @dataclass(frozen=True, slots=True)

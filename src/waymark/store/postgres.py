@@ -43,7 +43,14 @@ from waymark.store.base import (
     PathHit,
     TraceQuery,
 )
-from waymark.store.sql import MERGE_TRACE, TRACE_COLUMNS, Cursor, SqlStore, event_row
+from waymark.store.sql import (
+    MERGE_TRACE,
+    SUMMARY_COLUMNS,
+    TRACE_COLUMNS,
+    Cursor,
+    SqlStore,
+    event_row,
+)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -105,7 +112,9 @@ COPY_PATHS = "COPY paths (tenant, path, trace_id, event_id, time_us, ord, path_k
 STAGE_TRACES = f"COPY {NEW_TRACES} ({_columns(_TRACE_TYPES)}) FROM STDIN"
 UPSERT_STAGED_TRACES = (
     f"INSERT INTO traces ({_columns(_TRACE_TYPES)})"
-    f" SELECT {_columns(_TRACE_TYPES)} FROM {NEW_TRACES} ORDER BY tenant, trace_id" + MERGE_TRACE
+    f" SELECT {_columns(_TRACE_TYPES)} FROM {NEW_TRACES} ORDER BY tenant, trace_id"
+    + MERGE_TRACE
+    + f" RETURNING {SUMMARY_COLUMNS}"
 )
 
 
@@ -265,9 +274,12 @@ class PostgresStore(SqlStore):
     def _insert_paths(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
         _copy(cur, COPY_PATHS, rows)
 
-    def _upsert_traces(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
+    def _upsert_traces(
+        self, cur: Cursor, rows: list[tuple[Any, ...]]
+    ) -> list[Sequence[Any]] | None:
         _copy(cur, STAGE_TRACES, rows)
         cur.execute(UPSERT_STAGED_TRACES)
+        return cur.fetchall()  # the stored rows: the collector's change feed needs no re-read
 
     # -- every operation, retried -----------------------------------------------------------
 

@@ -118,7 +118,7 @@ INSERT_PATH = (
     " VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 
-_SUMMARY_COLUMNS = ", ".join(_TRACE_COLUMNS)
+SUMMARY_COLUMNS = ", ".join(_TRACE_COLUMNS)
 
 UPSERT_DATASET_DETAILS = (
     "INSERT INTO dataset_details (tenant, trace_id, dataset_id, dataset_version_id, dataset_type,"
@@ -209,7 +209,7 @@ def _step_of(values: Sequence[Any]) -> Step | None:
 
 
 def partial_of(row: Sequence[Any]) -> Partial:
-    """Read back a ``traces`` row selected as ``_SUMMARY_COLUMNS``."""
+    """Read back a ``traces`` row selected as ``SUMMARY_COLUMNS``."""
     last = _step_of(row[5:12])
     assert last is not None
     origin = None
@@ -252,9 +252,14 @@ class SqlStore(Store):
         """Insert the path rows of newly stored events (they cannot exist yet)."""
         cur.executemany(self.q(INSERT_PATH), rows)
 
-    def _upsert_traces(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
-        """Fold one partial row per trace, sorted by (tenant, trace_id), into ``traces``."""
+    def _upsert_traces(
+        self, cur: Cursor, rows: list[tuple[Any, ...]]
+    ) -> list[Sequence[Any]] | None:
+        """Fold one partial row per trace, sorted by (tenant, trace_id), into ``traces``;
+        return the stored rows after it (as ``SUMMARY_COLUMNS``) if that comes at no extra
+        cost, else None."""
         cur.executemany(self.q(UPSERT_TRACE), rows)
+        return None
 
     def q(self, sql: str) -> str:
         return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
@@ -267,6 +272,7 @@ class SqlStore(Store):
             unique.setdefault((record.tenant, record.event_id), record)
         if not unique:
             return AppendResult(0, [])
+        stored = None
         with self._writing() as cur:
             new = self._insert_new(cur, list(unique.values()))
             if new:
@@ -274,10 +280,14 @@ class SqlStore(Store):
                 if rows:
                     self._insert_paths(cur, rows)
                 merged = partials(new)
-                self._upsert_traces(
+                stored = self._upsert_traces(
                     cur, [trace_row(t, tid, p) for (t, tid), p in sorted(merged.items())]
                 )
-        return AppendResult(len(new), sorted({(r.tenant, r.trace_id) for r in new}))
+        return AppendResult(
+            len(new),
+            sorted({(r.tenant, r.trace_id) for r in new}),
+            None if stored is None else {(row[0], row[1]): partial_of(row) for row in stored},
+        )
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -337,7 +347,7 @@ class SqlStore(Store):
         with self._reading() as cur:
             cur.execute(
                 self.q(
-                    f"SELECT {_SUMMARY_COLUMNS} FROM traces"
+                    f"SELECT {SUMMARY_COLUMNS} FROM traces"
                     f" WHERE tenant = ? AND trace_id IN ({marks})"
                 ),
                 (tenant, *trace_ids),
@@ -436,7 +446,7 @@ class SqlStore(Store):
             where.append("(updated_us, trace_id) < (?, ?)")
             params += [updated_us, trace_id]
         sql = (
-            f"SELECT {_SUMMARY_COLUMNS} FROM traces WHERE {' AND '.join(where)}"
+            f"SELECT {SUMMARY_COLUMNS} FROM traces WHERE {' AND '.join(where)}"
             " ORDER BY updated_us DESC, trace_id DESC LIMIT ?"
         )
         params.append(limit + 1)
