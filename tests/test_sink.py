@@ -21,11 +21,11 @@ class CountingStore(SQLiteStore):
 
     appends: list[int]
 
-    def append(self, records: Sequence[Record]) -> AppendResult:
+    def append(self, records: Sequence[Record], *, partials: bool = False) -> AppendResult:
         self.appends.append(len(records))
         if any(r.trace_id == "boom" for r in records):
             raise Unavailable("disk on fire")
-        return super().append(records)
+        return super().append(records, partials=partials)
 
 
 def rec(trace_id: str) -> Record:

@@ -271,7 +271,7 @@ class Collector:
     async def _write(self, items: Sequence[_Item]) -> AppendResult:
         records = [r for i in items for r in i.resolved.records]
         details = [d for i in items for d in i.resolved.details]
-        result = await asyncio.to_thread(self.store.append, records)
+        result = await asyncio.to_thread(self.store.append, records, partials=True)
         if details:
             await asyncio.to_thread(self.store.put_dataset_details, details)
         self.counters.appended += result.inserted

@@ -108,11 +108,11 @@ class FlakyStore(SQLiteStore):
 
     failures = 2
 
-    def append(self, records: object) -> AppendResult:
+    def append(self, records: object, *, partials: bool = False) -> AppendResult:
         if self.failures > 0:
             self.failures -= 1
             raise Unavailable("database is down (test)")
-        return super().append(records)  # type: ignore[arg-type]
+        return super().append(records, partials=partials)  # type: ignore[arg-type]
 
 
 def test_a_store_error_is_retried_with_nothing_lost(tmp_path: Path, bus_url: str) -> None:

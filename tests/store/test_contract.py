@@ -69,8 +69,10 @@ def test_a_batch_mixing_new_and_stored_events_adds_only_the_new(store: SqlStore)
 
 def test_the_partials_an_append_returns_are_the_stored_ones(store: SqlStore) -> None:
     store.append([rec("t", "e1", at=10, user="ann"), rec("u", "e2", at=5)])
+    assert store.append([rec("w", "e0")]).partials is None  # not asked for
     result = store.append(
-        [rec("t", "e3", at=30, trace_status="FINISHED", status="FAILED"), rec("v", "e4", at=7)]
+        [rec("t", "e3", at=30, trace_status="FINISHED", status="FAILED"), rec("v", "e4", at=7)],
+        partials=True,
     )
     if result.partials is None:  # this backend does not return them: the feed reads instead
         return

@@ -34,8 +34,8 @@ class AppendResult:
     """What an append did: how many events were new, and which traces they changed.
 
     ``partials``: the changed traces' stored partials after the append, by (tenant,
-    trace_id), when the backend gets them back from its upsert at no extra cost
-    (PostgreSQL's ``RETURNING``); None when it does not."""
+    trace_id), when they were asked for and the backend gets them back from its upsert
+    (PostgreSQL's ``RETURNING``); None otherwise."""
 
     inserted: int
     traces: list[tuple[str, str]] = field(default_factory=list)  # (tenant, trace_id)
@@ -131,10 +131,11 @@ class Store(ABC):
     """Where events and summaries live."""
 
     @abstractmethod
-    def append(self, records: Sequence[Record]) -> AppendResult:
+    def append(self, records: Sequence[Record], *, partials: bool = False) -> AppendResult:
         """Store the records not yet stored (by tenant and event_id) and fold them into their
         traces' summaries, all in one transaction. Within one call, the first record with a
-        given (tenant, event_id) wins."""
+        given (tenant, event_id) wins. ``partials``: also return the changed traces' stored
+        partials if the backend can without a read (:attr:`AppendResult.partials`)."""
 
     @abstractmethod
     def summary(self, tenant: str, trace_id: str) -> Summary | None:

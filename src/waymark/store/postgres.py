@@ -112,9 +112,7 @@ COPY_PATHS = "COPY paths (tenant, path, trace_id, event_id, time_us, ord, path_k
 STAGE_TRACES = f"COPY {NEW_TRACES} ({_columns(_TRACE_TYPES)}) FROM STDIN"
 UPSERT_STAGED_TRACES = (
     f"INSERT INTO traces ({_columns(_TRACE_TYPES)})"
-    f" SELECT {_columns(_TRACE_TYPES)} FROM {NEW_TRACES} ORDER BY tenant, trace_id"
-    + MERGE_TRACE
-    + f" RETURNING {SUMMARY_COLUMNS}"
+    f" SELECT {_columns(_TRACE_TYPES)} FROM {NEW_TRACES} ORDER BY tenant, trace_id" + MERGE_TRACE
 )
 
 
@@ -275,17 +273,21 @@ class PostgresStore(SqlStore):
         _copy(cur, COPY_PATHS, rows)
 
     def _upsert_traces(
-        self, cur: Cursor, rows: list[tuple[Any, ...]]
+        self, cur: Cursor, rows: list[tuple[Any, ...]], returning: bool
     ) -> list[Sequence[Any]] | None:
         _copy(cur, STAGE_TRACES, rows)
-        cur.execute(UPSERT_STAGED_TRACES)
-        return cur.fetchall()  # the stored rows: the collector's change feed needs no re-read
+        if not returning:
+            cur.execute(UPSERT_STAGED_TRACES)
+            return None
+        # The stored rows: the collector's change feed needs no re-read.
+        cur.execute(UPSERT_STAGED_TRACES + f" RETURNING {SUMMARY_COLUMNS}")
+        return cur.fetchall()
 
     # -- every operation, retried -----------------------------------------------------------
 
     @_retrying
-    def append(self, records: Sequence[Record]) -> AppendResult:
-        return super().append(records)
+    def append(self, records: Sequence[Record], *, partials: bool = False) -> AppendResult:
+        return super().append(records, partials=partials)
 
     @_retrying
     def summaries(self, tenant: str, trace_ids: Sequence[str]) -> list[Summary]:

@@ -32,7 +32,8 @@ from waymark.store.base import (
     decode_cursor,
     encode_cursor,
 )
-from waymark.summary import Origin, Partial, Step, partials, render
+from waymark.summary import Origin, Partial, Step, render
+from waymark.summary import partials as fold
 
 NEVER_US = 1 << 62  # a stall timeout that never passes
 
@@ -253,11 +254,11 @@ class SqlStore(Store):
         cur.executemany(self.q(INSERT_PATH), rows)
 
     def _upsert_traces(
-        self, cur: Cursor, rows: list[tuple[Any, ...]]
+        self, cur: Cursor, rows: list[tuple[Any, ...]], returning: bool
     ) -> list[Sequence[Any]] | None:
         """Fold one partial row per trace, sorted by (tenant, trace_id), into ``traces``;
-        return the stored rows after it (as ``SUMMARY_COLUMNS``) if that comes at no extra
-        cost, else None."""
+        if ``returning``, return the stored rows after it (as ``SUMMARY_COLUMNS``) when the
+        backend can without a read, else None."""
         cur.executemany(self.q(UPSERT_TRACE), rows)
         return None
 
@@ -266,7 +267,7 @@ class SqlStore(Store):
 
     # -- writes ------------------------------------------------------------------------------
 
-    def append(self, records: Sequence[Record]) -> AppendResult:
+    def append(self, records: Sequence[Record], *, partials: bool = False) -> AppendResult:
         unique: dict[tuple[str, str], Record] = {}
         for record in records:
             unique.setdefault((record.tenant, record.event_id), record)
@@ -279,9 +280,11 @@ class SqlStore(Store):
                 rows = path_rows(new)
                 if rows:
                     self._insert_paths(cur, rows)
-                merged = partials(new)
+                merged = fold(new)
                 stored = self._upsert_traces(
-                    cur, [trace_row(t, tid, p) for (t, tid), p in sorted(merged.items())]
+                    cur,
+                    [trace_row(t, tid, p) for (t, tid), p in sorted(merged.items())],
+                    partials,
                 )
         return AppendResult(
             len(new),
