@@ -30,6 +30,8 @@ def path_of(url: str) -> str:
 
 
 class SQLiteStore(SqlStore):
+    inline_reads = True
+
     def __init__(self, url: str, pipelines: Pipelines | None = None) -> None:
         super().__init__(pipelines)
         self.path = path_of(url)
