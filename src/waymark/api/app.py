@@ -12,7 +12,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from waymark.api import gsm, okdata, openlineage, problems, v1
-from waymark.api.fastpath import is_events_post, serve_events
+from waymark.api.fastpath import is_events_post, serve_events, serve_summary, summary_trace_id
 from waymark.bus import sink_for
 from waymark.config import Settings
 from waymark.pipelines import Pipelines, load
@@ -32,12 +32,16 @@ class Services:
 
 
 class WaymarkApp(FastAPI):
-    """FastAPI, with ``POST /v1/events`` answered before the middleware stack
-    (:mod:`waymark.api.fastpath`)."""
+    """FastAPI, with ``POST /v1/events`` and ``GET /v1/traces/{trace_id}`` answered before
+    the middleware stack (:mod:`waymark.api.fastpath`)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if is_events_post(scope):
             await serve_events(self.state.services, scope, receive, send)
+            return
+        trace_id = summary_trace_id(scope)
+        if trace_id is not None:
+            await serve_summary(self.state.services, trace_id, scope, receive, send)
             return
         await super().__call__(scope, receive, send)
 

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Header, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from waymark.api import offload
 from waymark.api.anchored import anchored
 from waymark.api.v1 import json_response, services
 from waymark.errors import BadCursor
@@ -98,8 +99,8 @@ async def query_status(request: Request, partition: Partition) -> Response:
     query, limit, cursor = event_query(load_json(await request.body()))
     store = services(request).store
     try:
-        page = await run_in_threadpool(
-            lambda: store.find_events(tenant, query, limit=limit, cursor=cursor)
+        page = await offload.read(
+            store, lambda: store.find_events(tenant, query, limit=limit, cursor=cursor)
         )
     except BadCursor as exc:  # the cursor came in the body, not the query string
         raise invalid([{"loc": ["body", "cursor"], "msg": exc.detail}]) from exc
@@ -126,7 +127,7 @@ async def get_dataset_details(
             [{"loc": ["query", "correlationId"], "msg": "give correlationId or datasetId"}]
         )
     store = services(request).store
-    found = await run_in_threadpool(
-        lambda: store.dataset_details(tenant, trace_id=correlation_id, dataset_id=dataset_id)
+    found = await offload.read(
+        store, lambda: store.dataset_details(tenant, trace_id=correlation_id, dataset_id=dataset_id)
     )
     return json_response({"results": [details_properties(d) for d in found]})

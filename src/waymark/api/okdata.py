@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from typing import Any
 
 from fastapi import APIRouter, Request
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from waymark.api import offload
 from waymark.api.anchored import anchored
 from waymark.api.v1 import TenantHeader, TraceIdPath, json_response, services
 from waymark.errors import NotFound
@@ -75,7 +76,8 @@ async def get_status(
     items: list[dict[str, Any]] = []
     cursor: str | None = None
     while len(items) < MAX_EVENTS:
-        page = await run_in_threadpool(_events_page, store, the_tenant, trace_id, cursor)
+        read = functools.partial(_events_page, store, the_tenant, trace_id, cursor)
+        page = await offload.read(store, read)
         items += (to_item(doc) for doc in page.items)
         cursor = page.next_cursor
         if cursor is None:
@@ -92,7 +94,8 @@ async def update_status(
     """Answers the stored item; 404 if the trace has no events yet."""
     the_tenant = check_tenant(tenant)
     event = update_event(load_json(await request.body()), trace_id)
-    found = await run_in_threadpool(services(request).store.summary, the_tenant, trace_id)
+    store = services(request).store
+    found = await offload.read(store, lambda: store.summary(the_tenant, trace_id))
     if found is None:
         raise NotFound(f"Could not find item: {trace_id}")
     return json_response(to_item(await _store(request, event, the_tenant)))
@@ -115,7 +118,7 @@ async def status_from_path(request: Request, b64: str, tenant: TenantHeader = No
     the_tenant = check_tenant(tenant)
     path = decode_path(b64)
     store = services(request).store
-    hits = await run_in_threadpool(lambda: store.paths(the_tenant, path, limit=1))
+    hits = await offload.read(store, lambda: store.paths(the_tenant, path, limit=1))
     if not hits:
         raise NotFound(f"Could not find item: {path}")
     return json_response({"id": hits[0].trace_id, "trace_id": hits[0].trace_id})

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 import orjson
 from fastapi import APIRouter, Header, Path, Query, Request
 from pydantic import ValidationError
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from waymark.api.fastpath import accept_events
+from waymark.api import offload
+from waymark.api.fastpath import accept_events, read_summary
 from waymark.errors import NotFound
 from waymark.ingest import check_tenant, invalid, load_json, parse_events
 from waymark.model import (
@@ -44,10 +44,6 @@ def services(request: Request) -> Services:
 
 def json_response(data: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(data), status_code=status, media_type="application/json")
-
-
-def summary_response(summary: Summary) -> Response:
-    return Response(summary.model_dump_json(), media_type="application/json")
 
 
 async def _accept(request: Request, data: dict[str, Any], tenant: str) -> list[str]:
@@ -96,10 +92,6 @@ async def create_trace(request: Request, tenant: TenantHeader = None) -> Respons
     return json_response({"trace_id": trace_id}, 201)
 
 
-async def _summary(request: Request, tenant: str, trace_id: str) -> Summary | None:
-    return await run_in_threadpool(services(request).store.summary, tenant, trace_id)
-
-
 @router.get("/traces/{trace_id:path}/events", summary="A trace's events in order")
 async def get_events(
     request: Request,
@@ -110,8 +102,8 @@ async def get_events(
 ) -> Response:
     the_tenant = check_tenant(tenant)
     store = services(request).store
-    page = await run_in_threadpool(
-        lambda: store.events(the_tenant, trace_id, limit=limit, cursor=cursor)
+    page = await offload.read(
+        store, lambda: store.events(the_tenant, trace_id, limit=limit, cursor=cursor)
     )
     if not page.items and cursor is None:
         raise NotFound(f"no trace {trace_id!r}")
@@ -159,8 +151,8 @@ async def search_traces(
         until_us=_time_param(until, "until"),
     )
     store = services(request).store
-    page = await run_in_threadpool(
-        lambda: store.search(the_tenant, query, limit=limit, cursor=cursor)
+    page = await offload.read(
+        store, lambda: store.search(the_tenant, query, limit=limit, cursor=cursor)
     )
     items = b",".join(s.model_dump_json().encode() for s in page.items)
     return Response(
@@ -178,7 +170,7 @@ async def get_paths(
 ) -> Response:
     the_tenant = check_tenant(tenant)
     store = services(request).store
-    hits = await run_in_threadpool(lambda: store.paths(the_tenant, path, limit=limit))
+    hits = await offload.read(store, lambda: store.paths(the_tenant, path, limit=limit))
     return json_response(
         {"items": [{"trace_id": h.trace_id, "event_id": h.event_id, "at": h.at} for h in hits]}
     )
@@ -189,7 +181,8 @@ async def get_lineage(
     request: Request, trace_id: TraceIdPath, tenant: TenantHeader = None
 ) -> Response:
     the_tenant = check_tenant(tenant)
-    lineage = await run_in_threadpool(services(request).store.lineage, the_tenant, trace_id)
+    store = services(request).store
+    lineage = await offload.read(store, lambda: store.lineage(the_tenant, trace_id))
     if lineage is None:
         raise NotFound(f"no trace {trace_id!r}")
     return json_response({"nodes": lineage.nodes, "edges": lineage.edges})
@@ -206,15 +199,6 @@ async def get_trace(
     ] = 0,
     tenant: TenantHeader = None,
 ) -> Response:
-    the_tenant = check_tenant(tenant)
-    if wait > 0:
-
-        async def read() -> Summary | None:
-            return await _summary(request, the_tenant, trace_id)
-
-        summary = await services(request).watcher.wait_done((the_tenant, trace_id), wait, read)
-    else:
-        summary = await _summary(request, the_tenant, trace_id)
-    if summary is None:
-        raise NotFound(f"no trace {trace_id!r}")
-    return summary_response(summary)
+    """(Requests are served by :mod:`waymark.api.fastpath`, which runs the same code.)"""
+    body = await read_summary(services(request), check_tenant(tenant), trace_id, wait)
+    return Response(body, media_type="application/json")

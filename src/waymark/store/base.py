@@ -12,7 +12,7 @@ import base64
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import orjson
 
@@ -129,6 +129,10 @@ def decode_cursor(cursor: str, *types: type) -> tuple[Any, ...]:
 
 class Store(ABC):
     """Where events and summaries live."""
+
+    #: reads are local and take microseconds (SQLite): callers on an event loop may run
+    #: them inline rather than pay for a hand-off to a worker thread.
+    inline_reads: ClassVar[bool] = False
 
     @abstractmethod
     def append(self, records: Sequence[Record], *, partials: bool = False) -> AppendResult:

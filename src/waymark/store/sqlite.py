@@ -17,6 +17,7 @@ from waymark.errors import Unavailable
 from waymark.model import Record
 from waymark.pipelines import Pipelines
 from waymark.store import migrate
+from waymark.store.base import AppendResult
 from waymark.store.sql import INSERT_EVENT, Cursor, SqlStore, event_row
 
 _CHUNK = 500  # parameters per IN (...) lookup
@@ -30,6 +31,8 @@ def path_of(url: str) -> str:
 
 
 class SQLiteStore(SqlStore):
+    inline_reads = True
+
     def __init__(self, url: str, pipelines: Pipelines | None = None) -> None:
         super().__init__(pipelines)
         self.path = path_of(url)
@@ -41,6 +44,23 @@ class SQLiteStore(SqlStore):
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
+        row = self._writer.execute("SELECT max(rowid) FROM events").fetchone()
+        self._analyzed_at = 0
+        self._events = int(row[0] or 0)
+        self._analyze_if_grown()
+
+    def _analyze_if_grown(self) -> None:
+        """Refresh the planner's statistics each time the events table has doubled.
+
+        Without them SQLite prefers whichever index matches ``ORDER BY updated_us`` and
+        filters row by row, which a selective search (one dataset's traces) pays for.
+        ``analysis_limit`` keeps each run to milliseconds whatever the table's size.
+        """
+        if self._events < max(1000, 2 * self._analyzed_at):
+            return
+        self._writer.execute("PRAGMA analysis_limit=1000")
+        self._writer.execute("ANALYZE")
+        self._analyzed_at = self._events
 
     def _connect(self) -> sqlite3.Connection:
         try:
@@ -112,7 +132,15 @@ class SQLiteStore(SqlStore):
         new = [r for r in records if (r.tenant, r.event_id) not in existing]
         if new:
             cur.executemany(INSERT_EVENT, [event_row(r) for r in new])
+            self._events += len(new)
         return new
+
+    def append(self, records: Sequence[Record], *, partials: bool = False) -> AppendResult:
+        result = super().append(records, partials=partials)
+        if result.inserted:
+            with self._lock:
+                self._analyze_if_grown()
+        return result
 
     def close(self) -> None:
         with self._readers_lock:
