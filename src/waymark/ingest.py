@@ -14,12 +14,12 @@ from pydantic import TypeAdapter, ValidationError
 
 from waymark.errors import BadRequest, TooLarge
 from waymark.model import (
-    _TRACE_ID_RE,
     DEFAULT_TENANT,
     MAX_BATCH,
     TRACE_ID_MAX,
     Event,
     Record,
+    is_token,
     now_us,
     to_record,
 )
@@ -73,7 +73,7 @@ def parse_events(data: Any) -> list[Event]:
 def check_tenant(value: str | None, where: Sequence[str] = ("header", "Waymark-Tenant")) -> str:
     if value is None or value == "":
         return DEFAULT_TENANT
-    if len(value) > TRACE_ID_MAX or not _TRACE_ID_RE.match(value):
+    if len(value) > TRACE_ID_MAX or not is_token(value):
         raise invalid(
             [{"loc": list(where), "msg": "must be 1-200 printable characters without whitespace"}]
         )

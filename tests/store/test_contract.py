@@ -366,3 +366,11 @@ def test_every_query_is_tenant_scoped(store: SqlStore) -> None:
     assert store.summary("west", "t") is None
     assert store.events("west", "t").items == []
     assert store.lineage("west", "t") is None
+
+
+@pytest.mark.parametrize("url", ["sqlite:///:memory:", "sqlite:///"])
+def test_sqlite_needs_a_file(url: str) -> None:
+    from waymark.store import open_store
+
+    with pytest.raises(ValueError, match="needs a file"):
+        open_store(url)

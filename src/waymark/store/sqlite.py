@@ -27,6 +27,8 @@ def path_of(url: str) -> str:
     """``sqlite:///./waymark.db`` -> ``./waymark.db``; ``sqlite:////tmp/x.db`` -> ``/tmp/x.db``."""
     if not url.startswith("sqlite:///"):
         raise ValueError(f"not a SQLite URL: {url!r} (expected sqlite:///path/to/file.db)")
+    if url[len("sqlite:///") :] in ("", ":memory:"):
+        raise ValueError(f"{url!r}: Waymark's SQLite store needs a file (sqlite:///path.db)")
     return url[len("sqlite:///") :]
 
 
