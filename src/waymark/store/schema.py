@@ -28,6 +28,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 metadata = MetaData()
@@ -64,7 +65,14 @@ events = Table(
     Column("doc", Text, nullable=False),  # the event as the API returns it (JSON)
     PrimaryKeyConstraint("tenant", "event_id", name="pk_events"),
     Index("ix_events_trace", "tenant", "trace_id", "time_us", "event_id"),
-    Index("ix_events_record", "tenant", "record_id", "time_us"),
+    Index(
+        "ix_events_record_id",
+        "tenant",
+        "record_id",
+        "time_us",
+        sqlite_where=text("record_id IS NOT NULL"),
+        postgresql_where=text("record_id IS NOT NULL"),
+    ),
 )
 
 paths = Table(
@@ -137,11 +145,7 @@ traces = Table(
     PrimaryKeyConstraint("tenant", "trace_id", name="pk_traces"),
     Index("ix_traces_updated", "tenant", "updated_us", "trace_id"),
     Index("ix_traces_domain_id", "tenant", "domain_id", "updated_us"),
-    Index("ix_traces_domain", "tenant", "domain", "updated_us"),
-    Index("ix_traces_component", "tenant", "cur_component", "updated_us"),
-    Index("ix_traces_stage", "tenant", "cur_stage", "updated_us"),
     Index("ix_traces_done", "tenant", "done", "updated_us"),
-    Index("ix_traces_user", "tenant", "user_name", "updated_us"),
 )
 
 dataset_details = Table(
