@@ -103,6 +103,7 @@ def _staging(table: str, columns: Sequence[tuple[str, str]]) -> str:
 NEW_EVENTS = "pg_temp.waymark_new_events"
 NEW_TRACES = "pg_temp.waymark_new_traces"
 STAGE_EVENTS = f"COPY {NEW_EVENTS} ({_columns(_EVENT_COLUMNS)}) FROM STDIN"
+COPY_EVENTS = f"COPY events ({_columns(_EVENT_COLUMNS)}) FROM STDIN"
 INSERT_NEW_EVENTS = (
     f"INSERT INTO events ({_columns(_EVENT_COLUMNS)})"
     f" SELECT {_columns(_EVENT_COLUMNS)} FROM {NEW_EVENTS} ORDER BY tenant, event_id"
@@ -264,7 +265,19 @@ class PostgresStore(SqlStore):
     # -- the batch insert -------------------------------------------------------------------
 
     def _insert_new(self, cur: Cursor, records: Sequence[Record]) -> list[Record]:
-        _copy(cur, STAGE_EVENTS, [event_row(r) for r in records])
+        """COPY straight into ``events`` (in key order, so concurrent writers lock alike);
+        if one of them is already stored, undo that and take the staged path, which skips
+        the stored ones. Re-sent events are rare, so most batches take the short way."""
+        rows = sorted((event_row(r) for r in records), key=lambda row: (row[0], row[1]))
+        cur.execute("SAVEPOINT fresh_events")
+        try:
+            _copy(cur, COPY_EVENTS, rows)
+        except psycopg.errors.UniqueViolation:
+            cur.execute("ROLLBACK TO SAVEPOINT fresh_events")
+        else:
+            cur.execute("RELEASE SAVEPOINT fresh_events")
+            return list(records)
+        _copy(cur, STAGE_EVENTS, rows)
         cur.execute(INSERT_NEW_EVENTS)
         inserted = {(tenant, event_id) for tenant, event_id in cur.fetchall()}
         return [r for r in records if (r.tenant, r.event_id) in inserted]
