@@ -295,8 +295,10 @@ def bus(quick: bool) -> list[dict[str, Any]]:
     b = got["bus"]
     note = "HTTP 500-event batches -> JetStream -> 2 collectors -> PostgreSQL"
     return [
-        row("bus path", b["events_per_s"], "events/s", got["raw_copy"]["events_per_s"],
-            note + "; limit: COPY of the same event rows into events"),
+        row("bus path", b["events_per_s"], "events/s", got["raw_copy_all_tables"]["events_per_s"],
+            note + "; limit: COPY of the rows it stores (events, paths, summaries)"),
+        row("bus path (stricter limit)", b["events_per_s"], "events/s",
+            got["raw_copy"]["events_per_s"], "limit: COPY of the event rows alone"),
         row("bus lag 202 -> visible, p50 (saturated)", b["lag_under_load_p50_ms"], "ms", None),
         row("bus lag 202 -> visible, p99 (saturated)", b["lag_under_load_p99_ms"], "ms", None),
         row("bus lag 202 -> visible, p50 (light load)", b["light_load_lag_p50_ms"], "ms", None),
