@@ -11,9 +11,8 @@ import asyncio
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-
-from starlette.concurrency import run_in_threadpool
 
 from waymark.ingest import to_records
 from waymark.model import Event, Record
@@ -72,6 +71,8 @@ class DirectSink(Sink):
         self.writers = writers
         self._pending: deque[tuple[Sequence[Record], asyncio.Future[None]]] = deque()
         self._running = 0
+        # Threads of its own, one per writer: cheaper to hand work to than a shared pool.
+        self._threads = ThreadPoolExecutor(writers, thread_name_prefix="waymark-writer")
 
     async def submit(self, records: Sequence[Record]) -> None:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -110,11 +111,15 @@ class DirectSink(Sink):
 
     async def _commit(self, group: list[tuple[Sequence[Record], asyncio.Future[None]]]) -> None:
         records = [r for batch, _ in group for r in batch]
-        result = await run_in_threadpool(self.store.append, records)
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(self._threads, self.store.append, records)
         for _, done in group:
             _settle(done, None)
         if result.traces:
             self.watcher.notify(result.traces)
+
+    async def close(self) -> None:
+        self._threads.shutdown(wait=True)
 
 
 def _settle(done: asyncio.Future[None], exc: BaseException | None) -> None:
