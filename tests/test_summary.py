@@ -132,3 +132,17 @@ def test_merging_partials_in_any_order_and_grouping_equals_the_pure_function(
         stall_timeout_us=None,
     )
     assert got == expected
+
+
+def test_generated_event_ids_are_time_ordered_uuids() -> None:
+    import time
+    import uuid
+
+    from waymark.model import new_event_id
+
+    first = new_event_id()
+    time.sleep(0.002)
+    later = [new_event_id() for _ in range(1000)]
+    assert all(uuid.UUID(i).version == 7 for i in [first, *later])
+    assert all(first < i for i in later)  # a later millisecond sorts after
+    assert len(set(later)) == len(later)
