@@ -118,6 +118,19 @@ class SQLiteStore(SqlStore):
             cur.close()
 
     def _insert_new(self, cur: Cursor, records: Sequence[Record]) -> list[Record]:
+        """Insert straight away; only if an event is already stored (a re-send, rare) undo
+        that and look up which ones are, then insert the rest."""
+        rows = [event_row(r) for r in records]
+        cur.execute("SAVEPOINT fresh_events")
+        try:
+            cur.executemany(INSERT_EVENT, rows)
+        except sqlite3.IntegrityError:
+            cur.execute("ROLLBACK TO fresh_events")
+            cur.execute("RELEASE fresh_events")
+        else:
+            cur.execute("RELEASE fresh_events")
+            self._events += len(records)
+            return list(records)
         existing: set[tuple[str, str]] = set()
         by_tenant: dict[str, list[str]] = {}
         for r in records:
@@ -131,11 +144,11 @@ class SQLiteStore(SqlStore):
                     (tenant, *chunk),
                 )
                 existing.update((tenant, eid) for (eid,) in cur.fetchall())
-        new = [r for r in records if (r.tenant, r.event_id) not in existing]
+        new = [i for i, r in enumerate(records) if (r.tenant, r.event_id) not in existing]
         if new:
-            cur.executemany(INSERT_EVENT, [event_row(r) for r in new])
+            cur.executemany(INSERT_EVENT, [rows[i] for i in new])
             self._events += len(new)
-        return new
+        return [records[i] for i in new]
 
     def append(self, records: Sequence[Record], *, partials: bool = False) -> AppendResult:
         result = super().append(records, partials=partials)
