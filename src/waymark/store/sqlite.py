@@ -74,6 +74,7 @@ class SQLiteStore(SqlStore):
         conn.execute("PRAGMA busy_timeout=10000")
         conn.execute("PRAGMA cache_size=-65536")
         conn.execute("PRAGMA temp_store=MEMORY")
+        conn.execute("PRAGMA wal_autocheckpoint=10000")
         return conn
 
     @contextlib.contextmanager
