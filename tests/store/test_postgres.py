@@ -5,6 +5,7 @@ cuts, so the shared server itself stays up."""
 from __future__ import annotations
 
 import random
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -67,7 +68,13 @@ def test_an_outage_answers_503_with_retry_after_and_the_api_recovers(
                 assert response.headers["content-type"] == "application/problem+json"
                 assert "is unavailable" in response.json()["detail"]
             proxy.restore()
-            again = client.post("/v1/events", json={"trace_id": "t", "event_id": "b"})
+            # A client retrying as told (Retry-After) gets in once the pool has reconnected.
+            deadline = time.monotonic() + 15
+            while True:
+                again = client.post("/v1/events", json={"trace_id": "t", "event_id": "b"})
+                if again.status_code != 503 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
             assert again.status_code == 202
             summary = client.get("/v1/traces/t").json()
             assert summary["event_count"] == 2
