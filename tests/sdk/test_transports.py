@@ -232,15 +232,16 @@ def test_nats_unreachable_is_a_retryable_connection_failure() -> None:
 def test_ensure_stream_creates_a_missing_stream_once() -> None:
     from nats.js.api import RetentionPolicy
 
-    from waymark.sdk.transports.nats import DUPLICATE_WINDOW_S, ensure_stream
+    from waymark.bus.base import BusSettings
+    from waymark.sdk.transports.nats import ensure_stream
 
     name = f"SDKTEST_{uuid.uuid4().hex[:8]}"
     subjects = (f"sdktest.{name}.>",)
 
     async def work(js: Any) -> Any:
         try:
-            await ensure_stream(js, name, subjects)
-            await ensure_stream(js, name, subjects)  # already there: left alone
+            await ensure_stream(js, name, subjects[0])
+            await ensure_stream(js, name, subjects[0])  # already there: left alone
             return (await js.stream_info(name)).config
         finally:
             await js.delete_stream(name)
@@ -248,4 +249,5 @@ def test_ensure_stream_creates_a_missing_stream_once() -> None:
     config = asyncio.run(_with_jetstream(work))
     assert config.subjects == list(subjects)
     assert config.retention == RetentionPolicy.LIMITS
-    assert config.duplicate_window == DUPLICATE_WINDOW_S
+    assert config.duplicate_window == BusSettings().duplicate_window_s
+    assert config.max_age == BusSettings().max_age_s  # the collectors' settings, one place

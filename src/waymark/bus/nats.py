@@ -90,6 +90,39 @@ class NatsDelivery(Delivery):
             await self.msg.term()
 
 
+async def ensure_stream(
+    js: JetStreamContext, name: str, subject: str, settings: BusSettings | None = None
+) -> bool:
+    """Create a stream if it is missing; an existing one is left as it is (its settings
+    stand). True if this call created it.
+
+    The one place that knows a Waymark stream's settings (file storage, limits retention,
+    ``max_age_s``, ``duplicate_window_s``, ``replicas`` of :class:`BusSettings`), whoever
+    comes first: an API, a collector or the SDK's ``nats`` transport.
+    """
+    s = settings or BusSettings()
+    try:
+        await js.stream_info(name)
+        return False
+    except nats.js.errors.NotFoundError:
+        pass
+    config = StreamConfig(
+        name=name,
+        subjects=[subject],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        max_age=s.max_age_s,
+        duplicate_window=s.duplicate_window_s,
+        num_replicas=s.replicas,
+    )
+    try:
+        await js.add_stream(config)
+    except nats.js.errors.BadRequestError:
+        await js.stream_info(name)  # created meanwhile by another process: theirs stands
+        return False
+    return True
+
+
 @contextlib.contextmanager
 def _unsent(what: str) -> Iterator[None]:
     try:
@@ -175,30 +208,12 @@ class NatsBus(Bus):
         return self._js
 
     async def _ensure_stream(self, js: JetStreamContext, name: str, subject: str) -> None:
-        s = self.settings
         try:
-            await js.stream_info(name)
-            return
-        except nats.js.errors.NotFoundError:
-            pass
+            created = await ensure_stream(js, name, subject, self.settings)
         except nats.errors.Error as exc:
-            raise Unavailable(f"JetStream at {self._where} does not answer: {exc!r}", 2) from exc
-        config = StreamConfig(
-            name=name,
-            subjects=[subject],
-            retention=RetentionPolicy.LIMITS,
-            storage=StorageType.FILE,
-            max_age=s.max_age_s,
-            duplicate_window=s.duplicate_window_s,
-            num_replicas=s.replicas,
-        )
-        try:
-            await js.add_stream(config)
-        except nats.js.errors.BadRequestError:
-            await js.stream_info(name)  # created meanwhile by another process: fine
-        except nats.errors.Error as exc:
-            raise Unavailable(f"cannot create stream {name}: {exc!r}", 2) from exc
-        log.info("bus created stream=%s subject=%s", name, subject)
+            raise Unavailable(f"cannot find or create stream {name}: {exc!r}", 2) from exc
+        if created:
+            log.info("bus created stream=%s subject=%s", name, subject)
 
     async def _on_error(self, exc: Exception) -> None:
         log.warning("bus error %r", exc)

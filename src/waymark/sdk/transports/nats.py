@@ -8,7 +8,7 @@ waits on each publish. Each message is one :func:`waymark.wire.encode` of a run 
 window drop a retried publish.
 
 The stream (:data:`waymark.wire.STREAM`) is created on first connect if it does not exist
-yet, by :func:`ensure_stream`, the one place that knows its settings.
+yet, with the settings the collectors use (:func:`waymark.bus.nats.ensure_stream`).
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-DUPLICATE_WINDOW_S = 120.0
 MAX_EVENTS_PER_MESSAGE = 1000
 PAYLOAD_OVERHEAD = 200  # the envelope around the events: tenant, received_us, brackets
 RECONNECT_ATTEMPTS = 3  # then the connection closes, and the next batch makes a new one
@@ -50,30 +49,14 @@ def _require_nats() -> None:
 async def ensure_stream(
     js: JetStreamContext,
     stream: str = wire.STREAM,
-    subjects: Sequence[str] = (f"{wire.EVENTS_PREFIX}.>",),
+    subject: str = f"{wire.EVENTS_PREFIX}.>",
 ) -> None:
-    """Create the events stream if it is missing: subjects ``waymark.events.>``, limits
-    retention, a two-minute duplicate window. An existing stream is left as it is.
-    (``stream`` and ``subjects`` are for tests.)"""
-    from nats.js.api import RetentionPolicy, StreamConfig
-    from nats.js.errors import BadRequestError, NotFoundError
+    """Create the events stream if it is missing, with the collectors' settings
+    (:func:`waymark.bus.nats.ensure_stream`); an existing stream is left as it is.
+    (``stream`` and ``subject`` are for tests.)"""
+    from waymark.bus.nats import ensure_stream as ensure
 
-    try:
-        await js.stream_info(stream)
-        return
-    except NotFoundError:
-        pass
-    config = StreamConfig(
-        name=stream,
-        subjects=list(subjects),
-        retention=RetentionPolicy.LIMITS,
-        duplicate_window=DUPLICATE_WINDOW_S,
-    )
-    try:
-        await js.add_stream(config)
-    except BadRequestError:
-        # Someone else created it meanwhile (with other settings): theirs stands.
-        await js.stream_info(stream)
+    await ensure(js, stream, subject)
 
 
 class NatsTransport(Transport):
