@@ -6,7 +6,7 @@ event means the same thing whichever door it came through.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -30,8 +30,18 @@ MAX_REQUEST_BYTES = 1024 * 1024
 _events = TypeAdapter(list[Event])
 
 
-def _field_errors(exc: ValidationError, prefix: tuple[Any, ...]) -> list[dict[str, Any]]:
-    return [{"loc": [*prefix, *err["loc"]], "msg": err["msg"]} for err in exc.errors()]
+def field_errors(
+    exc: ValidationError, prefix: Sequence[Any], names: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """Pydantic's errors as ``{"loc", "msg"}``, under ``prefix``; ``names`` renames the first
+    part of each location (a native field back to an anchor's name for it)."""
+    out = []
+    for err in exc.errors():
+        loc = list(err["loc"])
+        if loc and names and isinstance(loc[0], str):
+            loc[0] = names.get(loc[0], loc[0])
+        out.append({"loc": [*prefix, *loc], "msg": err["msg"]})
+    return out
 
 
 def invalid(errors: list[dict[str, Any]]) -> BadRequest:
@@ -61,12 +71,12 @@ def parse_events(data: Any) -> list[Event]:
         try:
             return _events.validate_python(data)
         except ValidationError as exc:
-            raise invalid(_field_errors(exc, ("body",))) from exc
+            raise invalid(field_errors(exc, ("body",))) from exc
     if isinstance(data, dict):
         try:
             return [Event.model_validate(data)]
         except ValidationError as exc:
-            raise invalid(_field_errors(exc, ("body",))) from exc
+            raise invalid(field_errors(exc, ("body",))) from exc
     raise invalid([{"loc": ["body"], "msg": "must be an event object or a list of them"}])
 
 
@@ -86,17 +96,10 @@ def to_records(
     pipelines: Pipelines,
     *,
     received_us: int | None = None,
-    timestamps_us: Sequence[int | None] | None = None,
 ) -> list[Record]:
     """Resolve events into records; each pipeline decides which of them finish a trace."""
     received = now_us() if received_us is None else received_us
     finishes = pipelines.finishes
-    if timestamps_us is None:
-        return [
-            to_record(event, tenant, received, finishing=finishes(tenant, event))
-            for event in events
-        ]
     return [
-        to_record(event, tenant, received, timestamp_us=stamp, finishing=finishes(tenant, event))
-        for event, stamp in zip(events, timestamps_us, strict=True)
+        to_record(event, tenant, received, finishing=finishes(tenant, event)) for event in events
     ]

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Header, Path, Query, Request
-from pydantic import ValidationError
 from starlette.responses import Response
 
 from waymark.api import offload
@@ -16,9 +14,9 @@ from waymark.errors import NotFound
 from waymark.ingest import check_tenant, invalid, load_json, parse_events
 from waymark.model import (
     TRACE_ID_MAX,
-    Event,
     State,
     Summary,
+    Time,
     TraceStatus,
     dataset_trace_id,
     to_us,
@@ -110,18 +108,6 @@ async def get_events(
     return json_response({"items": page.items, "next_cursor": page.next_cursor})
 
 
-def _time_param(value: str | None, name: str) -> int | None:
-    if value is None:
-        return None
-    try:
-        probe = Event.model_validate({"trace_id": "x", "start_time": value})
-    except ValidationError as exc:
-        msg = exc.errors()[0]["msg"]
-        raise invalid([{"loc": ["query", name], "msg": msg}]) from exc
-    assert isinstance(probe.start_time, datetime)
-    return to_us(probe.start_time)
-
-
 @router.get("/traces", summary="Search traces, most recently updated first")
 async def search_traces(
     request: Request,
@@ -132,8 +118,8 @@ async def search_traces(
     state: State | None = None,
     done: bool | None = None,
     user: str | None = None,
-    since: Annotated[str | None, Query(description="RFC 3339; updated at or after")] = None,
-    until: Annotated[str | None, Query(description="RFC 3339; updated before")] = None,
+    since: Annotated[Time | None, Query(description="RFC 3339; updated at or after")] = None,
+    until: Annotated[Time | None, Query(description="RFC 3339; updated before")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=2000)] = None,
     tenant: TenantHeader = None,
@@ -147,8 +133,8 @@ async def search_traces(
         state=state,
         done=done,
         user=user,
-        since_us=_time_param(since, "since"),
-        until_us=_time_param(until, "until"),
+        since_us=None if since is None else to_us(since),
+        until_us=None if until is None else to_us(until),
     )
     store = services(request).store
     page = await offload.read(

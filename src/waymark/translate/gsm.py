@@ -39,7 +39,7 @@ from pydantic import (
 )
 
 from waymark.errors import BadRequest, TooLarge
-from waymark.ingest import check_tenant, invalid, to_records
+from waymark.ingest import check_tenant, field_errors, invalid, to_records
 from waymark.model import (
     MAX_BATCH,
     ErrorItem,
@@ -55,7 +55,6 @@ from waymark.model import (
 )
 from waymark.pipelines import Pipelines
 from waymark.store.base import DatasetDetails, EventQuery
-from waymark.translate import field_errors
 
 STATUS_KIND = "status"
 DETAILS_KIND = "datasetDetails"

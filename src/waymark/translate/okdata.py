@@ -21,7 +21,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 
-from waymark.ingest import invalid
+from waymark.ingest import field_errors, invalid
 from waymark.model import (
     ErrorItem,
     Event,
@@ -33,7 +33,7 @@ from waymark.model import (
     TraceStatus,
     dataset_trace_id,
 )
-from waymark.translate import clip, field_errors
+from waymark.translate import clip
 
 LEGACY_NAMES = {
     "id": "trace_id",

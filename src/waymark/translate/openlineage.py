@@ -23,9 +23,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 
 from waymark.errors import TooLarge
-from waymark.ingest import invalid
+from waymark.ingest import field_errors, invalid
 from waymark.model import MAX_BATCH, ErrorItem, Event, Name, Status, Text, TraceId, TraceStatus
-from waymark.translate import clip, field_errors
+from waymark.translate import clip
 
 _EVENT_IDS = uuid.UUID("0b9e4a57-1f3c-4d8e-a6b2-7c5d9e0f1a2b")
 
