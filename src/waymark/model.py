@@ -284,24 +284,30 @@ def new_event_id() -> str:
 _VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
 
-def touched_paths(doc: dict[str, Any]) -> tuple[str, ...]:
-    """Every path an event names, in first-seen order: ``path``, ``inputs``, ``outputs``
-    and ``body.files_incoming`` / ``body.files_outgoing``."""
-    seen: dict[str, None] = {}
-    if isinstance(doc.get("path"), str):
-        seen[doc["path"]] = None
-    for name in ("inputs", "outputs"):
-        for uri in doc.get(name) or ():
-            seen[uri] = None
+def _files(doc: dict[str, Any], listed: str, in_body: str) -> list[str]:
+    out = [u for u in doc.get(listed) or () if isinstance(u, str)]
     body = doc.get("body")
-    if isinstance(body, dict):
-        for name in ("files_incoming", "files_outgoing"):
-            files = body.get(name)
-            if isinstance(files, list):
-                for item in files:
-                    if isinstance(item, str):
-                        seen[item] = None
-    return tuple(seen)
+    if isinstance(body, dict) and isinstance(body.get(in_body), list):
+        out += [u for u in body[in_body] if isinstance(u, str)]
+    return out
+
+
+def inputs_of(doc: dict[str, Any]) -> list[str]:
+    """What an event read: ``inputs``, then okdata's ``body.files_incoming``."""
+    return _files(doc, "inputs", "files_incoming")
+
+
+def outputs_of(doc: dict[str, Any]) -> list[str]:
+    """What an event wrote: ``outputs``, then okdata's ``body.files_outgoing``."""
+    return _files(doc, "outputs", "files_outgoing")
+
+
+def touched_paths(doc: dict[str, Any]) -> tuple[str, ...]:
+    """Every path an event names, in first-seen order: ``path``, its inputs, its outputs
+    (the order of the lineage's nodes)."""
+    path = doc.get("path")
+    named = [path] if isinstance(path, str) else []
+    return tuple(dict.fromkeys([*named, *inputs_of(doc), *outputs_of(doc)]))
 
 
 _VALUES: dict[StrEnum, str] = {m: m.value for e in (Status, TraceStatus) for m in e}

@@ -17,7 +17,18 @@ from typing import Any, Protocol
 
 import orjson
 
-from waymark.model import Record, State, Status, Summary, TraceStatus, iso, now_us
+from waymark.model import (
+    Record,
+    State,
+    Status,
+    Summary,
+    TraceStatus,
+    inputs_of,
+    iso,
+    now_us,
+    outputs_of,
+    touched_paths,
+)
 from waymark.pipelines import Pipelines
 from waymark.store.base import (
     AppendResult,
@@ -578,14 +589,6 @@ class SqlStore(Store):
             cur.fetchone()
 
 
-def _files(doc: dict[str, Any], listed: str, in_body: str) -> list[str]:
-    out = [u for u in doc.get(listed) or () if isinstance(u, str)]
-    body = doc.get("body")
-    if isinstance(body, dict) and isinstance(body.get(in_body), list):
-        out += [u for u in body[in_body] if isinstance(u, str)]
-    return out
-
-
 def lineage_of(docs: Any) -> Lineage:
     """Nodes are every path a trace's events name; an edge joins each input of an event to
     each of its outputs."""
@@ -593,12 +596,8 @@ def lineage_of(docs: Any) -> Lineage:
     edges: list[dict[str, str]] = []
     seen: set[tuple[str, str, str]] = set()
     for doc in docs:
-        inputs = _files(doc, "inputs", "files_incoming")
-        outputs = _files(doc, "outputs", "files_outgoing")
-        if isinstance(doc.get("path"), str):
-            nodes[doc["path"]] = None
-        for uri in (*inputs, *outputs):
-            nodes[uri] = None
+        inputs, outputs = inputs_of(doc), outputs_of(doc)
+        nodes.update(dict.fromkeys(touched_paths(doc)))
         for src in inputs:
             for dst in outputs:
                 edge = (src, dst, doc["event_id"])
