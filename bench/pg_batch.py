@@ -4,7 +4,8 @@ Three ways to store the same events, each into a fresh schema on the same server
 
 - ``copy``: a raw ``COPY`` of the rows an append ends up storing (events, paths, one
   summary row per trace), one COPY per table in one transaction: the ceiling;
-- ``direct``: ``PostgresStore.append`` of 500-event batches, one transaction each;
+- ``direct``: ``PostgresStore.append`` of 500-event batches, one transaction each, from
+  as many threads at once as the API runs appends (``PostgresStore.writers``);
 - ``http``: ``POST /v1/events`` of the same 500-event JSON batches to ``waymark serve
   --store postgresql://...`` (a subprocess), from ``--clients`` concurrent clients.
 
@@ -13,7 +14,7 @@ alike; the figures are medians. ``--order grouped`` sends each trace's events
 together instead of interleaving traces across batches. Prints one JSON object:
 events/s of each and their ratios to ``copy``. Usage::
 
-    .venv/bin/python bench/pg_batch.py [--events 50000] [--batch 500] [--writers 1]
+    .venv/bin/python bench/pg_batch.py [--events 50000] [--batch 500] [--writers 2]
         [--clients 2] [--server-workers 1] [--rounds 3] [--order interleaved|grouped] [--no-http]
         [--postgres postgresql://postgres@127.0.0.1:5432/test]
 """
@@ -209,7 +210,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--batch", type=int, default=500)
-    parser.add_argument("--writers", type=int, default=1, help="threads appending directly")
+    parser.add_argument(
+        "--writers",
+        type=int,
+        default=PostgresStore.writers,
+        help="threads appending directly (default: as many as the API runs at once)",
+    )
     parser.add_argument("--clients", type=int, default=2, help="concurrent HTTP clients")
     parser.add_argument("--server-workers", type=int, default=1, help="waymark serve --workers")
     parser.add_argument("--rounds", type=int, default=3)

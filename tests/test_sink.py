@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,7 +14,9 @@ from waymark.errors import Unavailable
 from waymark.model import Event, Record, now_us, to_record
 from waymark.sink import DirectSink
 from waymark.store.base import AppendResult, TraceQuery
+from waymark.store.postgres import PostgresStore
 from waymark.store.sqlite import SQLiteStore
+from waymark.summary import summarize
 from waymark.watch import Watcher
 
 
@@ -76,3 +80,58 @@ def test_watchers_are_told_after_commit(store: CountingStore) -> None:
     watcher.notify = lambda keys: told.extend(keys)  # type: ignore[method-assign]
     asyncio.run(sink.submit([rec("a"), rec("b")]))
     assert sorted(told) == [("t", "a"), ("t", "b")]
+
+
+class OverlapCountingStore(PostgresStore):
+    """The real PostgreSQL store, noting how many appends run at once."""
+
+    running = 0
+    most = 0
+    lock = threading.Lock()
+
+    def append(self, records: Sequence[Record], *, partials: bool = False) -> AppendResult:
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            time.sleep(0.01)  # hold the slot long enough for a second group to start
+            return super().append(records, partials=partials)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+def test_postgres_groups_commit_in_parallel_and_summaries_stay_pure(pg_url: str) -> None:
+    """The API runs as many appends at once as the store asks (two for PostgreSQL); groups
+    that share traces still fold into the summary the pure function gives."""
+    store = OverlapCountingStore(pg_url)
+    assert store.writers == 2
+    sink = DirectSink(store, Watcher(), writers=store.writers)
+    records = [
+        to_record(
+            Event(trace_id=f"p{i % 7}", end_time=1_795_000_000_000 + i,
+                  trace_status="FINISHED" if i % 11 == 0 else "CONTINUE"),
+            "t", now_us(),
+        )
+        for i in range(120)
+    ]  # fmt: skip
+
+    async def submit_later(i: int) -> None:
+        await asyncio.sleep(i / 3 * 0.001)  # a stream of requests, not one burst
+        await sink.submit(records[i : i + 3])
+
+    async def main() -> None:
+        await asyncio.gather(*(submit_later(i) for i in range(0, 120, 3)))
+
+    try:
+        asyncio.run(main())
+        assert store.most == 2
+        by_trace: dict[str, list[Record]] = {}
+        for record in records:
+            by_trace.setdefault(record.trace_id, []).append(record)
+        stored = {s.trace_id: s for s in store.summaries("t", sorted(by_trace))}
+        for trace_id, trace_records in by_trace.items():
+            assert stored[trace_id] == summarize(trace_records, now_us=0, stall_timeout_us=None)
+    finally:
+        asyncio.run(sink.close())
+        store.close()

@@ -134,6 +134,10 @@ class Store(ABC):
     #: them inline rather than pay for a hand-off to a worker thread.
     inline_reads: ClassVar[bool] = False
 
+    #: how many appends are worth running at once: one for SQLite (one writer at a time
+    #: anyway), several for a server whose connections work in parallel.
+    writers: ClassVar[int] = 1
+
     @abstractmethod
     def append(self, records: Sequence[Record], *, partials: bool = False) -> AppendResult:
         """Store the records not yet stored (by tenant and event_id) and fold them into their

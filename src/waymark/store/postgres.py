@@ -177,6 +177,9 @@ class PostgresStore(SqlStore):
     """
 
     placeholder = "%s"
+    # Two appends at once: while PostgreSQL runs one transaction, Python prepares the next
+    # (on two cores: 24% -> 30% of a raw COPY over HTTP; four were no faster).
+    writers = 2
 
     def __init__(
         self,
