@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, ClassVar
 
 from waymark.ingest import to_records
 from waymark.model import Event, Record
@@ -22,6 +22,10 @@ from waymark.watch import Watcher
 
 
 class Sink(ABC):
+    #: whether submitted events are in the store once :meth:`submit` returns (direct), or
+    #: only durable on their way there (the bus: a collector stores them moments later).
+    stored_at_once: ClassVar[bool] = True
+
     @abstractmethod
     async def submit(self, records: Sequence[Record]) -> None:
         """Make the records durable; raise :class:`waymark.errors.Unavailable` if that cannot

@@ -42,6 +42,17 @@ class Watcher:
         read: Callable[[], Awaitable[Summary | None]],
     ) -> Summary | None:
         """Re-read the trace until it is done or ``timeout_s`` passes; return the last read."""
+        return await self.wait_for(key, timeout_s, read, lambda s: s is not None and s.done)
+
+    async def wait_for(
+        self,
+        key: Key,
+        timeout_s: float,
+        read: Callable[[], Awaitable[Summary | None]],
+        ready: Callable[[Summary | None], bool],
+    ) -> Summary | None:
+        """Re-read the trace until ``ready`` says yes to what was read or ``timeout_s``
+        passes; return the last read."""
         deadline = time.monotonic() + timeout_s
         event = asyncio.Event()
         self._waiters.setdefault(key, set()).add(event)
@@ -50,7 +61,7 @@ class Watcher:
                 event.clear()
                 summary = await read()
                 remaining = deadline - time.monotonic()
-                if (summary is not None and summary.done) or remaining <= 0:
+                if ready(summary) or remaining <= 0:
                     return summary
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(event.wait(), min(remaining, self.fallback_poll_s))

@@ -195,6 +195,8 @@ class BusSink(Sink):
     their event ids fixed): the collectors validate and resolve every message again, so
     building records here would be work thrown away."""
 
+    stored_at_once = False
+
     def __init__(self, bus: Bus) -> None:
         self.bus = bus
 
