@@ -3,12 +3,14 @@ identical, and at exactly the schema the code declares."""
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, create_engine, inspect, pool, text
@@ -20,6 +22,7 @@ from waymark.cli import app
 from waymark.errors import SchemaOutdated
 from waymark.store import migrate, open_store
 from waymark.store.schema import dead_letters, events, metadata
+from waymark.store.sql import path_key
 
 
 @pytest.fixture(params=BACKENDS)
@@ -141,6 +144,44 @@ def test_paths_stored_before_0003_are_found_after_it(blank_url: str) -> None:
         assert [h.event_id for h in store.paths("default", "s3://på/中")] == ["e4"]
     finally:
         store.close()
+
+
+def digest_key(path: str) -> str:
+    """The path key of revisions 0003 and 0004."""
+    return hashlib.sha256(path.encode()).hexdigest()[:32]
+
+
+def stored_keys(url: str) -> dict[str, str]:
+    with connected(url) as conn:
+        return dict(conn.execute(text("SELECT path, path_key FROM paths")).all())
+
+
+def test_paths_keyed_by_digest_are_found_after_0005_and_keyed_so_again_below_it(
+    blank_url: str,
+) -> None:
+    short, long = "s3://bucket/raw/a.csv", "s3://bucket/" + "x" * 300 + "/part.csv"
+    migrate.upgrade(blank_url, target="0004")
+    with connected(blank_url) as conn:
+        for n, path in enumerate([short, long]):
+            conn.execute(
+                text(
+                    "INSERT INTO paths (tenant, path, trace_id, event_id, time_us, ord, path_key)"
+                    " VALUES ('default', :path, 't', :event_id, :n, 0, :key)"
+                ),
+                {"path": path, "event_id": f"e{n}", "n": n, "key": digest_key(path)},
+            )
+    migrate.upgrade(blank_url)
+    assert stored_keys(blank_url) == {short: short, long: path_key(long)}
+    assert path_key(long).startswith(long[:150] + "#") and len(path_key(long)) == 183
+    store = open_store(blank_url)
+    try:
+        assert [h.event_id for h in store.paths("default", short)] == ["e0"]
+        assert [h.event_id for h in store.paths("default", long)] == ["e1"]
+    finally:
+        store.close()
+    with migrate._locked(blank_url) as conn:
+        command.downgrade(migrate._config(conn), "0004")
+    assert stored_keys(blank_url) == {short: digest_key(short), long: digest_key(long)}
 
 
 def test_revisions_check_before_they_act(blank_url: str, other_blank_url: str) -> None:

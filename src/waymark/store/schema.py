@@ -84,8 +84,8 @@ paths = Table(
     _key("event_id"),
     Column("time_us", BigInteger, nullable=False),
     Column("ord", Integer, nullable=False),
-    # A digest of ``path`` (:func:`waymark.store.sql.path_key`): paths may be longer than an
-    # index entry may be (2,704 bytes on PostgreSQL), so lookups go by the digest.
+    # ``path``, or its beginning and a digest when long (:func:`waymark.store.sql.path_key`):
+    # paths may be longer than an index entry may be (2,704 bytes on PostgreSQL).
     Column("path_key", String, nullable=False),
     PrimaryKeyConstraint("tenant", "trace_id", "time_us", "event_id", "ord", name="pk_paths"),
     Index("ix_paths_key", "tenant", "path_key", "time_us"),
