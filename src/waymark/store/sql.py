@@ -444,6 +444,22 @@ class SqlStore(Store):
         self, tenant: str, query: TraceQuery, *, limit: int = 50, cursor: str | None = None
     ) -> Page[Summary]:
         now = now_us()
+        sql, params = self.search_sql(tenant, query, limit=limit, cursor=cursor, now=now)
+        with self._reading() as cur:
+            cur.execute(sql, params)
+            rows = cur.fetchall()
+            items = self._render(cur, tenant, rows[:limit], now)
+        next_cursor = None
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            next_cursor = encode_cursor(int(last[4]), last[1])
+        return Page(items, next_cursor)
+
+    def search_sql(
+        self, tenant: str, query: TraceQuery, *, limit: int, cursor: str | None, now: int
+    ) -> tuple[str, list[Any]]:
+        """The statement :meth:`search` runs and its parameters: one more row than ``limit``
+        (to tell whether there is a next page)."""
         where = ["tenant = ?"]
         params: list[Any] = [tenant]
         for column, value in (
@@ -477,15 +493,7 @@ class SqlStore(Store):
             " ORDER BY updated_us DESC, trace_id DESC LIMIT ?"
         )
         params.append(limit + 1)
-        with self._reading() as cur:
-            cur.execute(self.q(sql), params)
-            rows = cur.fetchall()
-            items = self._render(cur, tenant, rows[:limit], now)
-        next_cursor = None
-        if len(rows) > limit:
-            last = rows[limit - 1]
-            next_cursor = encode_cursor(int(last[4]), last[1])
-        return Page(items, next_cursor)
+        return self.q(sql), params
 
     def paths(self, tenant: str, path: str, *, limit: int = 100) -> list[PathHit]:
         with self._reading() as cur:

@@ -56,12 +56,17 @@ class SQLiteStore(SqlStore):
 
         Without them SQLite prefers whichever index matches ``ORDER BY updated_us`` and
         filters row by row, which a selective search (one dataset's traces) pays for.
-        ``analysis_limit`` keeps each run to milliseconds whatever the table's size.
+        ``analysis_limit`` keeps the run over the big tables to milliseconds whatever
+        their size; ``traces`` (a tenth of the rows) is analysed in full, since sampled
+        statistics make every one of its indexes look equally selective and a search by
+        dataset then scanned every trace (0.9 s at 10,000,000 events instead of 2 ms).
         """
         if self._events < max(1000, 2 * self._analyzed_at):
             return
         self._writer.execute("PRAGMA analysis_limit=1000")
         self._writer.execute("ANALYZE")
+        self._writer.execute("PRAGMA analysis_limit=0")
+        self._writer.execute("ANALYZE traces")
         self._analyzed_at = self._events
 
     def _connect(self) -> sqlite3.Connection:
