@@ -1,11 +1,12 @@
--- wrk script: one native event per POST, a new trace every 10 requests.
+-- wrk script: one native event per POST, each of a new trace (a random id); each event's
+-- end_time is the current second, as a producer reports it.
 local counter = 0
 request = function()
   counter = counter + 1
   local body = string.format(
     '{"trace_id":"bench-%d-%d","component":"writer","stage":"WRITE","status":"SUCCESS",' ..
-    '"end_time":"2026-11-20T10:00:00Z","path":"raw/bench/%d.csv"}',
-    math.random(1, 1000000000), math.floor(counter / 10), counter)
+    '"end_time":"%s","path":"raw/bench/%d.csv"}',
+    math.random(1, 1000000000), math.floor(counter / 10), os.date("!%Y-%m-%dT%H:%M:%SZ"), counter)
   return wrk.format("POST", "/v1/events", {["Content-Type"] = "application/json"}, body)
 end
 done = function(summary, latency, requests)
