@@ -119,15 +119,38 @@ def collect(
 @app.command("dead-letters")
 def dead_letters(
     store: StoreOpt = None,
+    bus: BusOpt = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000, help="Most letters to list")] = 100,
     output: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+    replay: Annotated[
+        list[int] | None,
+        typer.Option(help="Publish this letter again to its subject, then remove it (repeat)"),
+    ] = None,
+    discard: Annotated[
+        list[int] | None, typer.Option(help="Remove this letter, given up on (repeat)")
+    ] = None,
 ) -> None:
-    """List messages the collector parked (could not use), newest first."""
-    from waymark.deadletters import show
+    """List messages the collector parked (could not use), newest first; or replay or
+    discard some of them by id."""
+    from waymark import deadletters
+    from waymark.errors import Unavailable
 
     if output not in ("table", "json"):
         raise typer.BadParameter("must be table or json", param_hint="--format")
-    show(Settings.resolve(store).store, limit=limit, as_json=output == "json")
+    settings = Settings.resolve(store, bus)
+    if replay and not settings.bus:
+        raise typer.BadParameter("replaying needs the bus URL (nats://...)", param_hint="--bus")
+    try:
+        if replay:
+            done = deadletters.replay(settings.store, settings.bus, replay)
+            typer.echo(f"replayed {len(done)}: {' '.join(map(str, done))}")
+        if discard:
+            typer.echo(f"discarded {deadletters.discard(settings.store, discard)}")
+    except (Unavailable, ValueError) as exc:
+        typer.echo(f"waymark: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    if not replay and not discard:
+        deadletters.show(settings.store, limit=limit, as_json=output == "json")
 
 
 def _check_store(url: str) -> None:

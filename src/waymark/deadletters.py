@@ -1,17 +1,22 @@
-"""``waymark dead-letters``: the messages the collector parked, with the reason."""
+"""``waymark dead-letters``: the messages the collector parked, with the reason; replay
+them onto the bus once what made them fail is fixed, or discard them."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import sys
+from collections.abc import Sequence
 
 import orjson
 from rich.console import Console
 from rich.table import Table
 
+from waymark import wire
+from waymark.bus import open_bus
 from waymark.model import iso
 from waymark.store import open_store
-from waymark.store.base import DeadLetter
+from waymark.store.base import DeadLetter, Store
 
 PREVIEW = 120  # characters of the raw message shown in the table
 
@@ -50,3 +55,50 @@ def show(store_url: str, *, limit: int, as_json: bool) -> None:
             str(letter.id), iso(letter.received_us), letter.subject, letter.reason, preview
         )
     Console().print(table)
+
+
+def _letters(store: Store, ids: Sequence[int]) -> list[DeadLetter]:
+    """The letters of ``ids``, oldest first; ValueError naming any that is not parked."""
+    found = store.dead_letters(limit=len(ids), ids=ids)
+    missing = sorted(set(ids) - {x.id for x in found})
+    if missing:
+        raise ValueError(f"no dead letter with id {', '.join(map(str, missing))}")
+    return sorted(found, key=lambda x: x.id)
+
+
+def replay(store_url: str, bus_url: str, ids: Sequence[int]) -> list[int]:
+    """Publish each letter's raw bytes again to its subject, then remove it; return the ids
+    replayed. A letter leaves the table only once the bus has stored it again, so an
+    interrupted replay loses nothing; one replayed twice stores nothing twice (events
+    carry their ids). A message that still cannot be used is parked again."""
+    store = open_store(store_url)
+    try:
+        letters = _letters(store, ids)
+        bus = open_bus(bus_url)
+
+        async def publish_each() -> list[int]:
+            done: list[int] = []
+            try:
+                await bus.connect()
+                for letter in letters:
+                    # No Nats-Msg-Id: the stream's duplicate window must not drop it.
+                    await bus.publish([wire.Message(letter.subject, {}, letter.raw)])
+                    await asyncio.to_thread(store.discard_dead_letters, [letter.id])
+                    done.append(letter.id)
+            finally:
+                await bus.close()
+            return done
+
+        return asyncio.run(publish_each())
+    finally:
+        store.close()
+
+
+def discard(store_url: str, ids: Sequence[int]) -> int:
+    """Remove letters given up on; ValueError naming any that is not parked."""
+    store = open_store(store_url)
+    try:
+        _letters(store, ids)
+        return store.discard_dead_letters(ids)
+    finally:
+        store.close()

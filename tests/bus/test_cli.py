@@ -5,6 +5,10 @@ from __future__ import annotations
 import orjson
 from typer.testing import CliRunner
 
+from tests.bus.conftest import collect_until, make_events, records_of
+from tests.conftest import EXAMPLES
+from waymark import wire
+from waymark.bus.base import BusSettings
 from waymark.cli import app
 from waymark.store import open_store
 
@@ -56,3 +60,65 @@ def test_collect_names_a_bad_bus_url() -> None:
     )
     assert result.exit_code == 1
     assert "unknown setting 'x'" in result.output
+
+
+def test_a_replayed_letter_is_collected_and_leaves_the_table(store_url: str, bus_url: str) -> None:
+    """A good message parked by a fault since fixed: replayed onto the bus, stored by a
+    collector, gone from the dead letters; a message still bad is parked again."""
+    settings = BusSettings.from_url(bus_url)
+    [record] = records_of(make_events(1, 1))
+    [good] = wire.encode_records([record])
+    subject = settings.events_subject("default")
+    store = open_store(store_url)
+    try:
+        store.park([(subject, "cannot be read (delivery 10): a bug", good.payload)])
+        store.park([(subject, "message is not JSON", b"{nope")])
+        bad_id, good_id = (x.id for x in store.dead_letters())
+        runner = CliRunner()
+        args = ["dead-letters", "--store", store_url, "--bus", bus_url]
+
+        unknown = runner.invoke(app, [*args, "--replay", str(good_id + 100)])
+        assert unknown.exit_code == 1
+        assert f"no dead letter with id {good_id + 100}" in unknown.output
+
+        replayed = runner.invoke(app, [*args, "--replay", str(good_id), "--replay", str(bad_id)])
+        assert replayed.exit_code == 0, replayed.output
+        assert f"replayed 2: {good_id} {bad_id}" in replayed.output
+        assert store.dead_letters() == []
+        collect_until(store, bus_url, lambda c: c.counters.appended + c.counters.parked >= 2)
+        assert store.summary("default", record.trace_id) is not None
+        [again] = store.dead_letters()
+        assert again.raw == b"{nope"  # parked anew by the collector
+
+        discarded = runner.invoke(app, [*args, "--discard", str(again.id)])
+        assert discarded.exit_code == 0, discarded.output
+        assert "discarded 1" in discarded.output
+        assert store.dead_letters() == []
+    finally:
+        store.close()
+
+
+def test_replaying_needs_a_bus(store_url: str) -> None:
+    result = CliRunner().invoke(
+        app, ["dead-letters", "--store", store_url, "--replay", "1"], env={"WAYMARK_BUS": ""}
+    )
+    assert result.exit_code == 2
+    assert "--bus" in result.output
+
+
+def test_a_gsm_letter_is_replayed_onto_the_gsm_subject(store_url: str, bus_url: str) -> None:
+    subject = BusSettings.from_url(bus_url).gsm_subject
+    body = (EXAMPLES / "gsm-servicebus-body.json").read_bytes()
+    store = open_store(store_url)
+    try:
+        store.park([(subject, "the store refused it (delivery 10): a bug", body)])
+        [letter] = store.dead_letters()
+        args = ["dead-letters", "--store", store_url, "--bus", bus_url, "--replay", str(letter.id)]
+        replayed = CliRunner().invoke(app, args)
+        assert replayed.exit_code == 0, replayed.output
+        collect_until(store, bus_url, lambda c: c.counters.appended >= 1)
+        correlation = orjson.loads(body)["message"]["data"][0]["properties"]["correlationId"]
+        assert store.summary("opendes", correlation) is not None
+        assert store.dead_letters() == []
+    finally:
+        store.close()

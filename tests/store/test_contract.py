@@ -308,6 +308,17 @@ def test_dead_letters_keep_raw_bytes_newest_first(store: SqlStore) -> None:
     assert len(store.dead_letters(limit=1)) == 1
 
 
+def test_dead_letters_are_read_and_discarded_by_id(store: SqlStore) -> None:
+    store.park([("s", f"reason {i}", b"x%d" % i) for i in range(3)])
+    first, second, third = sorted(x.id for x in store.dead_letters())
+    assert [x.raw for x in store.dead_letters(ids=[third, first])] == [b"x2", b"x0"]
+    assert store.dead_letters(ids=[]) == []
+    assert store.discard_dead_letters([first, third, third + 100]) == 2
+    assert [x.id for x in store.dead_letters()] == [second]
+    assert store.discard_dead_letters([]) == 0
+    assert store.discard_dead_letters([first]) == 0
+
+
 # -- tenants -------------------------------------------------------------------------------
 
 

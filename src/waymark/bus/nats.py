@@ -244,8 +244,8 @@ class NatsBus(Bus):
                         m.subject,
                         m.payload,
                         timeout=self.settings.publish_timeout_s,
-                        stream=self.settings.stream,
-                        headers=m.headers,
+                        stream=self._stream_of(m.subject),
+                        headers=m.headers or None,
                     )
                     for m in messages
                 )
@@ -257,6 +257,11 @@ class NatsBus(Bus):
             len(acks),
             sum(a.duplicate or 0 for a in acks),
         )
+
+    def _stream_of(self, subject: str) -> str:
+        """The stream a subject must land in (GSM's, or Waymark's own)."""
+        s = self.settings
+        return s.gsm_stream if subject == s.gsm_subject else s.stream
 
     # -- collecting ------------------------------------------------------------------------
 

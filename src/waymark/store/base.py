@@ -195,8 +195,14 @@ class Store(ABC):
         """Keep unusable messages as (subject, reason, raw bytes) in the dead-letter table."""
 
     @abstractmethod
-    def dead_letters(self, *, limit: int = 100) -> list[DeadLetter]:
-        """The parked messages, newest first."""
+    def dead_letters(
+        self, *, limit: int = 100, ids: Sequence[int] | None = None
+    ) -> list[DeadLetter]:
+        """The parked messages, newest first; only those of ``ids`` if given."""
+
+    @abstractmethod
+    def discard_dead_letters(self, ids: Sequence[int]) -> int:
+        """Remove parked messages (replayed or given up on); return how many were there."""
 
     @abstractmethod
     def ping(self) -> None:

@@ -344,8 +344,14 @@ class PostgresStore(SqlStore):
         super().park(letters)
 
     @_retrying
-    def dead_letters(self, *, limit: int = 100) -> list[DeadLetter]:
-        return super().dead_letters(limit=limit)
+    def dead_letters(
+        self, *, limit: int = 100, ids: Sequence[int] | None = None
+    ) -> list[DeadLetter]:
+        return super().dead_letters(limit=limit, ids=ids)
+
+    @_retrying
+    def discard_dead_letters(self, ids: Sequence[int]) -> int:
+        return super().discard_dead_letters(ids)
 
     @_retrying
     def ping(self) -> None:

@@ -56,6 +56,8 @@ class Cursor(Protocol):
     def executemany(self, query: Any, params_seq: Any, /) -> Any: ...
     def fetchall(self) -> list[Any]: ...
     def fetchone(self) -> Any: ...
+    @property
+    def rowcount(self) -> int: ...
 
 
 _STEP_FIELDS = ("time_us", "event_id", "status", "trace_status", "component", "stage", "operation")
@@ -592,17 +594,35 @@ class SqlStore(Store):
                 [(now, subject, reason, raw) for subject, reason, raw in letters],
             )
 
-    def dead_letters(self, *, limit: int = 100) -> list[DeadLetter]:
+    def dead_letters(
+        self, *, limit: int = 100, ids: Sequence[int] | None = None
+    ) -> list[DeadLetter]:
+        where, params = "", []
+        if ids is not None:
+            if not ids:
+                return []
+            where = f" WHERE id IN ({', '.join('?' for _ in ids)})"
+            params = list(ids)
         with self._reading() as cur:
             cur.execute(
                 self.q(
-                    "SELECT id, received_us, subject, reason, raw FROM dead_letters"
+                    f"SELECT id, received_us, subject, reason, raw FROM dead_letters{where}"
                     " ORDER BY id DESC LIMIT ?"
                 ),
-                (limit,),
+                (*params, limit),
             )
             rows = cur.fetchall()
         return [DeadLetter(int(r[0]), int(r[1]), r[2], r[3], bytes(r[4])) for r in rows]
+
+    def discard_dead_letters(self, ids: Sequence[int]) -> int:
+        if not ids:
+            return 0
+        with self._writing() as cur:
+            cur.execute(
+                self.q(f"DELETE FROM dead_letters WHERE id IN ({', '.join('?' for _ in ids)})"),
+                list(ids),
+            )
+            return int(cur.rowcount)
 
     def ping(self) -> None:
         with self._reading() as cur:
