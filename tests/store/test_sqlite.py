@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.store.conftest import rec
+from waymark.model import State
 from waymark.store.base import TraceQuery
 from waymark.store.sqlite import SQLiteStore
 
@@ -30,5 +31,27 @@ def test_a_search_by_dataset_goes_by_the_dataset_index(tmp_path: Path) -> None:
         assert store.search("default", query).items == []
         found = store.search("default", TraceQuery(domain_id="ds3/1", component="writer"), limit=20)
         assert len(found.items) == 20 and {s.domain_id for s in found.items} == {"ds3/1"}
+    finally:
+        store.close()
+
+
+def test_a_search_for_failures_goes_by_the_index_of_failed_traces(tmp_path: Path) -> None:
+    """Failures are rare: finding them must not walk every summary by recency."""
+    store = SQLiteStore(f"sqlite:///{tmp_path / 'w.db'}")
+    try:
+        records = [
+            rec(f"t{i}", f"e{i}", at=i, trace_status="FINISHED",
+                status="FAILED" if i % 1_000 == 7 else "SUCCESS")
+            for i in range(5_000)
+        ]  # fmt: skip
+        store.append(records)
+        query = TraceQuery(state=State.FAILED)
+        sql, params = store.search_sql("default", query, limit=20, cursor=None, now=0)
+        with store._reading() as cur:
+            cur.execute("EXPLAIN QUERY PLAN " + sql, params)
+            plan = " ".join(str(row[3]) for row in cur.fetchall())
+        assert "ix_traces_failed" in plan, plan
+        found = store.search("default", query).items
+        assert [s.trace_id for s in found] == ["t4007", "t3007", "t2007", "t1007", "t7"]
     finally:
         store.close()

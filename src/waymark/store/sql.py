@@ -428,7 +428,9 @@ class SqlStore(Store):
         if state is State.SUCCEEDED:
             return "done AND cur_status <> ?", [Status.FAILED.value]
         if state is State.FAILED:
-            return "done AND cur_status = ?", [Status.FAILED.value]
+            # A literal, not a parameter: only then may the planner use the partial index
+            # of failed traces (ix_traces_failed).
+            return f"done AND cur_status = '{Status.FAILED.value}'", []
         base, per_domain = self.pipelines.stall_timeouts(tenant)
         params: list[Any] = []
         timeout = "?"
