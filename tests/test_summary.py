@@ -146,3 +146,26 @@ def test_generated_event_ids_are_time_ordered_uuids() -> None:
     assert all(uuid.UUID(i).version == 7 for i in [first, *later])
     assert all(first < i for i in later)  # a later millisecond sorts after
     assert len(set(later)) == len(later)
+
+
+def test_a_forked_child_does_not_repeat_its_parents_ids() -> None:
+    """Ids take their random bits from a pool read in blocks; a child of ``fork`` starts
+    with its own, or parent and child would hand out the same ids."""
+    import os
+
+    from waymark.model import new_event_id
+
+    new_event_id()  # the pool now holds bits the child would inherit
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child)
+        os.write(write_end, "".join(new_event_id() for _ in range(50)).encode())
+        os._exit(0)
+    os.close(write_end)
+    os.waitpid(pid, 0)
+    child = os.read(read_end, 100_000).decode()
+    os.close(read_end)
+    parent = [new_event_id() for _ in range(50)]
+    child_ids = [child[i : i + 36] for i in range(0, len(child), 36)]
+    assert len(child_ids) == 50
+    assert not {i[15:] for i in child_ids} & {i[15:] for i in parent}  # the random parts
