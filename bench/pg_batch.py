@@ -111,7 +111,8 @@ def run_copy(url: str, records: list[Record]) -> float:
     tables = {
         "events": (
             "tenant, event_id, trace_id, time_us, received_us, status, trace_status, finishing,"
-            " component, stage, operation, domain, domain_id, user_name, record_id, errors, doc",
+            " component, stage, operation, domain, domain_id, user_name, record_id, errors, doc,"
+            " paths",
             [event_row(r) for r in records],
         ),
         "paths": ("tenant, path, trace_id, event_id, time_us, ord, path_key", path_rows(records)),

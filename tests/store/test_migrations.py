@@ -22,7 +22,8 @@ from waymark.cli import app
 from waymark.errors import SchemaOutdated
 from waymark.store import migrate, open_store
 from waymark.store.schema import dead_letters, events, metadata
-from waymark.store.sql import path_key
+from waymark.store.sql import TRACE_COLUMNS, event_row, path_key, path_rows, trace_row
+from waymark.summary import partials
 
 
 @pytest.fixture(params=BACKENDS)
@@ -182,6 +183,55 @@ def test_paths_keyed_by_digest_are_found_after_0005_and_keyed_so_again_below_it(
     with migrate._locked(blank_url) as conn:
         command.downgrade(migrate._config(conn), "0004")
     assert stored_keys(blank_url) == {short: digest_key(short), long: digest_key(long)}
+
+
+def test_paths_stored_before_0007_are_in_summaries_and_lookups_after_it(blank_url: str) -> None:
+    """0007 moves a summary's paths to ``events.paths`` (filled from ``paths`` for the
+    events stored before) and keys ``paths`` by path; nothing stored goes missing."""
+    records = [
+        rec("t", "e1", at=10, path="s3://b/in.csv", outputs=["s3://b/out.csv"]),
+        rec("t", "e2", at=20, inputs=["s3://b/out.csv"], outputs=["s3://b/final.csv"]),
+        rec("t", "e3", at=30),
+        rec("u", "e4", at=40, path="s3://b/in.csv"),
+    ]
+    migrate.upgrade(blank_url, target="0006")
+    columns = ", ".join(c.name for c in list(events.c)[:-1])  # all but 0007's paths
+    with connected(blank_url) as conn:
+        for record in records:
+            row = event_row(record)[:-1]
+            marks = ", ".join(f":v{i}" for i in range(len(row)))
+            conn.execute(
+                text(f"INSERT INTO events ({columns}) VALUES ({marks})"),
+                {f"v{i}": v for i, v in enumerate(row)},
+            )
+        for (tenant, trace_id), partial in partials(records).items():
+            row = trace_row(tenant, trace_id, partial)
+            marks = ", ".join(f":v{i}" for i in range(len(row)))
+            conn.execute(
+                text(f"INSERT INTO traces ({', '.join(TRACE_COLUMNS)}) VALUES ({marks})"),
+                {f"v{i}": v for i, v in enumerate(row)},
+            )
+        for path_row in path_rows(records):
+            conn.execute(
+                text(
+                    "INSERT INTO paths (tenant, path, trace_id, event_id, time_us, ord, path_key)"
+                    " VALUES (:a, :b, :c, :d, :e, :f, :g)"
+                ),
+                dict(zip("abcdefg", path_row, strict=True)),
+            )
+    migrate.upgrade(blank_url)
+    with connected(blank_url) as conn:
+        key = inspect(conn).get_pk_constraint("paths")["constrained_columns"]
+    assert key == ["tenant", "path_key", "time_us", "event_id", "ord"]
+    store = open_store(blank_url)
+    try:
+        summary = store.summary("default", "t")
+        assert summary is not None
+        assert summary.paths == ["s3://b/in.csv", "s3://b/out.csv", "s3://b/final.csv"]
+        assert [h.event_id for h in store.paths("default", "s3://b/in.csv")] == ["e4", "e1"]
+        assert [h.event_id for h in store.paths("default", "s3://b/out.csv")] == ["e2", "e1"]
+    finally:
+        store.close()
 
 
 def test_revisions_check_before_they_act(blank_url: str, other_blank_url: str) -> None:

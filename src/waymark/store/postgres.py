@@ -74,6 +74,7 @@ _EVENT_COLUMNS = (
     ("record_id", "text"),
     ("errors", "text"),
     ("doc", "text"),
+    ("paths", "text"),
 )
 _KEYS = {"trace_id", "last_event_id", "fin_event_id", "origin_event_id"}
 

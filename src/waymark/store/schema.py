@@ -63,6 +63,9 @@ events = Table(
     Column("record_id", String),
     Column("errors", Text),  # JSON list, NULL when the event reports none
     Column("doc", Text, nullable=False),  # the event as the API returns it (JSON)
+    # The paths the event names (JSON list, in first-seen order), NULL when none: what a
+    # summary lists, read with the events' errors.
+    Column("paths", Text),
     PrimaryKeyConstraint("tenant", "event_id", name="pk_events"),
     Index("ix_events_trace", "tenant", "trace_id", "time_us", "event_id"),
     Index(
@@ -87,8 +90,10 @@ paths = Table(
     # ``path``, or its beginning and a digest when long (:func:`waymark.store.sql.path_key`):
     # paths may be longer than an index entry may be (2,704 bytes on PostgreSQL).
     Column("path_key", String, nullable=False),
-    PrimaryKeyConstraint("tenant", "trace_id", "time_us", "event_id", "ord", name="pk_paths"),
-    Index("ix_paths_key", "tenant", "path_key", "time_us"),
+    # Ordered by path, so that new rows go where their folder's are, and a lookup reads
+    # one range, newest last. A trace's paths are read from its events (``events.paths``).
+    PrimaryKeyConstraint("tenant", "path_key", "time_us", "event_id", "ord", name="pk_paths"),
+    sqlite_with_rowid=False,
 )
 
 _STEP = ("time_us", "event_id", "status", "trace_status", "component", "stage", "operation")

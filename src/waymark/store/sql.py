@@ -125,7 +125,7 @@ UPSERT_TRACE = (
 INSERT_EVENT = (
     "INSERT INTO events (tenant, event_id, trace_id, time_us, received_us, status, trace_status,"
     " finishing, component, stage, operation, domain, domain_id, user_name, record_id, errors,"
-    " doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " doc, paths) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 INSERT_PATH = (
     "INSERT INTO paths (tenant, path, trace_id, event_id, time_us, ord, path_key)"
@@ -163,6 +163,7 @@ def event_row(record: Record) -> tuple[Any, ...]:
         record.record_id,
         orjson.dumps(list(record.errors)).decode() if record.errors else None,
         orjson.dumps(record.doc).decode(),
+        orjson.dumps(record.paths).decode() if record.paths else None,
     )
 
 
@@ -328,25 +329,20 @@ class SqlStore(Store):
         ids = [row[1] for row in rows]
         marks = ", ".join("?" for _ in ids)
         errors: dict[str, list[Any]] = {i: [] for i in ids}
-        cur.execute(
-            self.q(
-                f"SELECT trace_id, errors FROM events WHERE tenant = ? AND trace_id IN ({marks})"
-                " AND errors IS NOT NULL ORDER BY trace_id, time_us, event_id"
-            ),
-            (tenant, *ids),
-        )
-        for trace_id, text in cur.fetchall():
-            errors[trace_id].extend(orjson.loads(text))
         paths: dict[str, list[str]] = {i: [] for i in ids}
         cur.execute(
             self.q(
-                f"SELECT trace_id, path FROM paths WHERE tenant = ? AND trace_id IN ({marks})"
-                " ORDER BY trace_id, time_us, event_id, ord"
+                f"SELECT trace_id, errors, paths FROM events WHERE tenant = ?"
+                f" AND trace_id IN ({marks}) AND (errors IS NOT NULL OR paths IS NOT NULL)"
+                " ORDER BY trace_id, time_us, event_id"
             ),
             (tenant, *ids),
         )
-        for trace_id, path in cur.fetchall():
-            paths[trace_id].append(path)
+        for trace_id, error_list, path_list in cur.fetchall():
+            if error_list is not None:
+                errors[trace_id].extend(orjson.loads(error_list))
+            if path_list is not None:
+                paths[trace_id].extend(orjson.loads(path_list))
         out = []
         for row in rows:
             partial = partial_of(row)
