@@ -46,11 +46,12 @@ import logging
 import random
 import signal
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from waymark import wire
+from waymark.batching import split_batches
 from waymark.bus import open_bus
 from waymark.bus.base import Bus, Delivery, Source
 from waymark.config import Settings
@@ -231,7 +232,9 @@ class Collector:
             )
         if bad:
             await self._park(bad)
-        for chunk in _chunks(good, self.max_append_events):
+        sizes = [len(item.resolved.records) for item in good]
+        # Whole messages per transaction, at most max_append_events events (a bigger one alone).
+        for chunk in split_batches(good, sizes, len(good), self.max_append_events):
             await self._store(chunk)
         log.debug(
             "collector batch messages=%d parked=%d ms=%.1f",
@@ -374,21 +377,6 @@ class Collector:
         return head(
             tenant, trace_id, partial, now_us=now, stall_timeout_us=pipeline.stall_timeout_us
         )
-
-
-def _chunks(items: list[_Item], most_events: int) -> Iterator[list[_Item]]:
-    """Whole messages in groups of at most ``most_events`` events (a bigger message alone)."""
-    chunk: list[_Item] = []
-    size = 0
-    for item in items:
-        n = len(item.resolved.records)
-        if chunk and size + n > most_events:
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(item)
-        size += n
-    if chunk:
-        yield chunk
 
 
 def _unusable(exc: BadRequest) -> str:

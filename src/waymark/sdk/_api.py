@@ -16,6 +16,7 @@ import httpx
 import orjson
 from pydantic import BaseModel, TypeAdapter
 
+from waymark.batching import split_batches
 from waymark.ingest import MAX_REQUEST_BYTES
 from waymark.model import MAX_BATCH, Event, Summary, new_event_id
 from waymark.sdk._retry import parse_retry_after
@@ -154,26 +155,6 @@ def event_docs(
             doc["event_id"] = new_event_id()
         docs.append(doc)
     return docs
-
-
-X = TypeVar("X")
-
-
-def split_batches(
-    items: Sequence[X], sizes: Sequence[int], max_items: int, max_bytes: int
-) -> Iterator[list[X]]:
-    """Consecutive runs of ``items`` of at most ``max_items`` and at most ``max_bytes`` (the
-    sum of their ``sizes``); an item too large on its own goes alone."""
-    chunk: list[X] = []
-    total = 0
-    for item, size in zip(items, sizes, strict=True):
-        if chunk and (len(chunk) >= max_items or total + size > max_bytes):
-            yield chunk
-            chunk, total = [], 0
-        chunk.append(item)
-        total += size
-    if chunk:
-        yield chunk
 
 
 def encoded_batches(

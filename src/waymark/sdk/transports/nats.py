@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import orjson
 
 from waymark import wire
+from waymark.batching import split_batches
 from waymark.model import now_us
-from waymark.sdk._api import split_batches
 from waymark.sdk.errors import ConnectionFailed, MissingExtra
 from waymark.sdk.transports.base import EventDoc, Transport
 
