@@ -226,3 +226,26 @@ def test_a_message_the_collector_fails_on_unexpectedly_is_retried_then_parked(
     assert letter.reason == "cannot be read (delivery 3): a bug in the collector"
     assert b"cursed-1" in letter.raw
     assert_summaries_match(store, good)
+
+
+def test_a_batch_is_stored_in_transactions_of_whole_messages(
+    store: Store, bus_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``max_append_events`` bounds a transaction; a message is never split across two."""
+    records = records_of(make_events(6, 3, seed=11))  # 18 events, 3 to a message
+    publish(bus_url, records, per_message=3)
+    sizes: list[int] = []
+    append = store.append
+
+    def counted(batch: Any, **kwargs: Any) -> AppendResult:
+        sizes.append(len(batch))
+        return append(batch, **kwargs)
+
+    monkeypatch.setattr(store, "append", counted)
+    counters = collect_until(
+        store, bus_url, lambda c: c.counters.appended >= len(records), max_append_events=7
+    )
+    assert counters.appended == len(records)
+    assert sum(sizes) == len(records)
+    assert all(size <= 7 and size % 3 == 0 for size in sizes), sizes
+    assert_summaries_match(store, records)
