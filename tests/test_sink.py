@@ -106,7 +106,7 @@ def test_postgres_groups_commit_in_parallel_and_summaries_stay_pure(pg_url: str)
     that share traces still fold into the summary the pure function gives."""
     store = OverlapCountingStore(pg_url)
     assert store.writers == 2
-    sink = DirectSink(store, Watcher(), writers=store.writers)
+    sink = DirectSink(store, Watcher())
     records = [
         to_record(
             Event(trace_id=f"p{i % 7}", end_time=1_795_000_000_000 + i,

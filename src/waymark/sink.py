@@ -66,17 +66,15 @@ class DirectSink(Sink):
     failure is never another's.
     """
 
-    def __init__(
-        self, store: Store, watcher: Watcher, *, max_group_events: int = 5000, writers: int = 1
-    ) -> None:
+    def __init__(self, store: Store, watcher: Watcher, *, max_group_events: int = 5000) -> None:
         self.store = store
         self.watcher = watcher
         self.max_group_events = max_group_events
-        self.writers = writers
+        self.writers = store.writers  # transactions at once: the store knows what pays
         self._pending: deque[tuple[Sequence[Record], asyncio.Future[None]]] = deque()
         self._running = 0
         # Threads of its own, one per writer: cheaper to hand work to than a shared pool.
-        self._threads = ThreadPoolExecutor(writers, thread_name_prefix="waymark-writer")
+        self._threads = ThreadPoolExecutor(self.writers, thread_name_prefix="waymark-writer")
 
     async def submit(self, records: Sequence[Record]) -> None:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()

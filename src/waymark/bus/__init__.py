@@ -44,7 +44,7 @@ class WatchingBusSink(BusSink):
 def sink_for(bus_url: str, store: Store, watcher: Watcher) -> Sink:
     """Direct to the store when no bus is configured, else through the bus."""
     if not bus_url:
-        return DirectSink(store, watcher, writers=store.writers)
+        return DirectSink(store, watcher)
     return WatchingBusSink(open_bus(bus_url), watcher)
 
 
