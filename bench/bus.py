@@ -45,8 +45,7 @@ from waymark.bus.base import BusSettings
 from waymark.ingest import to_records
 from waymark.model import Event, now_us
 from waymark.pipelines import Pipelines
-from waymark.store.postgres import _EVENT_COLUMNS
-from waymark.store.sql import event_row
+from waymark.store.sql import EVENT_COLUMNS, event_row
 
 PY = sys.executable
 PG = os.environ.get("WAYMARK_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
@@ -88,7 +87,7 @@ def raw_copy(docs: list[dict[str, Any]]) -> float:
         [Event.model_validate(d) for d in docs], "default", Pipelines(), received_us=now_us()
     )
     rows = [event_row(r) for r in records]
-    columns = ", ".join(name for name, _ in _EVENT_COLUMNS)
+    columns = ", ".join(EVENT_COLUMNS)
     with pg_schema() as url, psycopg.connect(url) as conn:
         started = time.perf_counter()
         with conn.cursor() as cur, cur.copy(f"COPY events ({columns}) FROM STDIN") as copy:

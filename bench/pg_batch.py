@@ -44,7 +44,14 @@ from waymark.model import Event, Record
 from waymark.pipelines import Pipelines
 from waymark.store import migrate
 from waymark.store.postgres import PostgresStore
-from waymark.store.sql import event_row, path_rows, trace_row
+from waymark.store.sql import (
+    EVENT_COLUMNS,
+    PATH_COLUMNS,
+    TRACE_COLUMNS,
+    event_row,
+    path_rows,
+    trace_row,
+)
 from waymark.summary import partials
 
 STEPS = ("receive", "validate", "transform", "write", "index")
@@ -109,29 +116,10 @@ def timed_in_threads(work: Callable[[Any], None], shares: list[Any]) -> float:
 def run_copy(url: str, records: list[Record]) -> float:
     """COPY the rows an append would store; returns seconds."""
     tables = {
-        "events": (
-            "tenant, event_id, trace_id, time_us, received_us, status, trace_status, finishing,"
-            " component, stage, operation, domain, domain_id, user_name, record_id, errors, doc,"
-            " paths",
-            [event_row(r) for r in records],
-        ),
-        "paths": ("tenant, path, trace_id, event_id, time_us, ord, path_key", path_rows(records)),
+        "events": (", ".join(EVENT_COLUMNS), [event_row(r) for r in records]),
+        "paths": (PATH_COLUMNS, path_rows(records)),
         "traces": (
-            "tenant, trace_id, event_count, started_us, updated_us,"
-            + ", ".join(
-                f"{p}_{f}"
-                for p in ("last", "fin")
-                for f in (
-                    "time_us",
-                    "event_id",
-                    "status",
-                    "trace_status",
-                    "component",
-                    "stage",
-                    "operation",
-                )
-            )
-            + ", origin_time_us, origin_event_id, domain, domain_id, user_name",
+            ", ".join(TRACE_COLUMNS),
             [trace_row(t, tid, p) for (t, tid), p in sorted(partials(records).items())],
         ),
     }

@@ -44,7 +44,9 @@ from waymark.store.base import (
     TraceQuery,
 )
 from waymark.store.sql import (
+    EVENT_COLUMNS,
     MERGE_TRACE,
+    PATH_COLUMNS,
     SUMMARY_COLUMNS,
     TRACE_COLUMNS,
     Cursor,
@@ -55,27 +57,15 @@ from waymark.store.sql import (
 P = ParamSpec("P")
 T = TypeVar("T")
 
+_EVENT_TYPES = {
+    "event_id": 'text COLLATE "C"',
+    "trace_id": 'text COLLATE "C"',
+    "time_us": "int8",
+    "received_us": "int8",
+    "finishing": "bool",
+}
 #: the events columns in :func:`waymark.store.sql.event_row` order, with their types.
-_EVENT_COLUMNS = (
-    ("tenant", "text"),
-    ("event_id", 'text COLLATE "C"'),
-    ("trace_id", 'text COLLATE "C"'),
-    ("time_us", "int8"),
-    ("received_us", "int8"),
-    ("status", "text"),
-    ("trace_status", "text"),
-    ("finishing", "bool"),
-    ("component", "text"),
-    ("stage", "text"),
-    ("operation", "text"),
-    ("domain", "text"),
-    ("domain_id", "text"),
-    ("user_name", "text"),
-    ("record_id", "text"),
-    ("errors", "text"),
-    ("doc", "text"),
-    ("paths", "text"),
-)
+_EVENT_COLUMNS = tuple((name, _EVENT_TYPES.get(name, "text")) for name in EVENT_COLUMNS)
 _KEYS = {"trace_id", "last_event_id", "fin_event_id", "origin_event_id"}
 
 
@@ -110,7 +100,7 @@ INSERT_NEW_EVENTS = (
     f" SELECT {_columns(_EVENT_COLUMNS)} FROM {NEW_EVENTS} ORDER BY tenant, event_id"
     " ON CONFLICT (tenant, event_id) DO NOTHING RETURNING tenant, event_id"
 )
-COPY_PATHS = "COPY paths (tenant, path, trace_id, event_id, time_us, ord, path_key) FROM STDIN"
+COPY_PATHS = f"COPY paths ({PATH_COLUMNS}) FROM STDIN"
 STAGE_TRACES = f"COPY {NEW_TRACES} ({_columns(_TRACE_TYPES)}) FROM STDIN"
 UPSERT_STAGED_TRACES = (
     f"INSERT INTO traces ({_columns(_TRACE_TYPES)})"

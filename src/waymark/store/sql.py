@@ -122,15 +122,34 @@ UPSERT_TRACE = (
     f" VALUES ({', '.join('?' for _ in _TRACE_COLUMNS)})" + MERGE_TRACE
 )
 
+#: the columns of an ``events`` row, in :func:`event_row` order.
+EVENT_COLUMNS = (
+    "tenant",
+    "event_id",
+    "trace_id",
+    "time_us",
+    "received_us",
+    "status",
+    "trace_status",
+    "finishing",
+    "component",
+    "stage",
+    "operation",
+    "domain",
+    "domain_id",
+    "user_name",
+    "record_id",
+    "errors",
+    "doc",
+    "paths",
+)
 INSERT_EVENT = (
-    "INSERT INTO events (tenant, event_id, trace_id, time_us, received_us, status, trace_status,"
-    " finishing, component, stage, operation, domain, domain_id, user_name, record_id, errors,"
-    " doc, paths) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    f"INSERT INTO events ({', '.join(EVENT_COLUMNS)})"
+    f" VALUES ({', '.join('?' for _ in EVENT_COLUMNS)})"
 )
-INSERT_PATH = (
-    "INSERT INTO paths (tenant, path, trace_id, event_id, time_us, ord, path_key)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
+#: the columns of a ``paths`` row, in :func:`path_rows` order.
+PATH_COLUMNS = "tenant, path, trace_id, event_id, time_us, ord, path_key"
+INSERT_PATH = f"INSERT INTO paths ({PATH_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
 
 SUMMARY_COLUMNS = ", ".join(_TRACE_COLUMNS)
 
