@@ -35,13 +35,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-import nats
 import orjson
 import psycopg
 
 import pg_batch  # the same folder: run as `python bench/bus.py`
 from pg_batch import fresh_schema
 from waymark.bus.base import BusSettings
+from waymark.bus.nats import delete_streams
 from waymark.ingest import to_records
 from waymark.model import Event, now_us
 from waymark.pipelines import Pipelines
@@ -176,17 +176,6 @@ async def light_lag(url: str, run: str, n: int) -> list[float]:
             assert done.json()["done"], done.text
             lags.append(time.perf_counter() - accepted_at)
     return lags
-
-
-async def delete_streams(settings: BusSettings) -> None:
-    nc = await nats.connect(NATS)
-    try:
-        js = nc.jetstream()
-        for name in (settings.stream, settings.gsm_stream):
-            with contextlib.suppress(nats.js.errors.NotFoundError):
-                await js.delete_stream(name)
-    finally:
-        await nc.close()
 
 
 def cpu_seconds(proc: subprocess.Popen[bytes]) -> float:

@@ -14,14 +14,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import nats
-import nats.js.errors
 import psycopg
 import pytest
 
 from tests.conftest import pg_schema
 from waymark.bus import open_bus
 from waymark.bus.base import BusSettings, BusSink
+from waymark.bus.nats import delete_streams
 from waymark.collector import Collector, Counters
 from waymark.ingest import to_records
 from waymark.model import Event, Record, now_us
@@ -45,17 +44,6 @@ def bus_url_for(suffix: str, **extra: object) -> str:
         **extra,
     }
     return NATS + "?" + "&".join(f"{k}={v}" for k, v in query.items())
-
-
-async def _delete_streams(settings: BusSettings) -> None:
-    nc = await nats.connect(NATS)
-    try:
-        js = nc.jetstream()
-        for name in (settings.stream, settings.gsm_stream):
-            with contextlib.suppress(nats.js.errors.NotFoundError):
-                await js.delete_stream(name)
-    finally:
-        await nc.close()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -127,7 +115,7 @@ def bus_url() -> Iterator[str]:
     try:
         yield url
     finally:
-        asyncio.run(_delete_streams(BusSettings.from_url(url)))
+        asyncio.run(delete_streams(BusSettings.from_url(url)))
 
 
 def make_events(

@@ -123,6 +123,20 @@ async def ensure_stream(
     return True
 
 
+async def delete_streams(settings: BusSettings) -> None:
+    """Remove the streams of ``settings`` (Waymark's and the GSM one) with every message and
+    consumer in them; a stream that is not there is fine. For test and benchmark runs that
+    made their own."""
+    nc = await nats.connect(list(settings.servers))
+    try:
+        js = nc.jetstream()
+        for name in (settings.stream, settings.gsm_stream):
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await js.delete_stream(name)
+    finally:
+        await nc.close()
+
+
 @contextlib.contextmanager
 def _unsent(what: str) -> Iterator[None]:
     try:
