@@ -55,6 +55,23 @@ def test_concurrent_submits_share_transactions(store: CountingStore) -> None:
     assert len(store.search("t", TraceQuery(), limit=100).items) == 50
 
 
+@pytest.mark.parametrize(("writers", "appends"), [(1, [20]), (2, [10, 10])])
+def test_with_several_writers_each_group_takes_its_share(
+    store: CountingStore, writers: int, appends: list[int]
+) -> None:
+    """Two batches waiting: one writer commits them together; two writers one each, side by
+    side, instead of one taking both while the other idles."""
+    store.writers = writers
+    sink = DirectSink(store, Watcher())
+
+    async def main() -> None:
+        await asyncio.gather(*(sink.submit([rec(f"b{b}-{i}") for i in range(10)]) for b in (0, 1)))
+
+    asyncio.run(main())
+    assert sorted(store.appends) == appends
+    assert len(store.search("t", TraceQuery(), limit=100).items) == 20
+
+
 def test_a_failing_request_fails_alone(store: CountingStore) -> None:
     sink = DirectSink(store, Watcher())
 

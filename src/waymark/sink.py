@@ -64,6 +64,12 @@ class DirectSink(Sink):
     Each request still gets its own answer only after its events are committed;
     if a group fails, its requests are retried one by one so that one request's
     failure is never another's.
+
+    With several writers (``store.writers``), a group takes at most its share of what
+    is waiting (the waiting events over the writers, at least one request), so that
+    the writers commit side by side: one writer taking everything left the other idle,
+    and two clients' 500-event batches went through PostgreSQL one 1,000-event
+    transaction at a time.
     """
 
     def __init__(self, store: Store, watcher: Watcher, *, max_group_events: int = 5000) -> None:
@@ -72,6 +78,7 @@ class DirectSink(Sink):
         self.max_group_events = max_group_events
         self.writers = store.writers  # transactions at once: the store knows what pays
         self._pending: deque[tuple[Sequence[Record], asyncio.Future[None]]] = deque()
+        self._waiting = 0  # events in _pending
         self._running = 0
         # Threads of its own, one per writer: cheaper to hand work to than a shared pool.
         self._threads = ThreadPoolExecutor(self.writers, thread_name_prefix="waymark-writer")
@@ -79,18 +86,21 @@ class DirectSink(Sink):
     async def submit(self, records: Sequence[Record]) -> None:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((records, done))
+        self._waiting += len(records)
         if self._running < self.writers:
             self._running += 1
             asyncio.get_running_loop().create_task(self._drain())
         await done
 
     def _take(self) -> list[tuple[Sequence[Record], asyncio.Future[None]]]:
+        share = min(self.max_group_events, -(-self._waiting // self.writers))
         group = [self._pending.popleft()]
         size = len(group[0][0])
-        while self._pending and size + len(self._pending[0][0]) <= self.max_group_events:
+        while self._pending and size + len(self._pending[0][0]) <= share:
             item = self._pending.popleft()
             group.append(item)
             size += len(item[0])
+        self._waiting -= size
         return group
 
     async def _drain(self) -> None:
