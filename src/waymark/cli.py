@@ -153,6 +153,37 @@ def dead_letters(
         deadletters.show(settings.store, limit=limit, as_json=output == "json")
 
 
+@app.command()
+def streams(
+    bus: BusOpt = None,
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Create or change them to match the bus URL")
+    ] = False,
+    output: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+) -> None:
+    """Show the bus's streams and the collectors' consumer, with every setting that differs
+    from the bus URL's (they are only created with it); --apply changes them to match."""
+    import asyncio
+
+    from waymark.bus import streams as bus_streams
+    from waymark.bus.base import BusSettings
+    from waymark.errors import Unavailable
+
+    if output not in ("table", "json"):
+        raise typer.BadParameter("must be table or json", param_hint="--format")
+    url = Settings.resolve(None, bus).bus
+    if not url:
+        raise typer.BadParameter("needs the bus URL (nats://...)", param_hint="--bus")
+    try:
+        settings = BusSettings.from_url(url)
+        work = bus_streams.apply if apply else bus_streams.inspect
+        found = asyncio.run(work(settings))
+    except (Unavailable, ValueError) as exc:
+        typer.echo(f"waymark: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    bus_streams.show(found, as_json=output == "json", applied=apply)
+
+
 def _check_store(url: str) -> None:
     """Refuse to serve a store that cannot be opened (e.g. its schema is outdated)."""
     from waymark.errors import Unavailable

@@ -1,7 +1,8 @@
 """The NATS JetStream bus (nats-py).
 
 Streams, created on first use if missing (an existing stream is used as it is, so
-that whoever creates it first, API, collector or SDK, wins without a fight):
+that whoever creates it first, API, collector or SDK, wins without a fight; ``waymark
+streams --apply`` brings existing ones in line with the URL, :mod:`waymark.bus.streams`):
 
 | stream        | subjects              | what                                    |
 | ------------- | --------------------- | --------------------------------------- |
@@ -90,6 +91,40 @@ class NatsDelivery(Delivery):
             await self.msg.term()
 
 
+def stream_config(name: str, subject: str, settings: BusSettings) -> StreamConfig:
+    """A Waymark stream as ``settings`` want it."""
+    return StreamConfig(
+        name=name,
+        subjects=[subject],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        max_age=settings.max_age_s,
+        duplicate_window=settings.duplicate_window_s,
+        num_replicas=settings.replicas,
+    )
+
+
+def consumer_config(settings: BusSettings) -> ConsumerConfig:
+    """The collectors' durable pull consumer on a stream, as ``settings`` want it."""
+    return ConsumerConfig(
+        durable_name=settings.consumer,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=settings.ack_wait_s,
+        max_deliver=-1,
+        max_ack_pending=settings.max_ack_pending,
+        max_waiting=512,
+    )
+
+
+def stream_subjects(settings: BusSettings) -> list[tuple[str, str, str]]:
+    """(source name, stream, subject) of each stream the collectors consume."""
+    return [
+        ("events", settings.stream, f"{settings.prefix}.events.>"),
+        ("gsm", settings.gsm_stream, settings.gsm_subject),
+    ]
+
+
 async def ensure_stream(
     js: JetStreamContext, name: str, subject: str, settings: BusSettings | None = None
 ) -> bool:
@@ -100,23 +135,13 @@ async def ensure_stream(
     ``max_age_s``, ``duplicate_window_s``, ``replicas`` of :class:`BusSettings`), whoever
     comes first: an API, a collector or the SDK's ``nats`` transport.
     """
-    s = settings or BusSettings()
     try:
         await js.stream_info(name)
         return False
     except nats.js.errors.NotFoundError:
         pass
-    config = StreamConfig(
-        name=name,
-        subjects=[subject],
-        retention=RetentionPolicy.LIMITS,
-        storage=StorageType.FILE,
-        max_age=s.max_age_s,
-        duplicate_window=s.duplicate_window_s,
-        num_replicas=s.replicas,
-    )
     try:
-        await js.add_stream(config)
+        await js.add_stream(stream_config(name, subject, settings or BusSettings()))
     except nats.js.errors.BadRequestError:
         await js.stream_info(name)  # created meanwhile by another process: theirs stands
         return False
@@ -198,10 +223,8 @@ class NatsBus(Bus):
                 raise Unavailable(f"cannot reach NATS at {self._where}: {exc!r}", 2) from exc
             js = nc.jetstream(timeout=self.settings.publish_timeout_s)
             try:
-                await self._ensure_stream(
-                    js, self.settings.stream, f"{self.settings.prefix}.events.>"
-                )
-                await self._ensure_stream(js, self.settings.gsm_stream, self.settings.gsm_subject)
+                for _, stream, subject in stream_subjects(self.settings):
+                    await self._ensure_stream(js, stream, subject)
             except BaseException:
                 await nc.close()
                 raise
@@ -283,22 +306,10 @@ class NatsBus(Bus):
         js = await self._jetstream()
         s = self.settings
         out: list[Source] = []
-        for name, stream, subject in (
-            ("events", s.stream, f"{s.prefix}.events.>"),
-            ("gsm", s.gsm_stream, s.gsm_subject),
-        ):
-            config = ConsumerConfig(
-                durable_name=s.consumer,
-                deliver_policy=DeliverPolicy.ALL,
-                ack_policy=AckPolicy.EXPLICIT,
-                ack_wait=s.ack_wait_s,
-                max_deliver=-1,
-                max_ack_pending=s.max_ack_pending,
-                max_waiting=512,
-            )
+        for name, stream, subject in stream_subjects(s):
             try:
                 sub = await js.pull_subscribe(
-                    subject, durable=s.consumer, stream=stream, config=config
+                    subject, durable=s.consumer, stream=stream, config=consumer_config(s)
                 )
             except nats.errors.Error as exc:
                 raise Unavailable(
