@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from waymark.api import gsm, okdata, openlineage, problems, v1
+from waymark.api import gsm, okdata, openlineage, page, problems, v1
 from waymark.api.fastpath import is_events_post, serve_events, serve_summary, summary_trace_id
 from waymark.bus import sink_for
 from waymark.config import Settings
@@ -94,6 +94,7 @@ def create_app(
     app.include_router(okdata.router)
     app.include_router(gsm.router)
     app.include_router(openlineage.router)
+    app.include_router(page.router)
 
     @app.get("/healthz", tags=["health"])
     async def healthz(request: Request) -> Response:
