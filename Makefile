@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test check lint typecheck bench bench-quick bench-tools bench-bus clean
+.PHONY: install run test test-tools check lint typecheck bench bench-quick bench-tools bench-bus clean
 
 install: $(STAMP)
 
@@ -26,8 +26,13 @@ typecheck: install
 
 check: lint typecheck
 
-test: check
+test: check test-tools
 	$(BIN)/pytest -q
+
+# The web page's tests drive a headless Chromium (Debian's package).
+test-tools:
+	@command -v chromium >/dev/null || apt-get install -y -q chromium >/dev/null \
+		|| (apt-get update -q && apt-get install -y -q chromium >/dev/null)
 
 bench-tools:
 	@command -v wrk >/dev/null || apt-get install -y wrk
