@@ -60,39 +60,57 @@ class Found:
     changed: bool = False  # set by apply()
 
 
-def _differences(config: Any, wanted: Any, names: tuple[tuple[str, str], ...]) -> list[Difference]:
+@dataclass(slots=True)
+class _Seen:
+    """What :func:`_look` saw of one stream or consumer, with what :func:`apply` needs."""
+
+    found: Found
+    stream: str
+    subject: str
+    update: Any = None  # the server's config with the URL's settings, where they differ
+
+
+def _compare(
+    current: Any, wanted: Any, names: tuple[tuple[str, str], ...]
+) -> tuple[list[Difference], Any]:
+    """The settings of ``names`` where ``current`` differs from ``wanted``, and ``current``
+    with ``wanted``'s values for them (None when none differs)."""
     out = []
     for setting, attr in names:
-        have, want = getattr(config, attr), getattr(wanted, attr)
+        have, want = getattr(current, attr), getattr(wanted, attr)
         if isinstance(want, float) and isinstance(have, int | float):
             same = abs(have - want) < 1e-6
         else:
             same = have == want
         if not same:
             out.append(Difference(setting, have, want))
-    return out
+    if not out:
+        return out, None
+    return out, dataclasses.replace(current, **{a: getattr(wanted, a) for _, a in names})
 
 
-async def _look(js: JetStreamContext, settings: BusSettings) -> list[Found]:
-    found: list[Found] = []
+async def _look(js: JetStreamContext, settings: BusSettings) -> list[_Seen]:
+    seen: list[_Seen] = []
     for _, stream, subject in stream_subjects(settings):
+        consumer_name = f"{stream}/{settings.consumer}"
         try:
             info = await js.stream_info(stream)
         except nats.js.errors.NotFoundError:
-            found.append(Found("stream", stream, exists=False))
-            found.append(Found("consumer", f"{stream}/{settings.consumer}", exists=False))
+            seen.append(_Seen(Found("stream", stream, exists=False), stream, subject))
+            seen.append(_Seen(Found("consumer", consumer_name, exists=False), stream, subject))
             continue
         wanted = stream_config(stream, subject, settings)
-        diffs = _differences(info.config, wanted, STREAM_SETTINGS)
-        found.append(Found("stream", stream, True, diffs, info.state.messages))
+        diffs, update = _compare(info.config, wanted, STREAM_SETTINGS)
+        found = Found("stream", stream, True, diffs, info.state.messages)
+        seen.append(_Seen(found, stream, subject, update))
         try:
             consumer = await js.consumer_info(stream, settings.consumer)
         except nats.js.errors.NotFoundError:
-            found.append(Found("consumer", f"{stream}/{settings.consumer}", exists=False))
+            seen.append(_Seen(Found("consumer", consumer_name, exists=False), stream, subject))
             continue
-        diffs = _differences(consumer.config, consumer_config(settings), CONSUMER_SETTINGS)
-        found.append(Found("consumer", f"{stream}/{settings.consumer}", True, diffs))
-    return found
+        diffs, update = _compare(consumer.config, consumer_config(settings), CONSUMER_SETTINGS)
+        seen.append(_Seen(Found("consumer", consumer_name, True, diffs), stream, subject, update))
+    return seen
 
 
 async def _quiet(exc: Exception) -> None:
@@ -124,8 +142,8 @@ async def _connected(settings: BusSettings, work: Callable[[JetStreamContext], A
 
 async def inspect(settings: BusSettings) -> list[Found]:
     """Each stream and consumer of ``settings``, and how it differs from them."""
-    found: list[Found] = await _connected(settings, lambda js: _look(js, settings))
-    return found
+    seen: list[_Seen] = await _connected(settings, lambda js: _look(js, settings))
+    return [item.found for item in seen]
 
 
 async def apply(settings: BusSettings) -> list[Found]:
@@ -135,30 +153,22 @@ async def apply(settings: BusSettings) -> list[Found]:
     more replicas than a server outside a cluster can hold)."""
 
     async def work(js: JetStreamContext) -> list[Found]:
-        found = await _look(js, settings)
-        subjects = {stream: subject for _, stream, subject in stream_subjects(settings)}
-        for item in found:
-            if item.kind == "stream":
-                subject = subjects[item.name]
-                if not item.exists:
-                    item.changed = await ensure_stream(js, item.name, subject, settings)
-                elif item.differences:
-                    info = await js.stream_info(item.name)
-                    wanted = stream_config(item.name, subject, settings)
-                    updates = {attr: getattr(wanted, attr) for _, attr in STREAM_SETTINGS}
-                    await js.update_stream(dataclasses.replace(info.config, **updates))
-                    item.changed = True
-            elif item.exists and item.differences:
-                stream, consumer = item.name.split("/", 1)
-                current = await js.consumer_info(stream, consumer)
-                want = consumer_config(settings)
-                updates = {attr: getattr(want, attr) for _, attr in CONSUMER_SETTINGS}
-                await js.add_consumer(stream, dataclasses.replace(current.config, **updates))
-                item.changed = True
-        kept = [f"{f.name}: {d.setting}" for f in await _look(js, settings) for d in f.differences]
+        seen = await _look(js, settings)
+        for item in seen:
+            found = item.found
+            if found.kind == "stream" and not found.exists:
+                found.changed = await ensure_stream(js, item.stream, item.subject, settings)
+            elif item.update is not None:
+                if found.kind == "stream":
+                    await js.update_stream(item.update)
+                else:
+                    await js.add_consumer(item.stream, item.update)
+                found.changed = True
+        kept = [f"{i.found.name}: {d.setting}" for i in await _look(js, settings)
+                for d in i.found.differences]  # fmt: skip
         if kept:
             raise ValueError(f"NATS kept settings other than the bus URL's: {', '.join(kept)}")
-        return found
+        return [item.found for item in seen]
 
     done: list[Found] = await _connected(settings, work)
     return done
