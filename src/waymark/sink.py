@@ -78,7 +78,6 @@ class DirectSink(Sink):
         self.max_group_events = max_group_events
         self.writers = store.writers  # transactions at once: the store knows what pays
         self._pending: deque[tuple[Sequence[Record], asyncio.Future[None]]] = deque()
-        self._waiting = 0  # events in _pending
         self._running = 0
         # Threads of its own, one per writer: cheaper to hand work to than a shared pool.
         self._threads = ThreadPoolExecutor(self.writers, thread_name_prefix="waymark-writer")
@@ -86,21 +85,22 @@ class DirectSink(Sink):
     async def submit(self, records: Sequence[Record]) -> None:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((records, done))
-        self._waiting += len(records)
         if self._running < self.writers:
             self._running += 1
             asyncio.get_running_loop().create_task(self._drain())
         await done
 
     def _take(self) -> list[tuple[Sequence[Record], asyncio.Future[None]]]:
-        share = min(self.max_group_events, -(-self._waiting // self.writers))
+        share = self.max_group_events
+        if self.writers > 1:  # leave the other writers their part of what waits
+            waiting = sum(len(batch) for batch, _ in self._pending)
+            share = min(share, -(-waiting // self.writers))
         group = [self._pending.popleft()]
         size = len(group[0][0])
         while self._pending and size + len(self._pending[0][0]) <= share:
             item = self._pending.popleft()
             group.append(item)
             size += len(item[0])
-        self._waiting -= size
         return group
 
     async def _drain(self) -> None:
