@@ -1,8 +1,16 @@
-"""What only the SQLite store does: keep the planner's statistics good enough for search."""
+"""What only the SQLite store does: keep the planner's statistics good enough for search,
+queue writers of several processes on a lock of their own."""
 
 from __future__ import annotations
 
+import fcntl
+import os
+import subprocess
+import sys
+import threading
 from pathlib import Path
+
+import pytest
 
 from tests.store.conftest import rec
 from waymark.model import State
@@ -55,3 +63,50 @@ def test_a_search_for_failures_goes_by_the_index_of_failed_traces(tmp_path: Path
         assert [s.trace_id for s in found] == ["t4007", "t3007", "t2007", "t1007", "t7"]
     finally:
         store.close()
+
+
+HOLD_THE_WRITE = """
+import sys
+from waymark.store.sqlite import SQLiteStore
+store = SQLiteStore(sys.argv[1])
+with store._writing():
+    print("holding", flush=True)
+    sys.stdin.readline()
+store.close()
+"""
+
+
+def test_writers_in_other_processes_queue_on_the_writers_lock(tmp_path: Path) -> None:
+    """Another process's write holds ``<file>-writer``; ours waits for it, then commits."""
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    store = SQLiteStore(url)
+    with subprocess.Popen(
+        [sys.executable, "-c", HOLD_THE_WRITE, url],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as other:
+        assert other.stdout is not None and other.stdin is not None
+        try:
+            assert other.stdout.readline() == "holding\n"
+            fd = os.open(tmp_path / "w.db-writer", os.O_RDWR)
+            try:
+                with pytest.raises(BlockingIOError):
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            finally:
+                os.close(fd)
+            appended = threading.Event()
+            writer = threading.Thread(
+                target=lambda: (store.append([rec("t1", "e1", at=1)]), appended.set())
+            )
+            writer.start()
+            assert not appended.wait(0.3), "wrote while another process held the write"
+            other.stdin.write("\n")
+            other.stdin.flush()
+            assert appended.wait(10)
+            writer.join()
+            summary = store.summary("default", "t1")
+            assert summary is not None and summary.event_count == 1
+        finally:
+            other.kill()
+            store.close()

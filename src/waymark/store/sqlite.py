@@ -1,13 +1,19 @@
 """The embedded store: one SQLite file in WAL mode.
 
-One writer connection behind a lock (SQLite has one writer at a time anyway;
-other processes wait on ``busy_timeout``) and one reader connection per thread.
-The schema is created or upgraded on open (:mod:`waymark.store.migrate`).
+One writer connection behind a lock (SQLite has one writer at a time anyway) and
+one reader connection per thread. Writers in other processes (the workers of
+``waymark serve --workers N``, the CLI) queue on an advisory lock of their own, the
+file ``<database>-writer``: the next one starts the moment the last one commits,
+where SQLite's own busy handler would have it sleep and retry (1, 2, 5, 10 ms...),
+which left two workers no faster than one. The schema is created or upgraded on open
+(:mod:`waymark.store.migrate`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -42,6 +48,7 @@ class SQLiteStore(SqlStore):
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         migrate.upgrade(f"sqlite:///{self.path}", self.path)
         self._lock = threading.Lock()
+        self._writer_lock = _open_writer_lock(self.path)
         self._writer = self._connect()
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
@@ -84,7 +91,7 @@ class SQLiteStore(SqlStore):
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[Cursor]:
-        with self._lock:
+        with self._lock, _held(self._writer_lock):
             cur = self._writer.cursor()
             try:
                 cur.execute("BEGIN IMMEDIATE")
@@ -170,3 +177,21 @@ class SQLiteStore(SqlStore):
             self._readers.clear()
         with self._lock:
             self._writer.close()
+            os.close(self._writer_lock)
+
+
+def _open_writer_lock(path: str) -> int:
+    try:
+        return os.open(f"{path}-writer", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise Unavailable(f"cannot open {path}-writer (the writers' lock): {exc}") from exc
+
+
+@contextlib.contextmanager
+def _held(fd: int) -> Iterator[None]:
+    """Hold the writers' lock across processes (``flock`` waits without the GIL)."""
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
