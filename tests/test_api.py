@@ -11,6 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import EXAMPLES
+from waymark.api.app import create_app
+from waymark.config import Settings
 
 TRACE = "parking-fees-5b0e"
 
@@ -337,6 +339,36 @@ def test_wait_answers_soon_after_the_finishing_event(client: TestClient) -> None
     r = client.get("/v1/traces/w", params={"wait": 10})
     answered = time.monotonic()
     worker.join()
+    assert r.json()["done"] is True
+    assert answered - finished_at[0] < 0.1
+
+
+def test_wait_hears_of_a_finishing_event_another_process_wrote(db_url: str) -> None:
+    """Another worker's commit to the same SQLite file wakes the waiter at once, not on
+    the half-second safety timer (a second store on the file stands in for the worker)."""
+    from waymark.ingest import parse_events, to_records
+    from waymark.pipelines import Pipelines
+    from waymark.store.sqlite import SQLiteStore
+
+    other = SQLiteStore(db_url)
+    finished_at: list[float] = []
+
+    def finish() -> None:
+        time.sleep(0.3)
+        events = parse_events({"trace_id": "x", "trace_status": "FINISHED"})
+        other.append(to_records(events, "default", Pipelines()))
+        finished_at.append(time.monotonic())
+
+    try:
+        with TestClient(create_app(Settings(store=db_url))) as client:
+            post(client, {"trace_id": "x", "status": "IN_PROGRESS"})
+            worker = threading.Thread(target=finish)
+            worker.start()
+            r = client.get("/v1/traces/x", params={"wait": 10})
+            answered = time.monotonic()
+            worker.join()
+    finally:
+        other.close()
     assert r.json()["done"] is True
     assert answered - finished_at[0] < 0.1
 

@@ -3,8 +3,10 @@
 Whoever learns that traces changed calls :meth:`Watcher.notify` with their
 (tenant, trace_id) pairs: the direct sink after each commit in this process, the
 change feed when events arrive through the bus. Waiters wake at once, then
-re-read the summary. As a safety net for writers this process cannot hear (another
-process appending to the same SQLite file), each waiter also re-reads every
+re-read the summary. Writers this process cannot hear (another worker appending to
+the same SQLite file) are caught by ``written_elsewhere``, a cheap question to the
+store asked every ``look_every_s`` while anyone waits: when it says yes, every
+waiter re-reads. As a last safety net each waiter also re-reads every
 ``fallback_poll_s`` seconds.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 
@@ -19,10 +22,21 @@ from waymark.model import Summary
 
 Key = tuple[str, str]
 
+log = logging.getLogger(__name__)
+
 
 class Watcher:
-    def __init__(self, fallback_poll_s: float = 0.5) -> None:
+    def __init__(
+        self,
+        fallback_poll_s: float = 0.5,
+        *,
+        written_elsewhere: Callable[[], bool | None] | None = None,
+        look_every_s: float = 0.02,
+    ) -> None:
         self.fallback_poll_s = fallback_poll_s
+        self.look_every_s = look_every_s
+        self._written_elsewhere = written_elsewhere
+        self._looking: asyncio.Task[None] | None = None
         self._waiters: dict[Key, set[asyncio.Event]] = {}
 
     def notify(self, keys: Iterable[Key]) -> None:
@@ -56,6 +70,8 @@ class Watcher:
         deadline = time.monotonic() + timeout_s
         event = asyncio.Event()
         self._waiters.setdefault(key, set()).add(event)
+        if self._written_elsewhere is not None and self._looking is None:
+            self._looking = asyncio.get_running_loop().create_task(self._look())
         try:
             while True:
                 event.clear()
@@ -71,3 +87,22 @@ class Watcher:
                 waiters.discard(event)
                 if not waiters:
                     del self._waiters[key]
+
+    async def _look(self) -> None:
+        """While anyone waits, ask the store whether another process wrote; wake all if so."""
+        assert self._written_elsewhere is not None
+        try:
+            while self._waiters:
+                await asyncio.sleep(self.look_every_s)
+                changed = self._written_elsewhere()
+                if changed is None:  # the store cannot tell (after all): the timer stays
+                    self._written_elsewhere = None
+                    return
+                if changed:
+                    for events in self._waiters.values():
+                        for event in events:
+                            event.set()
+        except Exception:  # never let a failing look take a waiter down; the timer stays
+            log.exception("asking the store for other writers failed; waiters fall back")
+        finally:
+            self._looking = None

@@ -138,6 +138,12 @@ class Store(ABC):
     #: anyway), several for a server whose connections work in parallel.
     writers: ClassVar[int] = 1
 
+    def written_elsewhere(self) -> bool | None:
+        """Whether another process has committed to this store since the last call; None
+        where the store cannot tell. Waiters use it to hear of writes that this process's
+        own commits do not announce (another worker appending to the same SQLite file)."""
+        return None
+
     @abstractmethod
     def append(self, records: Sequence[Record], *, partials: bool = False) -> AppendResult:
         """Store the records not yet stored (by tenant and event_id) and fold them into their

@@ -50,6 +50,7 @@ class SQLiteStore(SqlStore):
         self._lock = threading.Lock()
         self._writer_lock = _open_writer_lock(self.path)
         self._writer = self._connect()
+        self._data_version = self._writer.execute("PRAGMA data_version").fetchone()[0]
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -169,6 +170,22 @@ class SQLiteStore(SqlStore):
             with self._lock:
                 self._analyze_if_grown()
         return result
+
+    def written_elsewhere(self) -> bool | None:
+        """``PRAGMA data_version`` of the writer connection changes only when another
+        connection commits. While our own write holds the connection, say no: the next
+        look will see what the others did meanwhile."""
+        if not self._lock.acquire(blocking=False):
+            return False
+        try:
+            (version,) = self._writer.execute("PRAGMA data_version").fetchone()
+        except sqlite3.Error:
+            return None
+        finally:
+            self._lock.release()
+        changed: bool = version != self._data_version
+        self._data_version = version
+        return changed
 
     def close(self) -> None:
         with self._readers_lock:
