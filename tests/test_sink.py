@@ -152,3 +152,43 @@ def test_postgres_groups_commit_in_parallel_and_summaries_stay_pure(pg_url: str)
     finally:
         asyncio.run(sink.close())
         store.close()
+
+
+def test_a_store_that_writes_inline_is_written_on_the_loop_after_its_turn(
+    store: CountingStore,
+) -> None:
+    """SQLite: the turn is waited for in a writer thread, the append runs on the event loop
+    (no other Python of the process competes with it), and a failed append ends the turn."""
+    turns: list[int] = []
+    appends_on: list[int] = []
+    ended: list[bool] = []
+    take_turn, end_turn, append = store.take_turn, store.end_turn, store.append
+
+    def counting_take_turn() -> None:
+        turns.append(threading.get_ident())
+        take_turn()
+
+    def counting_end_turn() -> None:
+        ended.append(store._turn)
+        end_turn()
+
+    def counting_append(records: Sequence[Record], *, partials: bool = False) -> AppendResult:
+        appends_on.append(threading.get_ident())
+        return append(records, partials=partials)
+
+    store.take_turn = counting_take_turn  # type: ignore[method-assign]
+    store.end_turn = counting_end_turn  # type: ignore[method-assign]
+    store.append = counting_append  # type: ignore[method-assign]
+    sink = DirectSink(store, Watcher())
+
+    async def main() -> tuple[int, BaseException | None]:
+        await sink.submit([rec("fine")])
+        failed = await asyncio.gather(sink.submit([rec("boom")]), return_exceptions=True)
+        return threading.get_ident(), failed[0]
+
+    loop_thread, failure = asyncio.run(main())
+    assert isinstance(failure, Unavailable)
+    assert len(turns) == 2 and loop_thread not in turns
+    assert appends_on == [loop_thread, loop_thread]
+    assert ended == [False, True]  # the append gave the first turn back; the failed one did not
+    assert store.summary("t", "fine") is not None

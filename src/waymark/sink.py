@@ -8,10 +8,10 @@ returns once the server has acknowledged. Either way, returning means durable.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
 from waymark.ingest import to_records
@@ -19,6 +19,10 @@ from waymark.model import Event, Record
 from waymark.pipelines import Pipelines
 from waymark.store.base import Store
 from waymark.watch import Watcher
+
+#: how long the event loop itself waits for a store's turn to write (``inline_writes``)
+#: before it lets other work go on while a thread waits.
+INLINE_TURN_WAIT_S = 0.05
 
 
 class Sink(ABC):
@@ -70,6 +74,11 @@ class DirectSink(Sink):
     the writers commit side by side: one writer taking everything left the other idle,
     and two clients' 500-event batches went through PostgreSQL one 1,000-event
     transaction at a time.
+
+    A store that writes inline (SQLite) is written on the event loop once a writer thread
+    has its turn: with ``serve --workers 2``, the worker that wrote from a thread while its
+    loop validated the next requests held the write lock half as long again (the two
+    shared one interpreter), and the other worker waited on it.
     """
 
     def __init__(self, store: Store, watcher: Watcher, *, max_group_events: int = 5000) -> None:
@@ -80,7 +89,9 @@ class DirectSink(Sink):
         self._pending: deque[tuple[Sequence[Record], asyncio.Future[None]]] = deque()
         self._running = 0
         # Threads of its own, one per writer: cheaper to hand work to than a shared pool.
-        self._threads = ThreadPoolExecutor(self.writers, thread_name_prefix="waymark-writer")
+        self._threads = concurrent.futures.ThreadPoolExecutor(
+            self.writers, thread_name_prefix="waymark-writer"
+        )
 
     async def submit(self, records: Sequence[Record]) -> None:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -124,7 +135,21 @@ class DirectSink(Sink):
     async def _commit(self, group: list[tuple[Sequence[Record], asyncio.Future[None]]]) -> None:
         records = [r for batch, _ in group for r in batch]
         loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(self._threads, self.store.append, records)
+        if self.store.inline_writes:
+            # Wait for the turn right here for a moment (another worker's commit takes
+            # milliseconds), so that the write starts the moment the turn comes instead of
+            # when the loop gets round to it; for longer waits, let the loop go on.
+            turn = self._threads.submit(self.store.take_turn)
+            try:
+                turn.result(timeout=INLINE_TURN_WAIT_S)
+            except concurrent.futures.TimeoutError:
+                await asyncio.wrap_future(turn)
+            try:
+                result = self.store.append(records)
+            finally:
+                self.store.end_turn()
+        else:
+            result = await loop.run_in_executor(self._threads, self.store.append, records)
         for _, done in group:
             _settle(done, None)
         if result.traces:

@@ -110,3 +110,30 @@ def test_writers_in_other_processes_queue_on_the_writers_lock(tmp_path: Path) ->
         finally:
             other.kill()
             store.close()
+
+
+def test_a_turn_holds_the_writers_lock_until_the_next_append_or_its_end(tmp_path: Path) -> None:
+    store = SQLiteStore(f"sqlite:///{tmp_path / 'w.db'}")
+    fd = os.open(tmp_path / "w.db-writer", os.O_RDWR)  # another open file: another writer
+
+    def locked_by_store() -> bool:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+
+    try:
+        store.take_turn()
+        assert locked_by_store()
+        store.append([rec("t1", "e1", at=1)])
+        assert not locked_by_store()
+        store.take_turn()
+        store.end_turn()
+        assert not locked_by_store()
+        store.end_turn()  # nothing held: nothing to do
+        assert store.summary("default", "t1") is not None
+    finally:
+        os.close(fd)
+        store.close()

@@ -138,6 +138,21 @@ class Store(ABC):
     #: anyway), several for a server whose connections work in parallel.
     writers: ClassVar[int] = 1
 
+    #: appends are local and take milliseconds (SQLite): the direct sink waits for
+    #: :meth:`take_turn` in a worker thread, then runs the append on its event loop, so
+    #: that no other Python of the process competes with the write for the interpreter
+    #: while writers of other processes wait for it to end.
+    inline_writes: ClassVar[bool] = False
+
+    def take_turn(self) -> None:
+        """Block until this process may write next; the next append ends the turn, and so
+        does :meth:`end_turn`. Only stores with :attr:`inline_writes` have turns."""
+        return None
+
+    def end_turn(self) -> None:
+        """Give up a turn that no append ended (nothing to do if none is held)."""
+        return None
+
     def written_elsewhere(self) -> bool | None:
         """Whether another process has committed to this store since the last call; None
         where the store cannot tell. Waiters use it to hear of writes that this process's

@@ -5,7 +5,8 @@ one reader connection per thread. Writers in other processes (the workers of
 ``waymark serve --workers N``, the CLI) queue on an advisory lock of their own, the
 file ``<database>-writer``: the next one starts the moment the last one commits,
 where SQLite's own busy handler would have it sleep and retry (1, 2, 5, 10 ms...),
-which left two workers no faster than one. The schema is created or upgraded on open
+which left two workers no faster than one. A writer takes its turn in a thread and
+then writes on the event loop (:attr:`Store.inline_writes`). The schema is created or upgraded on open
 (:mod:`waymark.store.migrate`).
 """
 
@@ -40,6 +41,7 @@ def path_of(url: str) -> str:
 
 class SQLiteStore(SqlStore):
     inline_reads = True
+    inline_writes = True
 
     def __init__(self, url: str, pipelines: Pipelines | None = None) -> None:
         super().__init__(pipelines)
@@ -49,6 +51,7 @@ class SQLiteStore(SqlStore):
         migrate.upgrade(f"sqlite:///{self.path}", self.path)
         self._lock = threading.Lock()
         self._writer_lock = _open_writer_lock(self.path)
+        self._turn = False  # this process holds the writers' lock ahead of its next write
         self._writer = self._connect()
         self._data_version = self._writer.execute("PRAGMA data_version").fetchone()[0]
         self._local = threading.local()
@@ -92,7 +95,7 @@ class SQLiteStore(SqlStore):
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[Cursor]:
-        with self._lock, _held(self._writer_lock):
+        with self._lock, self._holding_the_writers_lock():
             cur = self._writer.cursor()
             try:
                 cur.execute("BEGIN IMMEDIATE")
@@ -114,6 +117,28 @@ class SQLiteStore(SqlStore):
                     raise Unavailable(f"SQLite commit failed: {exc}") from exc
             finally:
                 cur.close()
+
+    @contextlib.contextmanager
+    def _holding_the_writers_lock(self) -> Iterator[None]:
+        """Take the writers' lock unless a turn holds it already; either way, give it back
+        after (``flock`` waits without the GIL)."""
+        if not self._turn:
+            fcntl.flock(self._writer_lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            self._turn = False
+            fcntl.flock(self._writer_lock, fcntl.LOCK_UN)
+
+    def take_turn(self) -> None:
+        fcntl.flock(self._writer_lock, fcntl.LOCK_EX)
+        self._turn = True
+
+    def end_turn(self) -> None:
+        with self._lock:
+            if self._turn:
+                self._turn = False
+                fcntl.flock(self._writer_lock, fcntl.LOCK_UN)
 
     @contextlib.contextmanager
     def _reading(self) -> Iterator[Cursor]:
@@ -202,13 +227,3 @@ def _open_writer_lock(path: str) -> int:
         return os.open(f"{path}-writer", os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
         raise Unavailable(f"cannot open {path}-writer (the writers' lock): {exc}") from exc
-
-
-@contextlib.contextmanager
-def _held(fd: int) -> Iterator[None]:
-    """Hold the writers' lock across processes (``flock`` waits without the GIL)."""
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    try:
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
