@@ -6,8 +6,8 @@ one reader connection per thread. Writers in other processes (the workers of
 file ``<database>-writer``: the next one starts the moment the last one commits,
 where SQLite's own busy handler would have it sleep and retry (1, 2, 5, 10 ms...),
 which left two workers no faster than one. A writer takes its turn in a thread and
-then writes on the event loop (:attr:`Store.inline_writes`). The schema is created or upgraded on open
-(:mod:`waymark.store.migrate`).
+then writes on the event loop (:attr:`Store.inline_writes`). The schema is created or
+upgraded on open (:mod:`waymark.store.migrate`).
 """
 
 from __future__ import annotations
