@@ -139,13 +139,14 @@ class DirectSink(Sink):
             # Wait for the turn right here for a moment (another worker's commit takes
             # milliseconds), so that the write starts the moment the turn comes instead of
             # when the loop gets round to it; for longer waits, let the loop go on.
+            prepared = self.store.prepare(records)  # the rows, before the turn: it is short
             turn = self._threads.submit(self.store.take_turn)
             try:
                 turn.result(timeout=INLINE_TURN_WAIT_S)
             except concurrent.futures.TimeoutError:
                 await asyncio.wrap_future(turn)
             try:
-                result = self.store.append(records)
+                result = self.store.append(prepared)
             finally:
                 self.store.end_turn()
         else:

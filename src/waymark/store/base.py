@@ -144,6 +144,12 @@ class Store(ABC):
     #: while writers of other processes wait for it to end.
     inline_writes: ClassVar[bool] = False
 
+    def prepare(self, records: Sequence[Record]) -> Sequence[Record]:
+        """The records, with whatever this store can work out for their append before its
+        transaction (the rows of a SQL store); pass the result to :meth:`append`. The
+        direct sink prepares while it waits for its turn."""
+        return records
+
     def take_turn(self) -> None:
         """Block until this process may write next; the next append ends the turn, and so
         does :meth:`end_turn`. Only stores with :attr:`inline_writes` have turns."""

@@ -51,7 +51,6 @@ from waymark.store.sql import (
     TRACE_COLUMNS,
     Cursor,
     SqlStore,
-    event_row,
 )
 
 P = ParamSpec("P")
@@ -258,11 +257,13 @@ class PostgresStore(SqlStore):
 
     # -- the batch insert -------------------------------------------------------------------
 
-    def _insert_new(self, cur: Cursor, records: Sequence[Record]) -> list[Record]:
+    def _insert_new(
+        self, cur: Cursor, records: Sequence[Record], rows: list[tuple[Any, ...]]
+    ) -> list[Record]:
         """COPY straight into ``events`` (in key order, so concurrent writers lock alike);
         if one of them is already stored, undo that and take the staged path, which skips
         the stored ones. Re-sent events are rare, so most batches take the short way."""
-        rows = sorted((event_row(r) for r in records), key=lambda row: (row[0], row[1]))
+        rows = sorted(rows, key=lambda row: (row[0], row[1]))
         cur.execute("SAVEPOINT fresh_events")
         try:
             _copy(cur, COPY_EVENTS, rows)

@@ -212,6 +212,29 @@ def path_rows(records: Sequence[Record]) -> list[tuple[Any, ...]]:
     ]
 
 
+class Prepared(list[Record]):
+    """An append's records, one per (tenant, event_id) (the first wins), with the rows it
+    stores made ahead of its transaction: they assume every event is new, and the rare
+    append that finds some stored already (a re-send) makes its paths and traces again."""
+
+    def __init__(self, records: Sequence[Record]) -> None:
+        unique: dict[tuple[str, str], Record] = {}
+        for record in records:
+            unique.setdefault((record.tenant, record.event_id), record)
+        super().__init__(unique.values())
+        self.events = [event_row(r) for r in self]
+        self.paths, self.traces = _paths_and_traces(self)
+
+
+def _paths_and_traces(
+    records: Sequence[Record],
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The ``paths`` rows of newly stored records, and their traces' partial summaries as
+    ``traces`` rows sorted by (tenant, trace_id), so that concurrent writers lock alike."""
+    merged = fold(records)
+    return path_rows(records), [trace_row(t, tid, p) for (t, tid), p in sorted(merged.items())]
+
+
 def _step_row(step: Step | None) -> tuple[Any, ...]:
     if step is None:
         return (None,) * 7
@@ -292,8 +315,11 @@ class SqlStore(Store):
         """A cursor for reads."""
 
     @abstractmethod
-    def _insert_new(self, cur: Cursor, records: Sequence[Record]) -> list[Record]:
-        """Insert the records whose (tenant, event_id) is not stored yet; return those."""
+    def _insert_new(
+        self, cur: Cursor, records: Sequence[Record], rows: list[tuple[Any, ...]]
+    ) -> list[Record]:
+        """Insert the records whose (tenant, event_id) is not stored yet; return those.
+        ``rows`` are the records' :func:`event_row`, in the same order."""
 
     def _insert_paths(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
         """Insert the path rows of newly stored events (they cannot exist yet)."""
@@ -313,25 +339,23 @@ class SqlStore(Store):
 
     # -- writes ------------------------------------------------------------------------------
 
+    def prepare(self, records: Sequence[Record]) -> Prepared:
+        return records if isinstance(records, Prepared) else Prepared(records)
+
     def append(self, records: Sequence[Record], *, partials: bool = False) -> AppendResult:
-        unique: dict[tuple[str, str], Record] = {}
-        for record in records:
-            unique.setdefault((record.tenant, record.event_id), record)
-        if not unique:
+        todo = self.prepare(records)
+        if not todo:
             return AppendResult(0, [])
         stored = None
         with self._writing() as cur:
-            new = self._insert_new(cur, list(unique.values()))
+            new = self._insert_new(cur, todo, todo.events)
             if new:
-                rows = path_rows(new)
-                if rows:
-                    self._insert_paths(cur, rows)
-                merged = fold(new)
-                stored = self._upsert_traces(
-                    cur,
-                    [trace_row(t, tid, p) for (t, tid), p in sorted(merged.items())],
-                    partials,
+                paths, traces = (
+                    (todo.paths, todo.traces) if len(new) == len(todo) else _paths_and_traces(new)
                 )
+                if paths:
+                    self._insert_paths(cur, paths)
+                stored = self._upsert_traces(cur, traces, partials)
         return AppendResult(
             len(new),
             sorted({(r.tenant, r.trace_id) for r in new}),

@@ -19,13 +19,14 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from waymark.errors import Unavailable
 from waymark.model import Record
 from waymark.pipelines import Pipelines
 from waymark.store import migrate
 from waymark.store.base import AppendResult
-from waymark.store.sql import INSERT_EVENT, Cursor, SqlStore, event_row
+from waymark.store.sql import INSERT_EVENT, Cursor, SqlStore
 
 _CHUNK = 500  # parameters per IN (...) lookup
 
@@ -156,10 +157,11 @@ class SQLiteStore(SqlStore):
         finally:
             cur.close()
 
-    def _insert_new(self, cur: Cursor, records: Sequence[Record]) -> list[Record]:
+    def _insert_new(
+        self, cur: Cursor, records: Sequence[Record], rows: list[tuple[Any, ...]]
+    ) -> list[Record]:
         """Insert straight away; only if an event is already stored (a re-send, rare) undo
         that and look up which ones are, then insert the rest."""
-        rows = [event_row(r) for r in records]
         cur.execute("SAVEPOINT fresh_events")
         try:
             cur.executemany(INSERT_EVENT, rows)
