@@ -9,7 +9,8 @@ completion (finishing event -> waiting client), postgres (bench/pg_batch.py), bu
 (bench/bus.py), tracker (bench/tracker.py). Prints a table and writes
 ``bench/results.json``. The server under test is pinned to CPU 0 and the load generator
 (wrk) to CPU 1, so that the generator is not the bottleneck; the bare-ASGI row shows the
-generator's and uvicorn's own ceiling.
+generator's and uvicorn's own ceiling. One row runs ``serve --workers 2`` on both CPUs
+(wrk shares CPU 1) and counts what it stored (:func:`staggered_rate`).
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import platform
 import re
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -50,22 +53,25 @@ def free_port() -> int:
         return port
 
 
-def pinned(cpu: int, argv: list[str]) -> list[str]:
-    return ["taskset", "-c", str(cpu), *argv] if shutil.which("taskset") else argv
+def pinned(cpus: int | str, argv: list[str]) -> list[str]:
+    return ["taskset", "-c", str(cpus), *argv] if shutil.which("taskset") else argv
 
 
 @contextlib.contextmanager
-def server(argv: list[str], port: int, env: dict[str, str] | None = None) -> Iterator[str]:
-    """Run a server on CPU 0 until the block ends; yields its base URL."""
-    proc = subprocess.Popen(pinned(0, argv), env={**os.environ, **(env or {})}, cwd=HERE)
+def server(
+    argv: list[str], port: int, env: dict[str, str] | None = None, cpus: str = "0"
+) -> Iterator[str]:
+    """Run a server on ``cpus`` (CPU 0) until the block ends; yields its base URL once it
+    answers HTTP."""
+    proc = subprocess.Popen(pinned(cpus, argv), env={**os.environ, **(env or {})}, cwd=HERE)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
+                httpx.get(f"{url}/healthz", timeout=1)
+                break
+            except httpx.TransportError:
                 time.sleep(0.1)
         else:
             raise RuntimeError(f"server {argv} did not start")
@@ -78,9 +84,12 @@ def server(argv: list[str], port: int, env: dict[str, str] | None = None) -> Ite
             proc.kill()
 
 
-def waymark_server(store: str, port: int, **env: str) -> contextlib.AbstractContextManager[str]:
+def waymark_server(
+    store: str, port: int, workers: int = 1, **env: str
+) -> contextlib.AbstractContextManager[str]:
     argv = [PY, "-m", "waymark.cli", "serve", "--port", str(port), "--store", store]
-    return server([*argv, "--log-level", "warning"], port, env)
+    argv += ["--log-level", "warning", "--workers", str(workers)]
+    return server(argv, port, env, cpus="0" if workers == 1 else "0,1")
 
 
 def wrk(
@@ -102,6 +111,39 @@ def wrk(
     if lat:
         result |= {"p50_us": float(lat.group(1)), "p99_us": float(lat.group(2))}
     return result
+
+
+def staggered_rate(url: str, db: str, script: str, seconds: float, generators: int = 4) -> float:
+    """Events/s stored while ``generators`` wrk processes of one connection each, started
+    half a second apart, all run: the count of stored events read from ``db`` at both ends
+    of a window of ``seconds``.
+
+    For servers of several worker processes: the workers share one listening socket, and
+    the one that wakes first accepts every connection waiting, so connections opened at
+    once (as one wrk opens its own) tend to land on one worker. Opened half a second
+    apart, a new connection more often finds an idle worker to take it."""
+    stagger = 0.5
+    run_s = seconds + generators * stagger + 3
+    argv = ["wrk", "-t1", "-c1", f"-d{math.ceil(run_s)}s", "-s", str(HERE / script), url]
+    procs = []
+    for i in range(generators):
+        if i:
+            time.sleep(stagger)
+        procs.append(subprocess.Popen(pinned(1, argv), stdout=subprocess.PIPE, text=True))
+    time.sleep(1)
+
+    def stored() -> tuple[float, int]:
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            return time.monotonic(), conn.execute("SELECT max(rowid) FROM events").fetchone()[0]
+
+    t0, n0 = stored()
+    time.sleep(seconds)
+    t1, n1 = stored()
+    for proc in procs:
+        out = proc.communicate()[0]
+        if "Non-2xx" in out:
+            raise RuntimeError(f"wrk saw error responses:\n{out}")
+    return (n1 - n0) / (t1 - t0)
 
 
 def row(name: str, figure: float, unit: str, limit: float | None, note: str = "") -> dict[str, Any]:
@@ -172,6 +214,10 @@ def batched_posts_sqlite(quick: bool) -> list[dict[str, Any]]:
         port = free_port()
         with waymark_server(f"sqlite:///{tmp}/w.db", port) as url:
             ours = wrk(url, "post_batch.lua", seconds, 4)
+        port = free_port()
+        with waymark_server(f"sqlite:///{tmp}/two.db", port, workers=2) as url:
+            time.sleep(2)  # the second worker comes up after the first answers
+            two_workers = staggered_rate(url, f"{tmp}/two.db", "post_batch.lua", seconds)
         # raw: the same rows into the same schema, executemany in one transaction per 500
         store = SQLiteStore(f"sqlite:///{tmp}/raw.db")
         n = 50_000 if quick else 300_000
@@ -189,6 +235,8 @@ def batched_posts_sqlite(quick: bool) -> list[dict[str, Any]]:
     return [
         row("batched POSTs (500), SQLite direct", ours["rps"] * 500, "events/s", raw,
             "limit: executemany of the same rows, one transaction per 500"),
+        row("batched POSTs (500), SQLite direct, serve --workers 2", two_workers, "events/s",
+            raw, "both cores (wrk shares CPU 1), 4 clients; limit as above (one core)"),
     ]  # fmt: skip
 
 
