@@ -192,3 +192,29 @@ def test_a_store_that_writes_inline_is_written_on_the_loop_after_its_turn(
     assert appends_on == [loop_thread, loop_thread]
     assert ended == [False, True]  # the append gave the first turn back; the failed one did not
     assert store.summary("t", "fine") is not None
+
+
+def test_a_long_wait_for_the_turn_leaves_the_loop_free(store: CountingStore) -> None:
+    """The loop waits for the turn itself for 50 ms at most; past that a thread waits and
+    the loop serves other work (another process may hold the lock for long)."""
+    take_turn = store.take_turn
+
+    def slow_take_turn() -> None:
+        time.sleep(0.3)
+        take_turn()
+
+    store.take_turn = slow_take_turn  # type: ignore[method-assign]
+    sink = DirectSink(store, Watcher())
+
+    async def main() -> int:
+        ticks = 0
+        submitted = asyncio.ensure_future(sink.submit([rec("late")]))
+        while not submitted.done():
+            await asyncio.sleep(0.01)
+            ticks += 1
+        await submitted
+        return ticks
+
+    ticks = asyncio.run(main())
+    assert ticks >= 10  # about 25 of the 300 ms; none if the loop had waited for the turn
+    assert store.summary("t", "late") is not None
