@@ -136,10 +136,10 @@ class DirectSink(Sink):
         records = [r for batch, _ in group for r in batch]
         loop = asyncio.get_running_loop()
         if self.store.inline_writes:
+            prepared = self.store.prepare(records)  # the rows, before the turn is held
             # Wait for the turn right here for a moment (another worker's commit takes
             # milliseconds), so that the write starts the moment the turn comes instead of
             # when the loop gets round to it; for longer waits, let the loop go on.
-            prepared = self.store.prepare(records)  # the rows, before the turn: it is short
             turn = self._threads.submit(self.store.take_turn)
             try:
                 turn.result(timeout=INLINE_TURN_WAIT_S)

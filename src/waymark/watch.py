@@ -99,9 +99,7 @@ class Watcher:
                     self._written_elsewhere = None
                     return
                 if changed:
-                    for events in self._waiters.values():
-                        for event in events:
-                            event.set()
+                    self.notify(list(self._waiters))
         except Exception:  # never let a failing look take a waiter down; the timer stays
             log.exception("asking the store for other writers failed; waiters fall back")
         finally:

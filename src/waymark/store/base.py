@@ -147,7 +147,7 @@ class Store(ABC):
     def prepare(self, records: Sequence[Record]) -> Sequence[Record]:
         """The records, with whatever this store can work out for their append before its
         transaction (the rows of a SQL store); pass the result to :meth:`append`. The
-        direct sink prepares while it waits for its turn."""
+        direct sink prepares before it asks for its turn, so the turn is not held for it."""
         return records
 
     def take_turn(self) -> None:
