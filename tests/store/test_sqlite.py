@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -136,4 +137,31 @@ def test_a_turn_holds_the_writers_lock_until_the_next_append_or_its_end(tmp_path
         assert store.summary("default", "t1") is not None
     finally:
         os.close(fd)
+        store.close()
+
+
+def test_nulls_and_flags_bind_through_registered_adapters(tmp_path: Path) -> None:
+    """sqlite3 sends a parameter that is not an exact int, float, str or bytearray to its
+    adapter registry, and on a miss raises and formats two AttributeErrors for it: 12% of
+    the instructions of a 500-event append went there for the NULLs and the flag of each
+    row. The store registers adapters for None and bool; rows still store NULL and 0/1."""
+    protocol = sqlite3.PrepareProtocol
+    assert (type(None), protocol) in sqlite3.adapters
+    assert (bool, protocol) in sqlite3.adapters
+    store = SQLiteStore(f"sqlite:///{tmp_path / 'w.db'}")
+    try:
+        store.append([rec("t1", "e1", trace_status="FINISHED"), rec("t2", "e2")])
+        rows = store._writer.execute(
+            "SELECT event_id, finishing, typeof(finishing), typeof(operation), typeof(errors)"
+            " FROM events ORDER BY event_id"
+        ).fetchall()
+        assert rows == [
+            ("e1", 1, "integer", "null", "null"),
+            ("e2", 0, "integer", "null", "null"),
+        ]
+        (fin,) = store._writer.execute(
+            "SELECT typeof(fin_event_id) FROM traces WHERE trace_id = 't2'"
+        ).fetchone()
+        assert fin == "null"
+    finally:
         store.close()

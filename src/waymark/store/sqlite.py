@@ -30,6 +30,16 @@ from waymark.store.sql import INSERT_EVENT, Cursor, SqlStore
 
 _CHUNK = 500  # parameters per IN (...) lookup
 
+# sqlite3 binds exact int, float, str and bytearray values directly and sends every other
+# value, None and bool included, through its adapter registry; on a miss it then looks for
+# ``__adapt__`` and ``__conform__``, raising and formatting an AttributeError for each. An
+# event row holds a bool and several NULLs, a summary row a dozen NULLs: that lookup was 12%
+# of the instructions of a 500-event append (docs/BENCHMARKS.md). Registered, they bind as
+# before (NULL, 0 or 1) at the cost of one call; neither is a base type, so the other types
+# keep their direct path.
+sqlite3.register_adapter(type(None), lambda value: value)
+sqlite3.register_adapter(bool, int)
+
 
 def path_of(url: str) -> str:
     """``sqlite:///./waymark.db`` -> ``./waymark.db``; ``sqlite:////tmp/x.db`` -> ``/tmp/x.db``."""
