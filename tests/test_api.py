@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import threading
 import time
@@ -11,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import EXAMPLES
-from waymark.api.app import create_app
+from waymark.api.app import SERVER_GC_THRESHOLD, create_app, serve_app
 from waymark.config import Settings
 
 TRACE = "parking-fees-5b0e"
@@ -391,3 +392,19 @@ def test_trace_ids_may_hold_slashes(client: TestClient) -> None:
     assert client.get("/v1/traces/ds/1/run-7").json()["trace_id"] == "ds/1/run-7"
     assert len(client.get("/v1/traces/ds/1/run-7/events").json()["items"]) == 1
     assert client.get("/v1/traces/ds/1/run-7/lineage").json()["nodes"] == ["a", "b"]
+
+
+def test_the_served_app_collects_garbage_less_often(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """``waymark serve`` builds each worker's app with ``serve_app``: the same app, with the
+    collector's first threshold raised (3% of a batch's instructions went to collections of
+    containers that reference counting frees anyway)."""
+    before = gc.get_threshold()
+    monkeypatch.setenv("WAYMARK_STORE", f"sqlite:///{tmp_path / 'w.db'}")
+    try:
+        with TestClient(serve_app()) as served:
+            assert gc.get_threshold()[0] == SERVER_GC_THRESHOLD > before[0]
+            assert served.post("/v1/events", json={"trace_id": "t"}).status_code == 202
+    finally:
+        gc.set_threshold(*before)

@@ -69,7 +69,7 @@ def serve(
     os.environ["WAYMARK_BUS"] = settings.bus
     os.environ["WAYMARK_PIPELINES"] = settings.pipelines
     uvicorn.run(
-        "waymark.api.app:create_app",
+        "waymark.api.app:serve_app",
         factory=True,
         host=host,
         port=port,

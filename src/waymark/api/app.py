@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -103,3 +104,21 @@ def create_app(
         return Response(b'{"status":"ok"}', media_type="application/json")
 
     return app
+
+
+#: the collector's first threshold in a server process (Python's default is 700).
+SERVER_GC_THRESHOLD = 10_000
+
+
+def serve_app() -> FastAPI:
+    """The app as ``waymark serve`` runs it in each worker: :func:`create_app`, with the
+    cyclic garbage collector started less often.
+
+    A 500-event batch makes some ten thousand short-lived containers (models, dicts,
+    records, rows) that reference counting frees when the batch is answered; with the
+    default threshold they set off about twenty young collections per batch, and every
+    tenth of those an older one: 3% of the instructions of a batch, and more of its time.
+    Cycles are still collected, after 10,000 net new containers instead of 700.
+    """
+    gc.set_threshold(SERVER_GC_THRESHOLD, 10, 10)
+    return create_app()
