@@ -340,8 +340,9 @@ def touched_paths(doc: dict[str, Any]) -> tuple[str, ...]:
     return tuple(dict.fromkeys([*named, *inputs_of(doc), *outputs_of(doc)]))
 
 
-_VALUES: dict[StrEnum, str] = {m: m.value for e in (Status, TraceStatus) for m in e}
-"""Enum members to their text: ``.value`` is a descriptor call, this a dict lookup."""
+TEXT: dict[StrEnum, str] = {m: m.value for e in (Status, TraceStatus) for m in e}
+"""Enum members to their text (exact ``str``, which sqlite3 binds directly): ``.value``
+is a call of a Python descriptor, this a dict lookup."""
 
 
 def to_record(
@@ -367,8 +368,8 @@ def to_record(
     doc = {name: value for name, value in given.items() if value is not None}
     status = given["status"]
     trace_status = given["trace_status"]
-    doc["status"] = _VALUES[status]
-    doc["trace_status"] = _VALUES[trace_status]
+    doc["status"] = TEXT[status]
+    doc["trace_status"] = TEXT[trace_status]
     errors: tuple[Any, ...] = ()
     if "errors" in doc:
         errors = tuple(item.model_dump(mode="json") for item in doc["errors"])

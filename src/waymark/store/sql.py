@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import orjson
 
 from waymark.model import (
+    TEXT,
     Record,
     State,
     Status,
@@ -164,25 +165,29 @@ UPSERT_DATASET_DETAILS = (
 
 
 def event_row(record: Record) -> tuple[Any, ...]:
+    # Unpacked: each attribute of a named tuple is a descriptor call.
+    (tenant, event_id, trace_id, time_us, _, _, received_us, status, trace_status, finishing,
+     component, stage, operation, domain, domain_id, user, record_id, errors, paths, doc,
+    ) = record  # fmt: skip
     return (
-        record.tenant,
-        record.event_id,
-        record.trace_id,
-        record.time_us,
-        record.received_us,
-        record.status.value,
-        record.trace_status.value,
-        record.finishing,
-        record.component,
-        record.stage,
-        record.operation,
-        record.domain,
-        record.domain_id,
-        record.user,
-        record.record_id,
-        orjson.dumps(list(record.errors)).decode() if record.errors else None,
-        orjson.dumps(record.doc).decode(),
-        orjson.dumps(record.paths).decode() if record.paths else None,
+        tenant,
+        event_id,
+        trace_id,
+        time_us,
+        received_us,
+        TEXT[status],
+        TEXT[trace_status],
+        finishing,
+        component,
+        stage,
+        operation,
+        domain,
+        domain_id,
+        user,
+        record_id,
+        orjson.dumps(list(errors)).decode() if errors else None,
+        orjson.dumps(doc).decode(),
+        orjson.dumps(paths).decode() if paths else None,
     )
 
 
@@ -241,8 +246,8 @@ def _step_row(step: Step | None) -> tuple[Any, ...]:
     return (
         step.time_us,
         step.event_id,
-        step.status.value,
-        step.trace_status.value,
+        TEXT[step.status],
+        TEXT[step.trace_status],
         step.component,
         step.stage,
         step.operation,
