@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -218,3 +220,44 @@ def test_a_long_wait_for_the_turn_leaves_the_loop_free(store: CountingStore) -> 
     ticks = asyncio.run(main())
     assert ticks >= 10  # about 25 of the 300 ms; none if the loop had waited for the turn
     assert store.summary("t", "late") is not None
+
+
+def test_a_write_cancelled_while_it_waits_for_the_turn_gives_the_turn_back(
+    store: CountingStore, tmp_path: Path
+) -> None:
+    """If the loop stops (shutdown cancels its tasks) while a thread waits for the turn,
+    the thread still gets it; it must give it back, or every writer of every process of
+    that file would wait for it."""
+    take_turn = store.take_turn
+    taken = threading.Event()
+
+    def slow_take_turn() -> None:
+        time.sleep(0.3)
+        take_turn()
+        taken.set()
+
+    store.take_turn = slow_take_turn  # type: ignore[method-assign]
+    sink = DirectSink(store, Watcher())
+
+    async def main() -> asyncio.Future[None]:
+        submitted = asyncio.ensure_future(sink.submit([rec("never")]))
+        await asyncio.sleep(0.1)  # the drain waits for the turn; asyncio.run cancels it
+        return submitted
+
+    assert asyncio.run(main()).cancelled()
+    assert taken.wait(5)
+    lock = os.open(tmp_path / "w.db-writer", os.O_RDWR)
+    try:
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                assert time.monotonic() < deadline, "the writers' lock was never given back"
+                time.sleep(0.01)
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    finally:
+        os.close(lock)
+    assert not store._turn
+    assert store.summary("t", "never") is None

@@ -144,7 +144,13 @@ class DirectSink(Sink):
             try:
                 turn.result(timeout=INLINE_TURN_WAIT_S)
             except concurrent.futures.TimeoutError:
-                await asyncio.wrap_future(turn)
+                try:
+                    await asyncio.wrap_future(turn)
+                except asyncio.CancelledError:
+                    # The thread gets the turn all the same (or never starts): give it back
+                    # then, or every writer of every process of that file would wait.
+                    turn.add_done_callback(lambda _: self.store.end_turn())
+                    raise
             try:
                 result = self.store.append(prepared)
             finally:
