@@ -165,3 +165,18 @@ def test_nulls_and_flags_bind_through_registered_adapters(tmp_path: Path) -> Non
         assert fin == "null"
     finally:
         store.close()
+
+
+def test_reads_go_through_a_memory_map_and_writes_do_not(tmp_path: Path) -> None:
+    """A reading connection maps the file (no system call per page read, which this kind of
+    VM makes dear); the writer reads with system calls as before."""
+    store = SQLiteStore(f"sqlite:///{tmp_path / 'w.db'}")
+    try:
+        store.append([rec("t1", "e1")])
+        assert store.summary("default", "t1") is not None
+        with store._reading() as cur:
+            cur.execute("PRAGMA mmap_size")
+            assert cur.fetchone()[0] > 0
+        assert store._writer.execute("PRAGMA mmap_size").fetchone()[0] == 0
+    finally:
+        store.close()
