@@ -286,26 +286,39 @@ def new_event_id() -> str:
     about twice as fast with them. Event ids are only identities; the sort key of an
     event is its time first, so nothing reads meaning into this order.
     """
-    ms = "%012x" % (time.time_ns() // 1_000_000)  # a % format: cheaper than a spec
+    global _HEAD
+    ms = time.time_ns() // 1_000_000
+    head = _HEAD
+    if head[0] != ms:  # the events of a batch mostly share their millisecond
+        text = f"{ms:012x}"
+        head = _HEAD = (ms, f"{text[:8]}-{text[8:]}-7")
     try:
-        r = _RANDOM.pop()
+        tail = _RANDOM.pop()
     except IndexError:
-        r = _refill()
-    return f"{ms[:8]}-{ms[8:]}-7{r[:3]}-{_VARIANT[r[3]]}{r[4:7]}-{r[7:19]}"
+        tail = _refill()
+    return head[1] + tail
+
+
+_HEAD = (-1, "")
+"""The last millisecond an id was made in, and the text of an id up to its random bits
+(one tuple, so that threads read the two together)."""
 
 
 _VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
 _RANDOM: list[str] = []
-"""Random bits for ids, 80 at a time as hex, read from ``os.urandom`` 400 ids at once: a
-call per id released the GIL for a system call 500 times per batch, and the thread
-switches that invited cost batches 6-9% (docs/BENCHMARKS.md). Emptied in a forked child,
-which must not make its parent's ids."""
+"""The random ends of ids (74 bits and the variant, as text), read from ``os.urandom``
+400 ids at once: a call per id released the GIL for a system call 500 times per batch,
+and the thread switches that invited cost batches 6-9% (docs/BENCHMARKS.md). Emptied in
+a forked child, which must not make its parent's ids."""
 
 
 def _refill() -> str:
     block = os.urandom(4000).hex()
-    _RANDOM.extend(block[i : i + 20] for i in range(0, 8000, 20))
+    _RANDOM.extend(
+        f"{r[:3]}-{_VARIANT[r[3]]}{r[4:7]}-{r[7:19]}"
+        for r in (block[i : i + 20] for i in range(0, 8000, 20))
+    )
     return _RANDOM.pop()
 
 

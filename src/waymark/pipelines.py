@@ -31,11 +31,13 @@ class Pipeline:
         return None if self.stall_timeout_s is None else int(self.stall_timeout_s * 1_000_000)
 
     def finishes(self, event: Event) -> bool:
-        if event.trace_status is TraceStatus.FINISHED:
+        given = event.__dict__  # a model's attributes pass through its __getattr__ hook
+        if given["trace_status"] is TraceStatus.FINISHED:
             return True
-        if event.stage is not None and event.stage in self.final_stages:
-            return event.status in TERMINAL_STATUSES
-        return self.failed_finishes and event.status is Status.FAILED
+        stage = given["stage"]
+        if stage is not None and stage in self.final_stages:
+            return given["status"] in TERMINAL_STATUSES
+        return self.failed_finishes and given["status"] is Status.FAILED
 
 
 @dataclass(frozen=True, slots=True)
