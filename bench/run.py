@@ -9,8 +9,9 @@ completion (finishing event -> waiting client), postgres (bench/pg_batch.py), bu
 (bench/bus.py), tracker (bench/tracker.py). Prints a table and writes
 ``bench/results.json``. The server under test is pinned to CPU 0 and the load generator
 (wrk) to CPU 1, so that the generator is not the bottleneck; the bare-ASGI row shows the
-generator's and uvicorn's own ceiling. One row runs ``serve --workers 2`` on both CPUs
-(wrk shares CPU 1) and counts what it stored (:func:`staggered_rate`).
+generator's and uvicorn's own ceiling. Two rows run ``serve --workers 2`` on both CPUs
+(wrk shares CPU 1): 500-event batches, counting what was stored (:func:`staggered_rate`),
+and summary GETs with 16 connections.
 """
 
 from __future__ import annotations
@@ -308,6 +309,18 @@ def reads(quick: bool) -> list[dict[str, Any]]:
                     out.append(
                         row(f"{label} p99, 4 clients", few["p99_us"] / 1000, "ms", None, note)
                     )
+        port = free_port()
+        with waymark_server(url_db, port, workers=2) as url:
+            time.sleep(2)  # the second worker comes up after the first answers
+            env = {"WRK_KIND": "summary", "WRK_TRACES": str(traces)}
+            wrk(url, "get_random.lua", 1 if quick else 2, 16, env)
+            got = wrk(url, "get_random.lua", 3 if quick else 10, 16, env)
+            note = (
+                f"{n:,} events stored, 16 concurrent clients, both cores (wrk shares CPU 1);"
+                f" {got['rps']:,.0f} req/s"
+            )
+            out.append(row("summary GET p99, serve --workers 2", got["p99_us"] / 1000, "ms",
+                           None, note))  # fmt: skip
     return out
 
 
