@@ -261,3 +261,34 @@ def test_a_write_cancelled_while_it_waits_for_the_turn_gives_the_turn_back(
         os.close(lock)
     assert not store._turn
     assert store.summary("t", "never") is None
+
+
+def test_an_outside_write_lock_holds_a_thread_not_the_loop(
+    store: CountingStore, tmp_path: Path
+) -> None:
+    """Another program's write transaction on the file (a ``sqlite3`` shell, say) takes
+    SQLite's own lock, which Waymark's writers' lock knows nothing of. The wait for it
+    belongs to the writer thread, with the turn: on the loop it would stall every request
+    of the worker for as long as that program holds it."""
+    import sqlite3
+
+    outside = sqlite3.connect(tmp_path / "w.db", isolation_level=None, check_same_thread=False)
+    outside.execute("BEGIN IMMEDIATE")
+    threading.Timer(0.4, outside.rollback).start()
+    sink = DirectSink(store, Watcher())
+
+    async def main() -> int:
+        ticks = 0
+        submitted = asyncio.ensure_future(sink.submit([rec("after")]))
+        while not submitted.done():
+            await asyncio.sleep(0.01)
+            ticks += 1
+        await submitted
+        return ticks
+
+    try:
+        ticks = asyncio.run(main())
+    finally:
+        outside.close()
+    assert ticks >= 10  # about 30 of the 400 ms; none if the loop waited for SQLite's lock
+    assert store.summary("t", "after") is not None

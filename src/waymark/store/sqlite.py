@@ -119,10 +119,12 @@ class SQLiteStore(SqlStore):
     def _writing(self) -> Iterator[Cursor]:
         with self._lock, self._holding_the_writers_lock():
             cur = self._writer.cursor()
-            try:
-                cur.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                raise Unavailable(f"SQLite is busy: {exc}") from exc
+            if not self._turn:  # a turn has begun the transaction already
+                try:
+                    cur.execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError as exc:
+                    raise Unavailable(f"SQLite is busy: {exc}") from exc
+            self._turn = False
             try:
                 yield cur
             except sqlite3.OperationalError as exc:  # disk full, I/O error, locked
@@ -153,14 +155,29 @@ class SQLiteStore(SqlStore):
             fcntl.flock(self._writer_lock, fcntl.LOCK_UN)
 
     def take_turn(self) -> None:
+        """Take the writers' lock, then SQLite's own (``BEGIN IMMEDIATE``): a program that is
+        not Waymark (a ``sqlite3`` shell) may hold that one, and this wait belongs in the
+        writer thread that calls this, not on the event loop that appends next."""
         fcntl.flock(self._writer_lock, fcntl.LOCK_EX)
-        self._turn = True
+        try:
+            with self._lock:
+                self._writer.execute("BEGIN IMMEDIATE")
+                self._turn = True
+        except sqlite3.OperationalError as exc:
+            fcntl.flock(self._writer_lock, fcntl.LOCK_UN)
+            raise Unavailable(f"SQLite is busy: {exc}") from exc
+        except BaseException:
+            fcntl.flock(self._writer_lock, fcntl.LOCK_UN)
+            raise
 
     def end_turn(self) -> None:
         with self._lock:
             if self._turn:
                 self._turn = False
-                fcntl.flock(self._writer_lock, fcntl.LOCK_UN)
+                try:
+                    self._writer.rollback()  # nothing was written in it
+                finally:
+                    fcntl.flock(self._writer_lock, fcntl.LOCK_UN)
 
     @contextlib.contextmanager
     def _reading(self) -> Iterator[Cursor]:
