@@ -38,6 +38,22 @@ def rec(trace_id: str) -> Record:
     return to_record(Event(trace_id=trace_id), "t", now_us())
 
 
+def loop_ticks_while_submitting(sink: DirectSink, trace_id: str) -> int:
+    """Submit one event and count the 10 ms sleeps the event loop gets through meanwhile:
+    none if the submit blocks the loop."""
+
+    async def main() -> int:
+        ticks = 0
+        submitted = asyncio.ensure_future(sink.submit([rec(trace_id)]))
+        while not submitted.done():
+            await asyncio.sleep(0.01)
+            ticks += 1
+        await submitted
+        return ticks
+
+    return asyncio.run(main())
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> CountingStore:
     s = CountingStore(f"sqlite:///{tmp_path / 'w.db'}")
@@ -206,18 +222,7 @@ def test_a_long_wait_for_the_turn_leaves_the_loop_free(store: CountingStore) -> 
         take_turn()
 
     store.take_turn = slow_take_turn  # type: ignore[method-assign]
-    sink = DirectSink(store, Watcher())
-
-    async def main() -> int:
-        ticks = 0
-        submitted = asyncio.ensure_future(sink.submit([rec("late")]))
-        while not submitted.done():
-            await asyncio.sleep(0.01)
-            ticks += 1
-        await submitted
-        return ticks
-
-    ticks = asyncio.run(main())
+    ticks = loop_ticks_while_submitting(DirectSink(store, Watcher()), "late")
     assert ticks >= 10  # about 25 of the 300 ms; none if the loop had waited for the turn
     assert store.summary("t", "late") is not None
 
@@ -275,19 +280,8 @@ def test_an_outside_write_lock_holds_a_thread_not_the_loop(
     outside = sqlite3.connect(tmp_path / "w.db", isolation_level=None, check_same_thread=False)
     outside.execute("BEGIN IMMEDIATE")
     threading.Timer(0.4, outside.rollback).start()
-    sink = DirectSink(store, Watcher())
-
-    async def main() -> int:
-        ticks = 0
-        submitted = asyncio.ensure_future(sink.submit([rec("after")]))
-        while not submitted.done():
-            await asyncio.sleep(0.01)
-            ticks += 1
-        await submitted
-        return ticks
-
     try:
-        ticks = asyncio.run(main())
+        ticks = loop_ticks_while_submitting(DirectSink(store, Watcher()), "after")
     finally:
         outside.close()
     assert ticks >= 10  # about 30 of the 400 ms; none if the loop waited for SQLite's lock
