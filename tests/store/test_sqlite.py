@@ -180,3 +180,60 @@ def test_reads_go_through_a_memory_map_and_writes_do_not(tmp_path: Path) -> None
         assert store._writer.execute("PRAGMA mmap_size").fetchone()[0] == 0
     finally:
         store.close()
+
+
+def _search_plan(store: SQLiteStore, query: TraceQuery) -> str:
+    sql, params = store.search_sql("default", query, limit=20, cursor=None, now=0)
+    with store._reading() as cur:
+        cur.execute("EXPLAIN QUERY PLAN " + sql, params)
+        return " ".join(str(row[3]) for row in cur.fetchall())
+
+
+def test_a_reader_opened_on_a_small_file_plans_by_the_statistics_of_the_grown_one(
+    tmp_path: Path,
+) -> None:
+    """SQLite loads the planner's statistics with the schema, and a later ANALYZE leaves the
+    schema as it was: a server started on an empty file kept the statistics of its first
+    thousand events (here all of one dataset) and searched by dataset through the recency
+    index for ever. Readers are opened anew after each ANALYZE."""
+    store = SQLiteStore(f"sqlite:///{tmp_path / 'w.db'}")
+    query = TraceQuery(domain_id="ds2/1", component="writer")
+    try:
+        assert "ix_traces_updated" in _search_plan(store, query)  # the reader opens now
+        records = [
+            rec(f"t{i}", f"e{i}", at=i, domain_id=f"ds{i % 20}/1" if i >= 1_500 else "ds0/1",
+                component="writer" if i % 2 else "reader")
+            for i in range(30_000)
+        ]  # fmt: skip
+        for start in range(0, len(records), 2_000):
+            store.append(records[start : start + 2_000])
+        plan = _search_plan(store, query)
+        assert "ix_traces_domain_id" in plan, plan
+    finally:
+        store.close()
+
+
+def test_readers_are_opened_anew_now_and_then_for_other_processes_statistics(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another worker's ANALYZE is not seen here: a reader is also renewed every
+    ``READER_RENEW_S``."""
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    store = SQLiteStore(url)
+    try:
+        with store._reading():
+            first = store._local.conn
+        with store._reading():
+            assert store._local.conn is first
+    finally:
+        store.close()
+    monkeypatch.setattr("waymark.store.sqlite.READER_RENEW_S", 0.0)
+    store = SQLiteStore(url)
+    try:
+        with store._reading():
+            first = store._local.conn
+        with store._reading():
+            assert store._local.conn is not first
+        assert len(store._readers) == 1
+    finally:
+        store.close()

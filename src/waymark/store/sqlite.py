@@ -17,6 +17,7 @@ import fcntl
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,12 @@ from waymark.store.base import AppendResult
 from waymark.store.sql import INSERT_EVENT, Cursor, SqlStore
 
 _CHUNK = 500  # parameters per IN (...) lookup
+
+#: a reading connection is opened anew after each ANALYZE of this process, and at least
+#: this often (for other processes' ANALYZE): SQLite reads the planner's statistics when it
+#: loads the schema, and an ANALYZE that refreshes them leaves the schema as it was, so a
+#: connection opened on a small file kept planning by its first statistics.
+READER_RENEW_S = 300.0
 
 #: how much of the file each reading connection reads through a memory map (SQLite caps it
 #: at 2 GiB); the rest, and the WAL, are read with a system call per page, as before.
@@ -74,6 +81,7 @@ class SQLiteStore(SqlStore):
         self._readers_lock = threading.Lock()
         row = self._writer.execute("SELECT max(rowid) FROM events").fetchone()
         self._analyzed_at = 0
+        self._analyses = 0  # how many times this process has refreshed the statistics
         self._events = int(row[0] or 0)
         self._analyze_if_grown()
 
@@ -94,6 +102,7 @@ class SQLiteStore(SqlStore):
         self._writer.execute("PRAGMA analysis_limit=0")
         self._writer.execute("ANALYZE traces")
         self._analyzed_at = self._events
+        self._analyses += 1
 
     def _connect(self, *, reader: bool = False) -> sqlite3.Connection:
         try:
@@ -181,10 +190,20 @@ class SQLiteStore(SqlStore):
 
     @contextlib.contextmanager
     def _reading(self) -> Iterator[Cursor]:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        local = self._local
+        conn: sqlite3.Connection | None = getattr(local, "conn", None)
+        if conn is not None and (
+            local.analyses != self._analyses or time.monotonic() > local.renew_at
+        ):
+            with self._readers_lock:
+                self._readers.remove(conn)
+            conn.close()
+            conn = None
         if conn is None:
             conn = self._connect(reader=True)
-            self._local.conn = conn
+            local.conn = conn
+            local.analyses = self._analyses
+            local.renew_at = time.monotonic() + READER_RENEW_S
             with self._readers_lock:
                 self._readers.append(conn)
         cur = conn.cursor()
