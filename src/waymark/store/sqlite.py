@@ -166,10 +166,12 @@ class SQLiteStore(SqlStore):
     def take_turn(self) -> None:
         """Take the writers' lock, then SQLite's own (``BEGIN IMMEDIATE``): a program that is
         not Waymark (a ``sqlite3`` shell) may hold that one, and this wait belongs in the
-        writer thread that calls this, not on the event loop that appends next."""
+        writer thread that calls this, not on the event loop that appends next. A refresh
+        of the planner's statistics that the last append made due runs here too."""
         fcntl.flock(self._writer_lock, fcntl.LOCK_EX)
         try:
             with self._lock:
+                self._analyze_if_grown()  # here, not after the append on the loop
                 self._writer.execute("BEGIN IMMEDIATE")
                 self._turn = True
         except sqlite3.OperationalError as exc:
@@ -249,8 +251,9 @@ class SQLiteStore(SqlStore):
         return [records[i] for i in new]
 
     def append(self, records: Sequence[Record], *, partials: bool = False) -> AppendResult:
+        in_turn = self._turn  # on the event loop (inline): the next turn refreshes them
         result = super().append(records, partials=partials)
-        if result.inserted:
+        if result.inserted and not in_turn:
             with self._lock:
                 self._analyze_if_grown()
         return result
