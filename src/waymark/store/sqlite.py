@@ -26,7 +26,6 @@ from waymark.errors import Unavailable
 from waymark.model import Record
 from waymark.pipelines import Pipelines
 from waymark.store import migrate
-from waymark.store.base import AppendResult
 from waymark.store.sql import INSERT_EVENT, Cursor, SqlStore
 
 _CHUNK = 500  # parameters per IN (...) lookup
@@ -127,13 +126,10 @@ class SQLiteStore(SqlStore):
     @contextlib.contextmanager
     def _writing(self) -> Iterator[Cursor]:
         with self._lock, self._holding_the_writers_lock():
-            cur = self._writer.cursor()
             if not self._turn:  # a turn has begun the transaction already
-                try:
-                    cur.execute("BEGIN IMMEDIATE")
-                except sqlite3.OperationalError as exc:
-                    raise Unavailable(f"SQLite is busy: {exc}") from exc
+                self._begin()
             self._turn = False
+            cur = self._writer.cursor()
             try:
                 yield cur
             except sqlite3.OperationalError as exc:  # disk full, I/O error, locked
@@ -151,6 +147,17 @@ class SQLiteStore(SqlStore):
             finally:
                 cur.close()
 
+    def _begin(self) -> None:
+        """Begin a write transaction (the writers' lock held). A refresh of the planner's
+        statistics that the last append made due runs first: ANALYZE writes too, and here
+        it runs in whichever thread is about to write, for the direct sink the writer
+        thread taking its turn, never the event loop that appends inline."""
+        try:
+            self._analyze_if_grown()
+            self._writer.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise Unavailable(f"SQLite is busy: {exc}") from exc
+
     @contextlib.contextmanager
     def _holding_the_writers_lock(self) -> Iterator[None]:
         """Take the writers' lock unless a turn holds it already; either way, give it back
@@ -160,23 +167,17 @@ class SQLiteStore(SqlStore):
         try:
             yield
         finally:
-            self._turn = False
             fcntl.flock(self._writer_lock, fcntl.LOCK_UN)
 
     def take_turn(self) -> None:
         """Take the writers' lock, then SQLite's own (``BEGIN IMMEDIATE``): a program that is
         not Waymark (a ``sqlite3`` shell) may hold that one, and this wait belongs in the
-        writer thread that calls this, not on the event loop that appends next. A refresh
-        of the planner's statistics that the last append made due runs here too."""
+        writer thread that calls this, not on the event loop that appends next."""
         fcntl.flock(self._writer_lock, fcntl.LOCK_EX)
         try:
             with self._lock:
-                self._analyze_if_grown()  # here, not after the append on the loop
-                self._writer.execute("BEGIN IMMEDIATE")
+                self._begin()
                 self._turn = True
-        except sqlite3.OperationalError as exc:
-            fcntl.flock(self._writer_lock, fcntl.LOCK_UN)
-            raise Unavailable(f"SQLite is busy: {exc}") from exc
         except BaseException:
             fcntl.flock(self._writer_lock, fcntl.LOCK_UN)
             raise
@@ -249,14 +250,6 @@ class SQLiteStore(SqlStore):
             cur.executemany(INSERT_EVENT, [rows[i] for i in new])
             self._events += len(new)
         return [records[i] for i in new]
-
-    def append(self, records: Sequence[Record], *, partials: bool = False) -> AppendResult:
-        in_turn = self._turn  # on the event loop (inline): the next turn refreshes them
-        result = super().append(records, partials=partials)
-        if result.inserted and not in_turn:
-            with self._lock:
-                self._analyze_if_grown()
-        return result
 
     def written_elsewhere(self) -> bool | None:
         """``PRAGMA data_version`` of the writer connection changes only when another
