@@ -91,12 +91,15 @@ def server(
             proc.kill()
 
 
-def waymark_server(
-    store: str, port: int, workers: int = 1, **env: str
-) -> contextlib.AbstractContextManager[str]:
+@contextlib.contextmanager
+def waymark_server(store: str, port: int, workers: int = 1, **env: str) -> Iterator[str]:
     argv = [PY, "-m", "waymark.cli", "serve", "--port", str(port), "--store", store]
     argv += ["--log-level", "warning", "--workers", str(workers)]
-    return server(argv, port, env, cpus="0" if workers == 1 else "0,1", health="/healthz")
+    cpus = "0" if workers == 1 else "0,1"
+    with server(argv, port, env, cpus=cpus, health="/healthz") as url:
+        if workers > 1:
+            time.sleep(2)  # the other workers come up after the first answers
+        yield url
 
 
 def wrk(
@@ -243,7 +246,6 @@ def batched_posts_sqlite(quick: bool) -> list[dict[str, Any]]:
             ours = wrk(url, "post_batch.lua", seconds, 4)
         port = free_port()
         with waymark_server(f"sqlite:///{tmp}/two.db", port, workers=2) as url:
-            time.sleep(2)  # the second worker comes up after the first answers
             two_workers, two_p99 = staggered_rate(url, f"{tmp}/two.db", "post_batch.lua", seconds)
         # raw: the rows an append of the same batches stores (events, paths, summaries),
         # made before the clock starts, executemany per table in one transaction per 500
@@ -311,7 +313,6 @@ def reads(quick: bool) -> list[dict[str, Any]]:
                     )
         port = free_port()
         with waymark_server(url_db, port, workers=2) as url:
-            time.sleep(2)  # the second worker comes up after the first answers
             env = {"WRK_KIND": "summary", "WRK_TRACES": str(traces)}
             wrk(url, "get_random.lua", 1 if quick else 2, 16, env)
             got = wrk(url, "get_random.lua", 3 if quick else 10, 16, env)
