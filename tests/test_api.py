@@ -110,7 +110,7 @@ def test_create_trace_errors(client: TestClient) -> None:
     assert body["errors"][0]["loc"] == ["body", "domain_id"]
     body = problem(client.post("/v1/traces", json={"domain": "d", "domain_id": 5}), 422)
     assert body["errors"][0]["loc"] == ["body", "domain_id"]
-    problem(client.post("/v1/traces", json=[1]), 422)
+    problem(client.post("/v1/traces", json=[1]), 400)
 
 
 # -- bad input --------------------------------------------------------------------------------
@@ -121,6 +121,12 @@ def test_malformed_json_is_400(client: TestClient) -> None:
         "/v1/events", content=b'{"trace_id": ', headers={"content-type": "application/json"}
     )
     problem(r, 400)
+
+
+@pytest.mark.parametrize("body", ["text", 5, True])
+def test_a_body_of_the_wrong_kind_is_400(client: TestClient, body: Any) -> None:
+    errors = problem(post(client, body), 400)["errors"]
+    assert errors == [{"loc": ["body"], "msg": "must be an event object or a list of them"}]
 
 
 @pytest.mark.parametrize(
@@ -147,7 +153,6 @@ def test_malformed_json_is_400(client: TestClient) -> None:
         ({"trace_id": "t", "colour": "red"}, ["body", "colour"]),
         ([{"trace_id": "ok"}, {"trace_id": "t", "status": 1}], ["body", 1, "status"]),
         ([], ["body"]),
-        ("text", ["body"]),
     ],
 )
 def test_invalid_fields_are_422_naming_the_field(

@@ -195,9 +195,9 @@ def test_each_bad_message_is_named_by_index_and_field(client: TestClient) -> Non
         json=[status(), status(status="DONE"), no_stage, status(timestamp="noon")],
         headers=OPENDES,
     )
-    assert response.status_code == 400
+    assert response.status_code == 422
     body = response.json()
-    assert (body["code"], body["reason"]) == (400, "Bad Request")
+    assert body["code"] == 422 and body["reason"].startswith("Unprocessable")
     assert [(e["index"], e["field"]) for e in body["errors"]] == [
         (1, "properties.status"),
         (2, "properties.stage"),
@@ -215,7 +215,7 @@ def test_each_bad_message_is_named_by_index_and_field(client: TestClient) -> Non
 )
 def test_wrong_kind(client: TestClient, url: str, sent: Any) -> None:
     response = client.post(url, json=sent, headers=OPENDES)
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert [(e["index"], e["field"]) for e in response.json()["errors"]] == [(0, "kind")]
     assert client.get(READ_DETAILS, params={"correlationId": TRACE}, headers=OPENDES).json() == {
         "results": []
@@ -227,7 +227,7 @@ def test_bad_dataset_details(client: TestClient) -> None:
     item = example("gsm-dataset-details.json")[0]
     bad = {**item, "properties": {**item["properties"], "datasetType": "FOLDER", "recordCount": -1}}
     response = client.post(DETAILS, json=[item, bad], headers=OPENDES)
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert [(e["index"], e["field"]) for e in response.json()["errors"]] == [
         (1, "properties.datasetType"),
         (1, "properties.recordCount"),
@@ -237,26 +237,28 @@ def test_bad_dataset_details(client: TestClient) -> None:
     }
 
 
-@pytest.mark.parametrize("raw", [b"{not json", b"{}", b"[]", b"[1]"])
-def test_bodies_that_are_not_lists_of_messages(client: TestClient, raw: bytes) -> None:
+@pytest.mark.parametrize(
+    ("raw", "status"), [(b"{not json", 400), (b"{}", 400), (b"[]", 422), (b"[1]", 422)]
+)
+def test_bodies_that_are_not_lists_of_messages(client: TestClient, raw: bytes, status: int) -> None:
     response = client.post(
         PUBLISH, content=raw, headers={**OPENDES, "content-type": "application/json"}
     )
-    assert response.status_code == 400
+    assert response.status_code == status
     assert set(response.json()) >= {"code", "reason", "message"}
 
 
 def test_the_partition_header_is_required_and_checked(client: TestClient) -> None:
     missing = client.post(PUBLISH, json=[status()])
-    assert missing.status_code == 400
+    assert missing.status_code == 422
     assert missing.json()["errors"] == [
         {"index": None, "field": "header.data-partition-id", "message": "Field required"}
     ]
     spaced = client.post(PUBLISH, json=[status()], headers={"data-partition-id": "a b"})
-    assert spaced.status_code == 400
+    assert spaced.status_code == 422
     assert spaced.json()["errors"][0]["field"] == "header.data-partition-id"
-    assert client.post(QUERY, json={"statusQuery": {"stage": ["X"]}}).status_code == 400
-    assert client.get(READ_DETAILS, params={"datasetId": "d"}).status_code == 400
+    assert client.post(QUERY, json={"statusQuery": {"stage": ["X"]}}).status_code == 422
+    assert client.get(READ_DETAILS, params={"datasetId": "d"}).status_code == 422
 
 
 @pytest.mark.parametrize(
@@ -272,13 +274,13 @@ def test_the_partition_header_is_required_and_checked(client: TestClient) -> Non
 )
 def test_bad_queries(client: TestClient, body: dict[str, Any], field: str) -> None:
     response = client.post(QUERY, json=body, headers=OPENDES)
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert response.json()["errors"][0]["field"] == field
 
 
 def test_dataset_details_need_correlation_or_dataset(client: TestClient) -> None:
     response = client.get(READ_DETAILS, headers=OPENDES)
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert response.json()["errors"][0]["field"] == "query.correlationId"
 
 

@@ -138,9 +138,9 @@ def test_tenant_header(client: TestClient) -> None:
 )
 def test_bad_events(client: TestClient, event: dict[str, Any], loc: list[Any]) -> None:
     response = client.post(URL, json=[EXAMPLE, event])
-    assert response.status_code == 400
+    assert response.status_code == 422
     body = response.json()
-    assert body["code"] == 400
+    assert body["code"] == 422
     assert body["errors"][0]["loc"] == [1, *loc]
     assert events(client) == []
 
@@ -149,19 +149,21 @@ def test_bad_error_facet(client: TestClient) -> None:
     event = run_event(eventType="FAIL")
     event["run"]["facets"]["errorMessage"] = {"programmingLanguage": "python"}
     response = client.post(URL, json=event)
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert response.json()["errors"][0]["loc"] == ["run", "facets", "errorMessage", "message"]
 
 
-@pytest.mark.parametrize("raw", [b"{not json", b"[]", b"[1]", b'"x"'])
-def test_bodies_that_are_not_run_events(client: TestClient, raw: bytes) -> None:
+@pytest.mark.parametrize(
+    ("raw", "status"), [(b"{not json", 400), (b"[]", 422), (b"[1]", 422), (b'"x"', 400)]
+)
+def test_bodies_that_are_not_run_events(client: TestClient, raw: bytes, status: int) -> None:
     response = client.post(URL, content=raw, headers={"content-type": "application/json"})
-    assert response.status_code == 400
+    assert response.status_code == status
     assert set(response.json()) >= {"code", "message"}
 
 
 def test_a_bad_tenant_header_answers_in_marquez_shape(client: TestClient) -> None:
     response = client.post(URL, json=EXAMPLE, headers={"Waymark-Tenant": "a b"})
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert response.json()["errors"][0]["loc"] == ["header", "Waymark-Tenant"]
     assert events(client) == []

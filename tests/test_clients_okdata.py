@@ -176,7 +176,7 @@ def test_get_status_of_an_unknown_trace_raises_with_okdatas_message(
         Status(config=sdk_config(live_server)).get_status("no-such-trace")
     assert exc.value.response is not None
     assert exc.value.response.status_code == 404
-    assert exc.value.response.json() == {"message": "Could not find item: no-such-trace"}
+    assert exc.value.response.json()["message"] == "Could not find item: no-such-trace"
 
 
 def test_update_status_through_the_sdk_answers_the_stored_item(live_server: LiveServer) -> None:

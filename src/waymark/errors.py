@@ -3,8 +3,10 @@
 ::
 
     WaymarkError
-    ├── BadRequest            the caller sent something wrong (HTTP 400/413/422)
-    │   ├── BadCursor         a paging cursor this server did not give out
+    ├── BadRequest            the caller sent something malformed: not JSON, the wrong
+    │   │                     kind of JSON value, bytes a backend cannot hold (400)
+    │   ├── InvalidFields     named fields have wrong values (422)
+    │   │   └── BadCursor     a paging cursor this server did not give out
     │   └── TooLarge          body or batch over the limit (413)
     ├── NotFound              no such trace (404)
     └── Unavailable           a backend (store, bus) cannot be reached now (503)
@@ -21,7 +23,7 @@ class WaymarkError(Exception):
 
 
 class BadRequest(WaymarkError):
-    """The input is wrong; ``errors`` lists ``{"loc": [...], "msg": ...}`` per bad field."""
+    """The input is wrong; ``errors`` lists ``{"loc": [...], "msg": ...}`` per bad part."""
 
     def __init__(self, detail: str, errors: list[dict[str, object]] | None = None) -> None:
         super().__init__(detail)
@@ -29,7 +31,11 @@ class BadRequest(WaymarkError):
         self.errors = errors or []
 
 
-class BadCursor(BadRequest):
+class InvalidFields(BadRequest):
+    """The input is well-formed, but fields in it have wrong values (``errors`` names each)."""
+
+
+class BadCursor(InvalidFields):
     def __init__(self, detail: str) -> None:
         super().__init__(detail, [{"loc": ["query", "cursor"], "msg": detail}])
 

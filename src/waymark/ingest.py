@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 from pydantic import TypeAdapter, ValidationError
 
-from waymark.errors import BadRequest, TooLarge
+from waymark.errors import BadRequest, InvalidFields, TooLarge
 from waymark.model import (
     DEFAULT_TENANT,
     MAX_BATCH,
@@ -44,17 +44,27 @@ def field_errors(
     return out
 
 
-def invalid(errors: list[dict[str, Any]]) -> BadRequest:
+def invalid(errors: list[dict[str, Any]]) -> InvalidFields:
+    """Fields with wrong values, each ``{"loc": [...], "msg": ...}``; the detail names the first."""
+    return InvalidFields(_detail(errors), errors)
+
+
+def malformed(loc: list[Any], msg: str) -> BadRequest:
+    """A value of the wrong kind where the request's structure needs another (a string
+    where the body must be an object, say): the request is malformed, not a field wrong."""
+    errors: list[dict[str, Any]] = [{"loc": loc, "msg": msg}]
+    return BadRequest(_detail(errors), errors)
+
+
+def _detail(errors: list[dict[str, Any]]) -> str:
     first = errors[0]
     where = ".".join(str(p) for p in first["loc"])
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return BadRequest(f"{where}: {first['msg']}{more}", errors)
+    return f"{where}: {first['msg']}{more}"
 
 
 def load_json(raw: bytes) -> Any:
-    """Parse a request body; 413 past the size limit, 400 if it is not JSON."""
-    if len(raw) > MAX_REQUEST_BYTES:
-        raise TooLarge(f"body is {len(raw)} bytes, more than the limit of {MAX_REQUEST_BYTES}")
+    """Parse a request body (read within :data:`MAX_REQUEST_BYTES`); 400 if it is not JSON."""
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -77,7 +87,7 @@ def parse_events(data: Any) -> list[Event]:
             return [Event.model_validate(data)]
         except ValidationError as exc:
             raise invalid(field_errors(exc, ("body",))) from exc
-    raise invalid([{"loc": ["body"], "msg": "must be an event object or a list of them"}])
+    raise malformed(["body"], "must be an event object or a list of them")
 
 
 def check_tenant(value: str | None, where: Sequence[str] = ("header", "Waymark-Tenant")) -> str:

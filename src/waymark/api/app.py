@@ -5,46 +5,19 @@ from __future__ import annotations
 import contextlib
 import gc
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
 
 from waymark.api import gsm, okdata, openlineage, page, problems, v1
-from waymark.api.fastpath import is_events_post, serve_events, serve_summary, summary_trace_id
+from waymark.api.deps import Services, services, store_threads
 from waymark.bus import sink_for
 from waymark.config import Settings
 from waymark.pipelines import Pipelines, load
 from waymark.sink import Sink
 from waymark.store import Store, open_store
 from waymark.watch import Watcher
-
-
-@dataclass
-class Services:
-    """What every request handler may use; kept on ``app.state.services``."""
-
-    store: Store
-    sink: Sink
-    watcher: Watcher
-    pipelines: Pipelines
-
-
-class WaymarkApp(FastAPI):
-    """FastAPI, with ``POST /v1/events`` and ``GET /v1/traces/{trace_id}`` answered before
-    the middleware stack (:mod:`waymark.api.fastpath`)."""
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if is_events_post(scope):
-            await serve_events(self.state.services, scope, receive, send)
-            return
-        trace_id = summary_trace_id(scope)
-        if trace_id is not None:
-            await serve_summary(self.state.services, trace_id, scope, receive, send)
-            return
-        await super().__call__(scope, receive, send)
 
 
 def load_pipelines(settings: Settings) -> Pipelines:
@@ -75,16 +48,18 @@ def create_app(
         watcher = Watcher(written_elsewhere=the_store.written_elsewhere)
         the_sink = sink or sink_for(settings.bus, the_store, watcher)
         await the_sink.start()
-        app.state.services = Services(the_store, the_sink, watcher, rules)
+        threads = store_threads()
+        app.state.services = Services(the_store, the_sink, watcher, rules, threads)
         try:
             yield
         finally:
             if sink is None:
                 await the_sink.close()
+            await run_in_threadpool(threads.shutdown)
             if store is None:
                 await run_in_threadpool(the_store.close)
 
-    app = WaymarkApp(
+    app = FastAPI(
         title="Waymark",
         summary="Status tracking for asynchronous data pipelines",
         version="0.1.0",
@@ -99,8 +74,8 @@ def create_app(
 
     @app.get("/healthz", tags=["health"])
     async def healthz(request: Request) -> Response:
-        services: Services = request.app.state.services
-        await run_in_threadpool(services.store.ping)
+        svc = services(request)
+        await svc.in_thread(svc.store.ping)
         return Response(b'{"status":"ok"}', media_type="application/json")
 
     return app

@@ -7,19 +7,18 @@ answer OSDU's shape, ``{"code", "reason", "message"}``, with ``errors`` listing 
 
 from __future__ import annotations
 
-from http import HTTPStatus
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
-from starlette.concurrency import run_in_threadpool
+import orjson
+from fastapi import APIRouter, Depends, Header, Query, Request
 from starlette.responses import Response
 
-from waymark.api import offload
-from waymark.api.anchored import anchored
-from waymark.api.v1 import json_response, services
+from waymark.api.deps import json_bytes, json_response, read_body, services
+from waymark.api.problems import Problem, shaped
 from waymark.errors import BadCursor
 from waymark.ingest import check_tenant, invalid, load_json
 from waymark.model import TRACE_ID_MAX, now_us
+from waymark.store.base import DatasetDetails
 from waymark.translate.gsm import (
     DETAILS_KIND,
     STATUS_KIND,
@@ -30,11 +29,17 @@ from waymark.translate.gsm import (
 )
 
 
-def gsm_error(status: int, detail: str, errors: list[dict[str, Any]]) -> Response:
-    body: dict[str, Any] = {"code": status, "reason": HTTPStatus(status).phrase, "message": detail}
-    if errors:
-        body["errors"] = [_item_error(e) for e in errors]
-    return json_response(body, status)
+def gsm_error(problem: Problem) -> Response:
+    """OSDU's error shape, with the request id beside it."""
+    body: dict[str, Any] = {
+        "code": problem.status,
+        "reason": problem.title,
+        "message": problem.detail,
+        "request_id": problem.request_id,
+    }
+    if problem.errors:
+        body["errors"] = [_item_error(e) for e in problem.errors]
+    return json_response(body, problem.status)
 
 
 def _item_error(err: dict[str, Any]) -> dict[str, Any]:
@@ -43,28 +48,34 @@ def _item_error(err: dict[str, Any]) -> dict[str, Any]:
     return {"index": index, "field": ".".join(str(p) for p in loc), "message": err["msg"]}
 
 
-router = APIRouter(tags=["OSDU GSM"], route_class=anchored(gsm_error))
+router = APIRouter(tags=["OSDU GSM"], route_class=shaped(gsm_error))
 
-Partition = Annotated[str, Header(alias="data-partition-id", min_length=1, max_length=TRACE_ID_MAX)]
+
+def _tenant(
+    partition: Annotated[
+        str, Header(alias="data-partition-id", min_length=1, max_length=TRACE_ID_MAX)
+    ],
+) -> str:
+    return check_tenant(partition, ("header", "data-partition-id"))
+
+
+#: A route parameter: the tenant, from the ``data-partition-id`` header (required).
+Partition = Annotated[str, Depends(_tenant)]
 CorrelationHeader = Annotated[
     str | None,
     Header(alias="correlation-id", description="Trace id of messages without correlationId"),
 ]
 
 
-def _tenant(partition: str) -> str:
-    return check_tenant(partition, ("header", "data-partition-id"))
-
-
 @router.post("/api/status-publisher/v1/status", summary="Publish status messages (GSM)")
 async def publish_status(
-    request: Request, partition: Partition, correlation_id: CorrelationHeader = None
+    request: Request, tenant: Partition, correlation_id: CorrelationHeader = None
 ) -> Response:
     """A list of ``{"kind": "status", "properties": {...}}``; all stored or none."""
     svc = services(request)
     records, _ = translate(
-        load_json(await request.body()),
-        _tenant(partition),
+        load_json(await read_body(request)),
+        tenant,
         svc.pipelines,
         now_us(),
         correlation_id=correlation_id or None,
@@ -76,43 +87,43 @@ async def publish_status(
 
 @router.post("/api/status-publisher/v1/dataset-details", summary="Publish dataset details (GSM)")
 async def publish_dataset_details(
-    request: Request, partition: Partition, correlation_id: CorrelationHeader = None
+    request: Request, tenant: Partition, correlation_id: CorrelationHeader = None
 ) -> Response:
     """A list of ``{"kind": "datasetDetails", "properties": {...}}``; all stored or none."""
     svc = services(request)
     _, details = translate(
-        load_json(await request.body()),
-        _tenant(partition),
+        load_json(await read_body(request)),
+        tenant,
         svc.pipelines,
         now_us(),
         correlation_id=correlation_id or None,
         kinds=(DETAILS_KIND,),
     )
-    await run_in_threadpool(svc.store.put_dataset_details, details)
+    await svc.in_thread(svc.store.put_dataset_details, details)
     return json_response({"accepted": len(details)})
 
 
 @router.post("/api/status-processor/v1/status/query", summary="Query status messages (GSM)")
-async def query_status(request: Request, partition: Partition) -> Response:
+async def query_status(request: Request, tenant: Partition) -> Response:
     """``{"statusQuery": {...}, "limit": N, "cursor": C}`` -> ``{"results", "cursor"}``."""
-    tenant = _tenant(partition)
-    query, limit, cursor = event_query(load_json(await request.body()))
-    store = services(request).store
+    query, limit, cursor = event_query(load_json(await read_body(request)))
+    svc = services(request)
+
+    def find() -> bytes:  # up to 1,000 messages, encoded in the thread too
+        page = svc.store.find_events(tenant, query, limit=limit, cursor=cursor)
+        results = [status_properties(d) for d in page.items]
+        return orjson.dumps({"results": results, "cursor": page.next_cursor})
+
     try:
-        page = await offload.read(
-            store, lambda: store.find_events(tenant, query, limit=limit, cursor=cursor)
-        )
+        return json_bytes(await svc.in_thread(find))
     except BadCursor as exc:  # the cursor came in the body, not the query string
         raise invalid([{"loc": ["body", "cursor"], "msg": exc.detail}]) from exc
-    return json_response(
-        {"results": [status_properties(d) for d in page.items], "cursor": page.next_cursor}
-    )
 
 
 @router.get("/api/status-processor/v1/dataset-details", summary="Dataset details (GSM)")
 async def get_dataset_details(
     request: Request,
-    partition: Partition,
+    tenant: Partition,
     correlation_id: Annotated[
         str | None, Query(alias="correlationId", min_length=1, max_length=TRACE_ID_MAX)
     ] = None,
@@ -121,13 +132,12 @@ async def get_dataset_details(
     ] = None,
 ) -> Response:
     """By ``correlationId`` or ``datasetId`` (one of them required)."""
-    tenant = _tenant(partition)
     if correlation_id is None and dataset_id is None:
         raise invalid(
             [{"loc": ["query", "correlationId"], "msg": "give correlationId or datasetId"}]
         )
-    store = services(request).store
-    found = await offload.read(
-        store, lambda: store.dataset_details(tenant, trace_id=correlation_id, dataset_id=dataset_id)
+    svc = services(request)
+    found: list[DatasetDetails] = await svc.in_thread(
+        lambda: svc.store.dataset_details(tenant, trace_id=correlation_id, dataset_id=dataset_id)
     )
     return json_response({"results": [details_properties(d) for d in found]})

@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from waymark.api import offload
-from waymark.api.anchored import anchored
-from waymark.api.v1 import TenantHeader, TraceIdPath, json_response, services
+from waymark.api.deps import Tenant, TraceIdPath, json_bytes, json_response, read_body, services
+from waymark.api.problems import Problem, shaped
 from waymark.errors import NotFound
-from waymark.ingest import check_tenant, invalid, load_json, to_records
+from waymark.ingest import invalid, load_json, to_records
 from waymark.model import Event, Summary
-from waymark.store.base import Page, Store
+from waymark.store.base import PathHit, Store
 from waymark.translate.okdata import create_event, to_item, update_event
 
 MAX_EVENTS = 10_000
@@ -34,20 +33,22 @@ MAX_EVENTS = 10_000
 ARRIVAL_WAIT_S = 10.0
 
 
-def okdata_error(status: int, detail: str, errors: list[dict[str, Any]]) -> Response:
-    """okdata's error shape: ``{"message": ...}``; every bad field is named in it."""
-    if errors:
+def okdata_error(problem: Problem) -> Response:
+    """okdata's error shape: ``{"message": ...}``, every bad field named in it (and the
+    request id beside it)."""
+    detail = problem.detail
+    if problem.errors:
         parts = []
-        for err in errors:
+        for err in problem.errors:
             loc = [str(p) for p in err["loc"]]
             if loc[:1] == ["body"] and len(loc) > 1:
                 loc = loc[1:]
             parts.append(f"{'.'.join(loc)}: {err['msg']}")
         detail = "; ".join(parts)
-    return json_response({"message": detail}, status)
+    return json_response({"message": detail, "request_id": problem.request_id}, problem.status)
 
 
-router = APIRouter(tags=["okdata status API"], route_class=anchored(okdata_error))
+router = APIRouter(tags=["okdata status API"], route_class=shaped(okdata_error))
 
 
 async def _store(request: Request, event: Event, tenant: str) -> dict[str, Any]:
@@ -58,61 +59,52 @@ async def _store(request: Request, event: Event, tenant: str) -> dict[str, Any]:
 
 
 @router.post("/status", summary="Start a trace (okdata)")
-async def create_status(request: Request, tenant: TenantHeader = None) -> Response:
+async def create_status(request: Request, tenant: Tenant) -> Response:
     """Stores a first event (STARTED, OK); answers ``{"trace_id": "<dataset>-<uuid4>"}``."""
-    the_tenant = check_tenant(tenant)
-    event = create_event(load_json(await request.body()))
-    await _store(request, event, the_tenant)
+    event = create_event(load_json(await read_body(request)))
+    await _store(request, event, tenant)
     return json_response({"trace_id": event.trace_id})
 
 
-def _events_page(
-    store: Store, tenant: str, trace_id: str, cursor: str | None
-) -> Page[dict[str, Any]]:
-    return store.events(tenant, trace_id, limit=1000, cursor=cursor)
-
-
-@router.get("/status/{trace_id}", summary="A trace's events in okdata's names")
-async def get_status(
-    request: Request, trace_id: TraceIdPath, tenant: TenantHeader = None
-) -> Response:
-    the_tenant = check_tenant(tenant)
-    store = services(request).store
+def history(store: Store, tenant: str, trace_id: str) -> bytes:
+    """A trace's events in okdata's names, as JSON: its pages read one after another, up to
+    :data:`MAX_EVENTS` events (run in a store thread: a long trace takes a while)."""
     items: list[dict[str, Any]] = []
     cursor: str | None = None
     while len(items) < MAX_EVENTS:
-        read = functools.partial(_events_page, store, the_tenant, trace_id, cursor)
-        page = await offload.read(store, read)
+        page = store.events(tenant, trace_id, limit=1000, cursor=cursor)
         items += (to_item(doc) for doc in page.items)
         cursor = page.next_cursor
         if cursor is None:
             break
     if not items:
         raise NotFound(f"Could not find item: {trace_id}")
-    return json_response(items)
+    return orjson.dumps(items)
+
+
+@router.get("/status/{trace_id}", summary="A trace's events in okdata's names")
+async def get_status(request: Request, trace_id: TraceIdPath, tenant: Tenant) -> Response:
+    svc = services(request)
+    return json_bytes(await svc.in_thread(history, svc.store, tenant, trace_id))
 
 
 @router.post("/status/{trace_id}", summary="Add an event to a trace (okdata)")
-async def update_status(
-    request: Request, trace_id: TraceIdPath, tenant: TenantHeader = None
-) -> Response:
+async def update_status(request: Request, trace_id: TraceIdPath, tenant: Tenant) -> Response:
     """Answers the stored item; 404 if the trace has no events yet (in bus mode: none
     arrive within :data:`ARRIVAL_WAIT_S`)."""
-    the_tenant = check_tenant(tenant)
-    event = update_event(load_json(await request.body()), trace_id)
+    event = update_event(load_json(await read_body(request)), trace_id)
     svc = services(request)
-    store = svc.store
 
     async def read() -> Summary | None:
-        return await offload.read(store, lambda: store.summary(the_tenant, trace_id))
+        return await svc.in_thread(svc.store.summary, tenant, trace_id)
 
     found = await read()
     if found is None and not svc.sink.stored_at_once:
-        key = (the_tenant, trace_id)
+        key = (tenant, trace_id)
         found = await svc.watcher.wait_for(key, ARRIVAL_WAIT_S, read, lambda s: s is not None)
     if found is None:
         raise NotFound(f"Could not find item: {trace_id}")
-    return json_response(to_item(await _store(request, event, the_tenant)))
+    return json_response(to_item(await _store(request, event, tenant)))
 
 
 def decode_path(b64: str) -> str:
@@ -128,11 +120,10 @@ def decode_path(b64: str) -> str:
 
 
 @router.get("/status-from-path/{b64:path}", summary="The newest trace that touched an S3 key")
-async def status_from_path(request: Request, b64: str, tenant: TenantHeader = None) -> Response:
-    the_tenant = check_tenant(tenant)
+async def status_from_path(request: Request, b64: str, tenant: Tenant) -> Response:
     path = decode_path(b64)
-    store = services(request).store
-    hits = await offload.read(store, lambda: store.paths(the_tenant, path, limit=1))
+    svc = services(request)
+    hits: list[PathHit] = await svc.in_thread(lambda: svc.store.paths(tenant, path, limit=1))
     if not hits:
         raise NotFound(f"Could not find item: {path}")
     return json_response({"id": hits[0].trace_id, "trace_id": hits[0].trace_id})

@@ -9,41 +9,30 @@ optional ``Waymark-Tenant`` header (the client's ``custom_headers``).
 
 from __future__ import annotations
 
-import zlib
 from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from waymark.api.anchored import anchored
-from waymark.api.v1 import TenantHeader, json_response, services
-from waymark.errors import BadRequest, TooLarge
-from waymark.ingest import MAX_REQUEST_BYTES, check_tenant, load_json, to_records
+from waymark.api.deps import Tenant, json_response, read_body, services
+from waymark.api.problems import Problem, shaped
+from waymark.ingest import load_json, to_records
 from waymark.translate.openlineage import parse
 
 
-def marquez_error(status: int, detail: str, errors: list[dict[str, Any]]) -> Response:
-    body: dict[str, Any] = {"code": status, "message": detail}
-    if errors:
-        body["errors"] = errors
-    return json_response(body, status)
+def marquez_error(problem: Problem) -> Response:
+    """Marquez's error shape, with the request id beside it."""
+    body: dict[str, Any] = {
+        "code": problem.status,
+        "message": problem.detail,
+        "request_id": problem.request_id,
+    }
+    if problem.errors:
+        body["errors"] = problem.errors
+    return json_response(body, problem.status)
 
 
-router = APIRouter(tags=["OpenLineage"], route_class=anchored(marquez_error))
-
-
-def gunzip(raw: bytes) -> bytes:
-    """A gzip body, inflated up to the request size limit."""
-    inflate = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-    try:
-        out = inflate.decompress(raw, MAX_REQUEST_BYTES + 1)
-    except zlib.error as exc:
-        raise BadRequest(f"body is not valid gzip: {exc}") from exc
-    if len(out) > MAX_REQUEST_BYTES or inflate.unconsumed_tail:
-        raise TooLarge(f"body inflates to more than the limit of {MAX_REQUEST_BYTES} bytes")
-    if not inflate.eof:
-        raise BadRequest("body is not valid gzip: truncated")
-    return out
+router = APIRouter(tags=["OpenLineage"], route_class=shaped(marquez_error))
 
 
 @router.post(
@@ -57,12 +46,9 @@ def gunzip(raw: bytes) -> bytes:
         }
     },
 )
-async def post_lineage(request: Request, tenant: TenantHeader = None) -> Response:
-    the_tenant = check_tenant(tenant)
-    raw = await request.body()
-    if request.headers.get("content-encoding", "").lower() == "gzip":
-        raw = gunzip(raw)
+async def post_lineage(request: Request, tenant: Tenant) -> Response:
+    raw = await read_body(request, gzip=True)
     svc = services(request)
-    records = to_records(parse(load_json(raw)), the_tenant, svc.pipelines)
+    records = to_records(parse(load_json(raw)), tenant, svc.pipelines)
     await svc.sink.submit(records)
     return Response(status_code=201)

@@ -1,93 +1,216 @@
-"""RFC 9457 problem details: every error on ``/v1`` is answered here, in one shape.
+"""Errors as HTTP answers, decided once for every door: the status of each error class
+(:data:`STATUS`), the request id that ties an answer to the log, and the shapes.
 
-``{"type": "about:blank", "status": 422, "title": "Unprocessable Content",
-"detail": "...", "errors": [{"loc": ["body", 0, "trace_id"], "msg": "..."}]}``
+``/v1`` answers RFC 9457 problem details::
+
+    {"type": "about:blank", "status": 422, "title": "Unprocessable Content",
+     "detail": "body.0.trace_id: Field required", "request_id": "9f2c...",
+     "errors": [{"loc": ["body", 0, "trace_id"], "msg": "Field required"}]}
+
+A front door's router passes ``route_class=shaped(its_shape)``: the same
+:class:`Problem` is then rendered in its anchor's body shape instead, with the same status.
+
+:class:`RequestGuard` gives every request an id (the caller's ``X-Request-ID`` when it is
+a sane token, else a new one), sends it back as ``X-Request-ID``, and answers an
+exception that nothing else answered with a 500 in the door's shape, logged with its
+traceback and the id. No request gets the server's plain-text 500.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from waymark.errors import BadRequest, NotFound, TooLarge, Unavailable, WaymarkError
+from waymark.errors import (
+    BadRequest,
+    InvalidFields,
+    NotFound,
+    TooLarge,
+    Unavailable,
+    WaymarkError,
+)
 from waymark.ingest import invalid
+from waymark.model import is_token
 
 log = logging.getLogger("waymark.api")
 
 PROBLEM_JSON = "application/problem+json"
 
+#: where a request's id is kept in its ASGI scope
+REQUEST_ID = "waymark.request_id"
+REQUEST_ID_HEADER = b"x-request-id"
+REQUEST_ID_MAX = 200
 
-def problem(
-    status: int,
-    detail: str,
-    errors: list[dict[str, Any]] | None = None,
-    headers: Mapping[str, str] | None = None,
-) -> Response:
+#: The HTTP status of each error class. An error takes the status of the first class of
+#: its method resolution order found here; any other exception is a 500.
+STATUS: dict[type[BaseException], int] = {
+    BadRequest: 400,  # malformed: not JSON, the wrong kind of value, bad gzip
+    InvalidFields: 422,  # well-formed, with fields whose values are wrong
+    RequestValidationError: 422,  # the same, found by FastAPI in a path, query or header
+    TooLarge: 413,
+    NotFound: 404,
+    Unavailable: 503,  # with Retry-After
+}
+
+INTERNAL = 500
+
+
+def status_of(exc: BaseException) -> int:
+    if isinstance(exc, HTTPException):  # the router's own: no such route, method not allowed
+        return exc.status_code
+    for cls in type(exc).__mro__:
+        status = STATUS.get(cls)
+        if status is not None:
+            return status
+    return INTERNAL
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One error, as every shape sees it."""
+
+    status: int
+    detail: str
+    errors: list[dict[str, Any]]
+    request_id: str
+
+    @property
+    def title(self) -> str:
+        return HTTPStatus(self.status).phrase
+
+
+#: Renders a problem in one door's body shape (status, body and content type).
+Shape = Callable[[Problem], Response]
+
+
+def problem_of(exc: BaseException, request_id: str) -> Problem:
+    status = status_of(exc)
+    errors: list[dict[str, Any]] = []
+    if status == INTERNAL:
+        detail = "internal error"  # what went wrong is in the log, under the request id
+    elif isinstance(exc, RequestValidationError):
+        errors = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
+        detail = invalid(errors).detail if errors else "invalid request"
+    elif isinstance(exc, HTTPException):
+        detail = str(exc.detail)
+    elif isinstance(exc, BadRequest):
+        detail, errors = exc.detail, exc.errors
+    else:
+        detail = str(exc)
+    return Problem(status, detail, errors, request_id)
+
+
+def problem_details(problem: Problem) -> Response:
+    """``/v1``'s shape: RFC 9457 problem details, with the request id."""
     body: dict[str, Any] = {
         "type": "about:blank",
-        "status": status,
-        "title": HTTPStatus(status).phrase,
-        "detail": detail,
+        "status": problem.status,
+        "title": problem.title,
+        "detail": problem.detail,
+        "request_id": problem.request_id,
     }
-    if errors:
-        body["errors"] = errors
-    return Response(
-        orjson.dumps(body), status_code=status, media_type=PROBLEM_JSON, headers=headers
-    )
+    if problem.errors:
+        body["errors"] = problem.errors
+    return Response(orjson.dumps(body), status_code=problem.status, media_type=PROBLEM_JSON)
 
 
-def status_of(exc: WaymarkError) -> int:
-    if isinstance(exc, TooLarge):
-        return 413
-    if isinstance(exc, BadRequest):
-        return 422 if exc.errors else 400
-    if isinstance(exc, NotFound):
-        return 404
+def shaped(shape: Shape) -> type[APIRoute]:
+    """A route class whose errors answer in ``shape``; a front door's router takes it as
+    ``route_class``."""
+    return type("ShapedRoute", (APIRoute,), {"error_shape": staticmethod(shape)})
+
+
+def render(scope: Scope, exc: BaseException) -> Response:
+    """The answer to ``exc`` in the shape of the route that raised it, logged."""
+    request_id: str = scope.get(REQUEST_ID, "")
+    problem = problem_of(exc, request_id)
+    shape: Shape = getattr(scope.get("route"), "error_shape", problem_details)
+    response = shape(problem)
     if isinstance(exc, Unavailable):
-        return 503
-    return 500
+        response.headers["Retry-After"] = str(exc.retry_after)
+    elif isinstance(exc, HTTPException) and exc.headers:
+        response.headers.update(exc.headers)
+    where = f"{scope.get('method')} {scope.get('path')}"
+    if problem.status == INTERNAL:
+        log.error("request %s: %s failed", request_id, where, exc_info=exc)
+    elif problem.status >= INTERNAL:
+        log.warning("request %s: %s answered %d: %s", request_id, where, problem.status, exc)
+    else:
+        log.info("request %s: %s answered %d: %s", request_id, where, problem.status, exc)
+    return response
 
 
-def from_error(exc: WaymarkError) -> Response:
-    status = status_of(exc)
-    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Unavailable) else None
-    errors = exc.errors if isinstance(exc, BadRequest) else None
-    if status == 500:
-        log.error("unexpected error: %r", exc)
-    return problem(status, str(exc), errors, headers)
+# -- request ids --------------------------------------------------------------------------
+
+
+def request_id(scope: Scope) -> str:
+    """The caller's ``X-Request-ID`` if it is 1-200 printable characters without
+    whitespace, else a new one (32 hex digits)."""
+    for name, value in scope["headers"]:
+        if name == REQUEST_ID_HEADER:
+            given = value.decode("latin-1")
+            if len(given) <= REQUEST_ID_MAX and is_token(given):
+                return str(given)
+            break
+    return secrets.token_hex(16)
+
+
+class RequestGuard:
+    """Pure ASGI middleware, inside Starlette's error middleware and outside the routes:
+    the request id in and out, and a 500 in the door's shape for whatever escaped."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = request_id(scope)
+        scope[REQUEST_ID] = rid
+        header = (REQUEST_ID_HEADER, rid.encode("latin-1"))
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message["headers"] = [*message.get("headers", ()), header]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            if started:  # too late for an answer: the server closes the connection
+                log.error(
+                    "request %s: %s %s failed while answering",
+                    rid,
+                    scope.get("method"),
+                    scope.get("path"),
+                    exc_info=exc,
+                )
+                return
+            await render(scope, exc)(scope, receive, send_with_id)
 
 
 def install(app: FastAPI) -> None:
-    """Map every error to a problem response, once for the whole app."""
+    """Answer every error through :func:`render`, and guard every request."""
 
-    async def on_validation(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, RequestValidationError)
-        errors = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
-        if not errors:
-            return problem(422, "invalid request")
-        return from_error(invalid(errors))
+    async def on_error(request: Request, exc: Exception) -> Response:
+        return render(request.scope, exc)
 
-    async def on_http(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
-        return problem(exc.status_code, str(exc.detail), headers=exc.headers)
-
-    async def on_waymark(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, WaymarkError)
-        return from_error(exc)
-
-    async def on_anything(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem(500, "internal error")
-
-    app.add_exception_handler(RequestValidationError, on_validation)
-    app.add_exception_handler(HTTPException, on_http)
-    app.add_exception_handler(WaymarkError, on_waymark)
-    app.add_exception_handler(Exception, on_anything)
+    for cls in (WaymarkError, RequestValidationError, HTTPException):
+        app.add_exception_handler(cls, on_error)
+    app.add_middleware(RequestGuard)

@@ -1,17 +1,34 @@
-"""The native API, ``/v1``: send events, read summaries, events, searches, paths, lineage."""
+"""The native API, ``/v1``: send events, read summaries, events, searches, paths, lineage.
+
+``POST /v1/events`` (every producer) and ``GET /v1/traces/{trace_id}`` (every reader and
+waiter) are the hot endpoints: their handlers take only the request and read its header
+and query with :func:`~waymark.api.deps.tenant_of` and :func:`wait_of`, which costs less
+than FastAPI's resolution of declared parameters; ``openapi_extra`` documents what they
+read. Every other route declares its parameters.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi import APIRouter, Query, Request
+from pydantic import Field, TypeAdapter, ValidationError
 from starlette.responses import Response
 
-from waymark.api import offload
-from waymark.api.fastpath import accept_events, read_summary
+from waymark.api.deps import (
+    TENANT_PARAMETER,
+    Services,
+    Tenant,
+    TraceIdPath,
+    json_bytes,
+    json_response,
+    read_body,
+    services,
+    tenant_of,
+)
 from waymark.errors import NotFound
-from waymark.ingest import check_tenant, invalid, load_json, parse_events
+from waymark.ingest import invalid, load_json, malformed, parse_events
 from waymark.model import (
     TRACE_ID_MAX,
     State,
@@ -21,60 +38,42 @@ from waymark.model import (
     dataset_trace_id,
     to_us,
 )
-from waymark.store.base import TraceQuery
-
-if TYPE_CHECKING:
-    from waymark.api.app import Services
+from waymark.store.base import Lineage, Page, PathHit, TraceQuery
 
 router = APIRouter(prefix="/v1", tags=["v1"])
 
-TenantHeader = Annotated[
-    str | None,
-    Header(alias="Waymark-Tenant", description="The tenant; `default` when absent."),
-]
-TraceIdPath = Annotated[str, Path(min_length=1, max_length=TRACE_ID_MAX)]
+#: the longest ``?wait`` of ``GET /v1/traces/{trace_id}``, in seconds
+MAX_WAIT_S = 60
 
-
-def services(request: Request) -> Services:
-    found: Services = request.app.state.services
-    return found
-
-
-def json_response(data: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
-
-
-async def _accept(request: Request, data: dict[str, Any], tenant: str) -> list[str]:
-    svc = services(request)
-    return await svc.sink.submit_events(tenant, parse_events(data), [data], svc.pipelines)
+_JSON_BODY = {
+    "required": True,
+    "content": {"application/json": {"schema": {"type": ["object", "array"]}}},
+}
 
 
 @router.post(
     "/events",
     status_code=202,
     summary="Send one event or a batch of up to 1,000",
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {"type": ["object", "array"]}}},
-        }
-    },
+    openapi_extra={"parameters": [TENANT_PARAMETER], "requestBody": _JSON_BODY},
 )
-async def post_events(request: Request, tenant: TenantHeader = None) -> Response:
-    """Answers 202 once every event is durable; a batch is stored whole or not at all.
-
-    (Requests are served by :mod:`waymark.api.fastpath`, which runs the same code.)"""
-    body = await accept_events(services(request), await request.body(), tenant)
-    return Response(body, status_code=202, media_type="application/json")
+async def post_events(request: Request) -> Response:
+    """Answers 202 once every event is durable; a batch is stored whole or not at all."""
+    svc = services(request)
+    tenant = tenant_of(request)
+    data = load_json(await read_body(request))
+    events = parse_events(data)
+    sent = data if isinstance(data, list) else [data]
+    ids = await svc.sink.submit_events(tenant, events, sent, svc.pipelines)
+    return json_bytes(orjson.dumps({"accepted": len(ids), "event_ids": ids}), 202)
 
 
 @router.post("/traces", status_code=201, summary="Start a trace for a dataset")
-async def create_trace(request: Request, tenant: TenantHeader = None) -> Response:
+async def create_trace(request: Request, tenant: Tenant) -> Response:
     """Makes a new trace id (`<dataset>-<uuid4>`) and stores a first event (STARTED)."""
-    the_tenant = check_tenant(tenant)
-    data = load_json(await request.body())
+    data = load_json(await read_body(request))
     if not isinstance(data, dict):
-        raise invalid([{"loc": ["body"], "msg": "must be an object"}])
+        raise malformed(["body"], "must be an object")
     missing = [
         {"loc": ["body", name], "msg": "Field required"}
         for name in ("domain", "domain_id")
@@ -86,7 +85,8 @@ async def create_trace(request: Request, tenant: TenantHeader = None) -> Respons
         raise invalid(missing)
     trace_id = dataset_trace_id(data["domain_id"] if isinstance(data["domain_id"], str) else "")
     first = {"trace_status": TraceStatus.STARTED.value, **data, "trace_id": trace_id}
-    await _accept(request, first, the_tenant)
+    svc = services(request)
+    await svc.sink.submit_events(tenant, parse_events(first), [first], svc.pipelines)
     return json_response({"trace_id": trace_id}, 201)
 
 
@@ -94,14 +94,13 @@ async def create_trace(request: Request, tenant: TenantHeader = None) -> Respons
 async def get_events(
     request: Request,
     trace_id: TraceIdPath,
+    tenant: Tenant,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=2000)] = None,
-    tenant: TenantHeader = None,
 ) -> Response:
-    the_tenant = check_tenant(tenant)
-    store = services(request).store
-    page = await offload.read(
-        store, lambda: store.events(the_tenant, trace_id, limit=limit, cursor=cursor)
+    svc = services(request)
+    page: Page[dict[str, Any]] = await svc.in_thread(
+        lambda: svc.store.events(tenant, trace_id, limit=limit, cursor=cursor)
     )
     if not page.items and cursor is None:
         raise NotFound(f"no trace {trace_id!r}")
@@ -111,6 +110,7 @@ async def get_events(
 @router.get("/traces", summary="Search traces, most recently updated first")
 async def search_traces(
     request: Request,
+    tenant: Tenant,
     domain: str | None = None,
     domain_id: str | None = None,
     component: str | None = None,
@@ -122,9 +122,7 @@ async def search_traces(
     until: Annotated[Time | None, Query(description="RFC 3339; updated before")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=2000)] = None,
-    tenant: TenantHeader = None,
 ) -> Response:
-    the_tenant = check_tenant(tenant)
     query = TraceQuery(
         domain=domain,
         domain_id=domain_id,
@@ -136,55 +134,107 @@ async def search_traces(
         since_us=None if since is None else to_us(since),
         until_us=None if until is None else to_us(until),
     )
-    store = services(request).store
-    page = await offload.read(
-        store, lambda: store.search(the_tenant, query, limit=limit, cursor=cursor)
-    )
-    items = b",".join(s.model_dump_json().encode() for s in page.items)
-    return Response(
-        b'{"items":[' + items + b'],"next_cursor":' + orjson.dumps(page.next_cursor) + b"}",
-        media_type="application/json",
-    )
+    svc = services(request)
+
+    def search() -> bytes:  # the answer is encoded in the thread too: up to 500 summaries
+        page = svc.store.search(tenant, query, limit=limit, cursor=cursor)
+        items = b",".join(s.model_dump_json().encode() for s in page.items)
+        return b'{"items":[' + items + b'],"next_cursor":' + orjson.dumps(page.next_cursor) + b"}"
+
+    return json_bytes(await svc.in_thread(search))
 
 
 @router.get("/paths", summary="Every trace that touched a file or object")
 async def get_paths(
     request: Request,
+    tenant: Tenant,
     path: Annotated[str, Query(min_length=1, max_length=10_000)],
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    tenant: TenantHeader = None,
 ) -> Response:
-    the_tenant = check_tenant(tenant)
-    store = services(request).store
-    hits = await offload.read(store, lambda: store.paths(the_tenant, path, limit=limit))
+    svc = services(request)
+    hits: list[PathHit] = await svc.in_thread(lambda: svc.store.paths(tenant, path, limit=limit))
     return json_response(
         {"items": [{"trace_id": h.trace_id, "event_id": h.event_id, "at": h.at} for h in hits]}
     )
 
 
 @router.get("/traces/{trace_id:path}/lineage", summary="What went in and out of each step")
-async def get_lineage(
-    request: Request, trace_id: TraceIdPath, tenant: TenantHeader = None
-) -> Response:
-    the_tenant = check_tenant(tenant)
-    store = services(request).store
-    lineage = await offload.read(store, lambda: store.lineage(the_tenant, trace_id))
+async def get_lineage(request: Request, trace_id: TraceIdPath, tenant: Tenant) -> Response:
+    svc = services(request)
+    lineage: Lineage | None = await svc.in_thread(svc.store.lineage, tenant, trace_id)
     if lineage is None:
         raise NotFound(f"no trace {trace_id!r}")
     return json_response({"nodes": lineage.nodes, "edges": lineage.edges})
 
 
-# Declared last: trace ids may hold "/", so this route matches whatever the others did not.
-@router.get("/traces/{trace_id:path}", summary="Where a trace stands", response_model=Summary)
-async def get_trace(
-    request: Request,
-    trace_id: TraceIdPath,
-    wait: Annotated[
-        float,
-        Query(ge=0, le=60, description="Hold the answer up to this many seconds until done."),
-    ] = 0,
-    tenant: TenantHeader = None,
-) -> Response:
-    """(Requests are served by :mod:`waymark.api.fastpath`, which runs the same code.)"""
-    body = await read_summary(services(request), check_tenant(tenant), trace_id, wait)
-    return Response(body, media_type="application/json")
+# -- the summary: declared last, since trace ids may hold "/" and this route matches
+# whatever the two above did not.
+
+_wait = TypeAdapter(Annotated[float, Field(ge=0, le=MAX_WAIT_S)])
+
+
+def wait_of(request: Request) -> float:
+    """The ``?wait`` of a request, checked: 0 to :data:`MAX_WAIT_S` seconds, 0 if absent."""
+    if not request.scope["query_string"]:
+        return 0
+    raw = request.query_params.get("wait")
+    if raw is None:
+        return 0
+    try:
+        wait: float = _wait.validate_python(raw)
+    except ValidationError as exc:
+        raise invalid([{"loc": ["query", "wait"], "msg": exc.errors()[0]["msg"]}]) from exc
+    return wait
+
+
+def trace_id_of(request: Request) -> str:
+    trace_id: str = request.path_params["trace_id"]
+    if not trace_id or len(trace_id) > TRACE_ID_MAX:
+        msg = f"must be 1 to {TRACE_ID_MAX} characters"
+        raise invalid([{"loc": ["path", "trace_id"], "msg": msg}])
+    return trace_id
+
+
+async def read_summary(svc: Services, tenant: str, trace_id: str, wait: float) -> Summary:
+    """The summary; with ``wait``, once the trace is done or ``wait`` seconds pass."""
+
+    async def read() -> Summary | None:
+        return await svc.in_thread(svc.store.summary, tenant, trace_id)
+
+    if wait > 0:
+        summary = await svc.watcher.wait_done((tenant, trace_id), wait, read)
+    else:
+        summary = await read()
+    if summary is None:
+        raise NotFound(f"no trace {trace_id!r}")
+    return summary
+
+
+@router.get(
+    "/traces/{trace_id:path}",
+    summary="Where a trace stands",
+    response_model=Summary,
+    openapi_extra={
+        "parameters": [
+            {
+                "name": "trace_id",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string", "minLength": 1, "maxLength": TRACE_ID_MAX},
+            },
+            {
+                "name": "wait",
+                "in": "query",
+                "required": False,
+                "description": "Hold the answer up to this many seconds until done.",
+                "schema": {"type": "number", "minimum": 0, "maximum": MAX_WAIT_S, "default": 0},
+            },
+            TENANT_PARAMETER,
+        ]
+    },
+)
+async def get_trace(request: Request) -> Response:
+    summary = await read_summary(
+        services(request), tenant_of(request), trace_id_of(request), wait_of(request)
+    )
+    return json_bytes(summary.model_dump_json().encode())

@@ -39,7 +39,7 @@ from pydantic import (
 )
 
 from waymark.errors import BadRequest, TooLarge
-from waymark.ingest import check_tenant, field_errors, invalid, to_records
+from waymark.ingest import check_tenant, field_errors, invalid, malformed, to_records
 from waymark.model import (
     MAX_BATCH,
     ErrorItem,
@@ -176,7 +176,9 @@ def translate(
     the message kinds accepted; ``where`` prefixes each error's ``loc``. Raises
     :class:`BadRequest` listing, per bad message, its index and field.
     """
-    if not isinstance(items, list) or not items:
+    if not isinstance(items, list):
+        raise malformed([*where], "must be a non-empty list of messages")
+    if not items:
         raise invalid([{"loc": [*where], "msg": "must be a non-empty list of messages"}])
     if len(items) > MAX_BATCH:
         raise TooLarge(f"{len(items)} messages; at most {MAX_BATCH} are accepted at once")
@@ -319,6 +321,8 @@ class QueryRequest(BaseModel):
 def event_query(data: Any) -> tuple[EventQuery, int, str | None]:
     """``{"statusQuery": {correlationId, recordId, stage: [...], status: [...]}, "limit",
     "cursor"}`` as an event search; at least one filter."""
+    if not isinstance(data, dict):
+        raise malformed(["body"], "must be an object with statusQuery")
     try:
         request = QueryRequest.model_validate(data)
     except ValidationError as exc:

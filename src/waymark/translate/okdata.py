@@ -21,7 +21,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 
-from waymark.ingest import field_errors, invalid
+from waymark.ingest import field_errors, invalid, malformed
 from waymark.model import (
     ErrorItem,
     Event,
@@ -116,7 +116,7 @@ class StatusItem(BaseModel):
 def current_names(data: Any) -> dict[str, Any]:
     """The body with legacy names replaced by current ones; both at once is an error."""
     if not isinstance(data, dict):
-        raise invalid([{"loc": ["body"], "msg": "must be a JSON object"}])
+        raise malformed(["body"], "must be a JSON object")
     out = {k: v for k, v in data.items() if k not in LEGACY_NAMES}
     clashes = []
     for legacy, current in LEGACY_NAMES.items():

@@ -23,7 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 
 from waymark.errors import TooLarge
-from waymark.ingest import field_errors, invalid
+from waymark.ingest import field_errors, invalid, malformed
 from waymark.model import MAX_BATCH, ErrorItem, Event, Name, Status, Text, TraceId, TraceStatus
 from waymark.translate import clip
 
@@ -155,6 +155,8 @@ _NAMES = {"end_time": "eventTime", "start_time": "eventTime", "trace_id": "run"}
 def parse(data: Any) -> list[Event]:
     """One run event or a list of 1 to 1,000, as native events; all or nothing.
     :class:`BadRequest` lists each bad field (with its index in a list)."""
+    if not isinstance(data, list | dict):
+        raise malformed([], "must be a run event object or a list of them")
     items = data if isinstance(data, list) else [data]
     if not items:
         raise invalid([{"loc": [], "msg": "must hold 1 to 1000 run events, not none"}])

@@ -1,0 +1,142 @@
+"""What every router of the API shares: the services, the tenant of a request, its body,
+JSON answers, and the one way a request's store calls run (in a store thread).
+
+Routers import this module; it imports no router, so the API's modules form layers:
+:mod:`waymark.api.app` on top, the routers (``v1``, the front doors, the page) under it,
+and this module and :mod:`waymark.api.problems` at the bottom.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
+
+import orjson
+from fastapi import Depends, Header, Path, Request
+from starlette.responses import Response
+
+from waymark.errors import BadRequest, TooLarge
+from waymark.ingest import MAX_REQUEST_BYTES, check_tenant
+from waymark.model import TRACE_ID_MAX
+from waymark.pipelines import Pipelines
+from waymark.sink import Sink
+from waymark.store import Store
+from waymark.watch import Watcher
+
+T = TypeVar("T")
+
+#: threads that run a worker's store calls: enough for quick reads to go on beside a slow
+#: one (a large trace's lineage, a search that filters much); a PostgreSQL store's pool
+#: bounds how many of them talk to the server at once.
+STORE_THREADS = 16
+
+
+@dataclass
+class Services:
+    """What every request handler may use; kept on ``app.state.services``."""
+
+    store: Store
+    sink: Sink
+    watcher: Watcher
+    pipelines: Pipelines
+    threads: ThreadPoolExecutor
+
+    async def in_thread(self, call: Callable[..., T], *args: Any) -> T:
+        """Run ``call(*args)`` in a store thread and await its result: every store call of
+        a request goes through here, so that no read or write holds the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self.threads, call, *args)
+
+
+def store_threads() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="waymark-store")
+
+
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found
+
+
+# -- the tenant ---------------------------------------------------------------------------
+
+TENANT_HEADER = "Waymark-Tenant"
+
+
+def tenant_of(request: Request) -> str:
+    """The request's tenant, from the ``Waymark-Tenant`` header (``default`` when absent)."""
+    return check_tenant(request.headers.get(TENANT_HEADER))
+
+
+def _tenant(
+    value: Annotated[
+        str | None, Header(alias=TENANT_HEADER, description="The tenant; `default` when absent.")
+    ] = None,
+) -> str:
+    return check_tenant(value)
+
+
+#: A route parameter: the request's tenant, checked (and documented in OpenAPI).
+Tenant = Annotated[str, Depends(_tenant)]
+
+#: The OpenAPI description of the tenant header, for routes that read it with :func:`tenant_of`.
+TENANT_PARAMETER: dict[str, Any] = {
+    "name": TENANT_HEADER,
+    "in": "header",
+    "required": False,
+    "description": "The tenant; `default` when absent.",
+    "schema": {"type": "string", "maxLength": TRACE_ID_MAX},
+}
+
+TraceIdPath = Annotated[str, Path(min_length=1, max_length=TRACE_ID_MAX)]
+
+
+# -- the body -----------------------------------------------------------------------------
+
+
+async def read_body(request: Request, *, gzip: bool = False) -> bytes:
+    """The request's body, refused (:class:`TooLarge`) as soon as it passes
+    :data:`~waymark.ingest.MAX_REQUEST_BYTES`; with ``gzip``, a body sent with
+    ``Content-Encoding: gzip`` is inflated, within the same limit."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_REQUEST_BYTES:
+        raise TooLarge(f"body is {declared} bytes, more than the limit of {MAX_REQUEST_BYTES}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_REQUEST_BYTES:
+            raise TooLarge(f"body is more than the limit of {MAX_REQUEST_BYTES} bytes")
+        chunks.append(chunk)
+    raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    if gzip and request.headers.get("content-encoding", "").lower() == "gzip":
+        return gunzip(raw)
+    return raw
+
+
+def gunzip(raw: bytes) -> bytes:
+    """A gzip body, inflated up to the request size limit."""
+    inflate = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        out = inflate.decompress(raw, MAX_REQUEST_BYTES + 1)
+    except zlib.error as exc:
+        raise BadRequest(f"body is not valid gzip: {exc}") from exc
+    if len(out) > MAX_REQUEST_BYTES or inflate.unconsumed_tail:
+        raise TooLarge(f"body inflates to more than the limit of {MAX_REQUEST_BYTES} bytes")
+    if not inflate.eof:
+        raise BadRequest("body is not valid gzip: truncated")
+    return out
+
+
+# -- answers ------------------------------------------------------------------------------
+
+
+def json_response(data: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
+
+
+def json_bytes(body: bytes, status: int = 200) -> Response:
+    """An answer whose JSON is already encoded."""
+    return Response(body, status_code=status, media_type="application/json")
