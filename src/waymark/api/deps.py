@@ -9,6 +9,7 @@ and this module and :mod:`waymark.api.problems` at the bottom.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +22,7 @@ from starlette.responses import Response
 
 from waymark.errors import BadRequest, TooLarge
 from waymark.ingest import MAX_REQUEST_BYTES, check_tenant
-from waymark.model import TRACE_ID_MAX
+from waymark.model import TRACE_ID_MAX, Summary
 from waymark.pipelines import Pipelines
 from waymark.sink import Sink
 from waymark.store import Store
@@ -45,10 +46,84 @@ class Services:
     pipelines: Pipelines
     threads: ThreadPoolExecutor
 
+    def __post_init__(self) -> None:
+        #: where requests read summaries: :meth:`SummaryReads.read`
+        self.summaries = SummaryReads(self)
+
     async def in_thread(self, call: Callable[..., T], *args: Any) -> T:
         """Run ``call(*args)`` in a store thread and await its result: every store call of
         a request goes through here, so that no read or write holds the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self.threads, call, *args)
+
+
+class SummaryReads:
+    """Summary reads of concurrent requests, read together (:meth:`read`).
+
+    A hand-off to a store thread costs more CPU than a SQLite summary read, so the reads
+    that arrive while a group is in a thread wait and go as the next group, one hand-off
+    and one :meth:`Store.summaries <waymark.store.base.Store.summaries>` per tenant for
+    all of them. Up to :attr:`GROUPS` groups are read at once, so that one slow read holds
+    up few others; a failed group's error goes to each of its readers.
+    """
+
+    GROUPS = 4
+    MAX_GROUP = 100
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self._waiting: dict[tuple[str, str], list[asyncio.Future[Summary | None]]] = {}
+        self._groups: set[asyncio.Task[None]] = set()
+
+    async def read(self, tenant: str, trace_id: str) -> Summary | None:
+        """The trace's summary, or None if it has no events."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Summary | None] = loop.create_future()
+        self._waiting.setdefault((tenant, trace_id), []).append(done)
+        if len(self._groups) < self.GROUPS:
+            task = loop.create_task(self._drain())
+            self._groups.add(task)
+            task.add_done_callback(self._groups.discard)
+        return await done
+
+    async def _drain(self) -> None:
+        while self._waiting:
+            keys = list(itertools.islice(self._waiting, self.MAX_GROUP))
+            group = {key: self._waiting.pop(key) for key in keys}
+            try:
+                found = await self.services.in_thread(self._read, keys)
+            except BaseException as exc:
+                for readers in group.values():
+                    for done in readers:
+                        _settle(done, None, exc)
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for key, readers in group.items():
+                for done in readers:
+                    _settle(done, found.get(key), None)
+
+    def _read(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Summary]:
+        by_tenant: dict[str, list[str]] = {}
+        for tenant, trace_id in keys:
+            by_tenant.setdefault(tenant, []).append(trace_id)
+        return {
+            (tenant, summary.trace_id): summary
+            for tenant, trace_ids in by_tenant.items()
+            for summary in self.services.store.summaries(tenant, trace_ids)
+        }
+
+
+def _settle(
+    done: asyncio.Future[Summary | None], result: Summary | None, exc: BaseException | None
+) -> None:
+    if done.done():  # its reader went away
+        return
+    if isinstance(exc, asyncio.CancelledError):
+        done.cancel()
+    elif exc is not None:
+        done.set_exception(exc)
+    else:
+        done.set_result(result)
 
 
 def store_threads() -> ThreadPoolExecutor:

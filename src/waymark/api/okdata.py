@@ -96,7 +96,7 @@ async def update_status(request: Request, trace_id: TraceIdPath, tenant: Tenant)
     svc = services(request)
 
     async def read() -> Summary | None:
-        return await svc.in_thread(svc.store.summary, tenant, trace_id)
+        return await svc.summaries.read(tenant, trace_id)
 
     found = await read()
     if found is None and not svc.sink.stored_at_once:

@@ -1,10 +1,13 @@
 """The native API, ``/v1``: send events, read summaries, events, searches, paths, lineage.
 
 ``POST /v1/events`` (every producer) and ``GET /v1/traces/{trace_id}`` (every reader and
-waiter) are the hot endpoints: their handlers take only the request and read its header
-and query with :func:`~waymark.api.deps.tenant_of` and :func:`wait_of`, which costs less
-than FastAPI's resolution of declared parameters; ``openapi_extra`` documents what they
-read. Every other route declares its parameters.
+waiter) are the hot endpoints. They are plain Starlette routes (:data:`HOT_ROUTES`), put
+first in the app and answered in the same middleware and exception handling as every
+other route: FastAPI's matching through included routers and its parameter resolution
+cost more than the work these two do. Their handlers take only the request and read it
+with :func:`~waymark.api.deps.tenant_of`, :func:`trace_id_of` and :func:`wait_of`;
+:data:`DOCUMENTED` describes them to OpenAPI. Every other route is a FastAPI route that
+declares its parameters.
 """
 
 from __future__ import annotations
@@ -13,8 +16,11 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Query, Request
+from fastapi.routing import APIRoute
 from pydantic import Field, TypeAdapter, ValidationError
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
 
 from waymark.api.deps import (
     TENANT_PARAMETER,
@@ -51,12 +57,6 @@ _JSON_BODY = {
 }
 
 
-@router.post(
-    "/events",
-    status_code=202,
-    summary="Send one event or a batch of up to 1,000",
-    openapi_extra={"parameters": [TENANT_PARAMETER], "requestBody": _JSON_BODY},
-)
 async def post_events(request: Request) -> Response:
     """Answers 202 once every event is durable; a batch is stored whole or not at all."""
     svc = services(request)
@@ -167,8 +167,7 @@ async def get_lineage(request: Request, trace_id: TraceIdPath, tenant: Tenant) -
     return json_response({"nodes": lineage.nodes, "edges": lineage.edges})
 
 
-# -- the summary: declared last, since trace ids may hold "/" and this route matches
-# whatever the two above did not.
+# -- the summary ---------------------------------------------------------------------------
 
 _wait = TypeAdapter(Annotated[float, Field(ge=0, le=MAX_WAIT_S)])
 
@@ -199,7 +198,7 @@ async def read_summary(svc: Services, tenant: str, trace_id: str, wait: float) -
     """The summary; with ``wait``, once the trace is done or ``wait`` seconds pass."""
 
     async def read() -> Summary | None:
-        return await svc.in_thread(svc.store.summary, tenant, trace_id)
+        return await svc.summaries.read(tenant, trace_id)
 
     if wait > 0:
         summary = await svc.watcher.wait_done((tenant, trace_id), wait, read)
@@ -210,31 +209,77 @@ async def read_summary(svc: Services, tenant: str, trace_id: str, wait: float) -
     return summary
 
 
-@router.get(
-    "/traces/{trace_id:path}",
-    summary="Where a trace stands",
-    response_model=Summary,
-    openapi_extra={
-        "parameters": [
-            {
-                "name": "trace_id",
-                "in": "path",
-                "required": True,
-                "schema": {"type": "string", "minLength": 1, "maxLength": TRACE_ID_MAX},
-            },
-            {
-                "name": "wait",
-                "in": "query",
-                "required": False,
-                "description": "Hold the answer up to this many seconds until done.",
-                "schema": {"type": "number", "minimum": 0, "maximum": MAX_WAIT_S, "default": 0},
-            },
-            TENANT_PARAMETER,
-        ]
-    },
-)
 async def get_trace(request: Request) -> Response:
     summary = await read_summary(
         services(request), tenant_of(request), trace_id_of(request), wait_of(request)
     )
     return json_bytes(summary.model_dump_json().encode())
+
+
+class SummaryTraceId(Convertor[str]):
+    """A trace id on the summary route: anything, slashes included, but a path that ends
+    in ``/events`` or ``/lineage`` after some id (the routes of a trace's events and
+    lineage). So the summary route can be matched first without taking theirs."""
+
+    regex = r"(?!.+/(?:events|lineage)$).*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("summary_trace_id", SummaryTraceId())
+
+#: The hot endpoints, served as plain Starlette routes ahead of every other route.
+HOT_ROUTES: list[BaseRoute] = [
+    Route("/v1/events", post_events, methods=["POST"]),
+    Route("/v1/traces/{trace_id:summary_trace_id}", get_trace, methods=["GET"]),
+]
+
+#: The hot endpoints as OpenAPI sees them: routes that only describe, never serve.
+DOCUMENTED: list[BaseRoute] = [
+    APIRoute(
+        "/v1/events",
+        post_events,
+        methods=["POST"],
+        status_code=202,
+        tags=["v1"],
+        summary="Send one event or a batch of up to 1,000",
+        description="Answers 202 once every event is durable; a batch is stored whole or "
+        "not at all.",
+        openapi_extra={"parameters": [TENANT_PARAMETER], "requestBody": _JSON_BODY},
+    ),
+    APIRoute(
+        "/v1/traces/{trace_id}",
+        get_trace,
+        methods=["GET"],
+        tags=["v1"],
+        summary="Where a trace stands",
+        response_model=Summary,
+        openapi_extra={
+            "parameters": [
+                {
+                    "name": "trace_id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "minLength": 1, "maxLength": TRACE_ID_MAX},
+                },
+                {
+                    "name": "wait",
+                    "in": "query",
+                    "required": False,
+                    "description": "Hold the answer up to this many seconds until done.",
+                    "schema": {
+                        "type": "number",
+                        "minimum": 0,
+                        "maximum": MAX_WAIT_S,
+                        "default": 0,
+                    },
+                },
+                TENANT_PARAMETER,
+            ]
+        },
+    ),
+]
