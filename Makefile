@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-tools check lint typecheck bench bench-quick bench-tools bench-bus clean
+.PHONY: install run test test-tools check lint typecheck imports bench bench-quick bench-tools bench-bus clean
 
 install: $(STAMP)
 
@@ -24,7 +24,11 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-check: lint typecheck
+# Import contracts (pyproject.toml): no cycles, and the API's layers.
+imports: install
+	$(BIN)/lint-imports
+
+check: lint typecheck imports
 
 test: check test-tools
 	$(BIN)/pytest -q
