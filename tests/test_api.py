@@ -413,3 +413,19 @@ def test_the_served_app_collects_garbage_less_often(
             assert served.post("/v1/events", json={"trace_id": "t"}).status_code == 202
     finally:
         gc.set_threshold(*before)
+
+
+def test_openapi_describes_the_hot_endpoints_too(client: TestClient) -> None:
+    """The two Starlette routes are documented beside the FastAPI ones."""
+    paths = client.get("/openapi.json").json()["paths"]
+    post_events = paths["/v1/events"]["post"]
+    assert "202" in post_events["responses"] and post_events["requestBody"]["required"]
+    get_trace = paths["/v1/traces/{trace_id}"]["get"]
+    wait = next(p for p in get_trace["parameters"] if p["name"] == "wait")
+    assert (wait["in"], wait["schema"]["maximum"]) == ("query", 60)
+    assert get_trace["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Summary"
+    }
+    assert {"/v1/traces/{trace_id}/events", "/v1/traces/{trace_id}/lineage", "/status"} <= set(
+        paths
+    )
