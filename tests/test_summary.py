@@ -1,4 +1,4 @@
-"""The summary rule: worked examples from DESIGN.md, and the merge against the pure function."""
+"""The summary rule: worked examples from docs/architecture.md, and the merge against the pure function."""
 
 from __future__ import annotations
 
