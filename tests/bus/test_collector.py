@@ -21,7 +21,7 @@ from tests.bus.conftest import (
 )
 from tests.conftest import pg_schema
 from waymark.bus import open_bus
-from waymark.bus.base import BusSettings, Delivery
+from waymark.bus.base import BusSettings, InboundMessage
 from waymark.collector import RESOLVERS, Collector, Resolved, resolve_events
 from waymark.errors import Unavailable
 from waymark.pipelines import Pipelines
@@ -202,10 +202,10 @@ def test_a_message_the_collector_fails_on_unexpectedly_is_retried_then_parked(
     good = records_of(make_events(6, 2, seed=5))
     cursed = records_of([{"event_id": "cursed-1", "trace_id": "cursed"}])
 
-    def resolve(delivery: Delivery, pipelines: Pipelines) -> Resolved:
-        if b"cursed" in delivery.data:
+    def resolve(message: InboundMessage, pipelines: Pipelines) -> Resolved:
+        if b"cursed" in message.data:
             raise RuntimeError("a bug in the collector")
-        return resolve_events(delivery, pipelines)
+        return resolve_events(message, pipelines)
 
     monkeypatch.setitem(RESOLVERS, "events", resolve)
     publish(bus_url, good[:6], per_message=3)

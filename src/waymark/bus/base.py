@@ -1,7 +1,7 @@
 """The bus interface: what the API and the collector need from a message bus.
 
 A :class:`Bus` publishes bus messages (:mod:`waymark.wire`) and returns once the
-server holds them, hands the collector its :class:`Source` of deliveries (one per
+server holds them, hands the collector its :class:`Source` of inbound messages (one per
 stream it consumes), and carries the change feed: after each commit the collector
 announces the changed summaries, and every API replica wakes its ``?wait``-ers.
 
@@ -88,7 +88,7 @@ class BusSettings:
         return f"{self.prefix}.changes.{wire.subject_token(tenant)}"
 
 
-class Delivery(ABC):
+class InboundMessage(ABC):
     """One message handed to a collector; exactly one of ack, nak or term ends it."""
 
     subject: str
@@ -115,8 +115,8 @@ class Source(ABC):
     name: str  # "events" or "gsm"
 
     @abstractmethod
-    async def fetch(self, batch: int, wait_s: float) -> list[Delivery]:
-        """Up to ``batch`` deliveries, waiting at most ``wait_s`` for the first; [] if none."""
+    async def fetch(self, batch: int, wait_s: float) -> list[InboundMessage]:
+        """Up to ``batch`` messages, waiting at most ``wait_s`` for the first; [] if none."""
 
 
 class Bus(ABC):
