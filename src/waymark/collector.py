@@ -4,12 +4,15 @@ All collectors share one durable pull consumer per stream, so JetStream hands ea
 message to one of them at a time. The loop, per source:
 
 1. fetch up to ``batch_size`` messages, waiting at most ``batch_wait_s``;
-2. resolve each: a native message with ``wire.decode`` then ``ingest.to_records`` (the
-   API's own rules), a GSM Service Bus body with ``translate.gsm.from_service_bus`` (the
-   GSM front door's own translator);
-3. append every resolved record in one ``Store.append`` call, then ack them: acks
-   come only after the commit, so a crash in between means a redelivery, which the
-   store's (tenant, event_id) idempotence turns into a counted duplicate;
+2. resolve each: a native message with ``wire.decode``, its events then with
+   ``ingest.to_records`` (the API's own rules) and its dataset details as they are; a GSM
+   Service Bus body with ``translate.gsm.from_service_bus`` (the GSM front door's own
+   translator);
+3. append every resolved record in one ``Store.append`` call and write the dataset
+   details, then ack them: acks come only after the commit, so a crash in between means
+   a redelivery, which the store's (tenant, event_id) idempotence turns into a counted
+   duplicate (and dataset details, one row per trace, dataset and version, into the
+   same row);
 4. announce the changed summaries (their heads) on the change feed.
 
 Three outcomes per message, as in arq's worker:
@@ -77,6 +80,7 @@ class Counters:
     duplicates: int = 0  # events the store already had (redeliveries, re-publishes)
     parked: int = 0  # messages put in the dead-letter table
     retries: int = 0  # deliveries nak'ed to come again later (store errors, faults of ours)
+    details: int = 0  # dataset details written (new rows, updates and repeats alike)
 
     def line(self) -> str:
         return " ".join(f"{k}={v}" for k, v in vars(self).items())
@@ -92,11 +96,11 @@ Resolver = Callable[[InboundMessage, Pipelines], Resolved]
 
 
 def resolve_events(message: InboundMessage, pipelines: Pipelines) -> Resolved:
-    """A native bus message (:mod:`waymark.wire`) into records."""
+    """A native bus message (:mod:`waymark.wire`, either kind) into records or dataset
+    details."""
     decoded = wire.decode(message.data)
-    return Resolved(
-        to_records(decoded.events, decoded.tenant, pipelines, received_us=decoded.received_us)
-    )
+    records = to_records(decoded.events, decoded.tenant, pipelines, received_us=decoded.received_us)
+    return Resolved(records, decoded.details)
 
 
 def resolve_gsm(message: InboundMessage, pipelines: Pipelines) -> Resolved:
@@ -128,7 +132,8 @@ class Collector:
     - ``stats_every_s``: how often the counters are logged (60 s);
     - ``max_append_events``: most events in one ``Store.append``; a batch of big
       messages is appended (and acked) in several transactions of whole messages,
-      so that memory and transaction size stay bounded (20,000).
+      so that memory and transaction size stay bounded (20,000); dataset details count
+      as events here.
     """
 
     def __init__(
@@ -234,8 +239,9 @@ class Collector:
             )
         if bad:
             await self._park(bad)
-        sizes = [len(item.resolved.records) for item in good]
-        # Whole messages per transaction, at most max_append_events events (a bigger one alone).
+        sizes = [len(item.resolved.records) + len(item.resolved.details) for item in good]
+        # Whole messages per transaction, at most max_append_events events and dataset details
+        # (a bigger message alone).
         for chunk in split_batches(good, sizes, len(good), self.max_append_events):
             await self._store(chunk)
         log.debug(
@@ -276,11 +282,14 @@ class Collector:
     async def _write(self, items: Sequence[_Item]) -> AppendResult:
         records = [r for i in items for r in i.resolved.records]
         details = [d for i in items for d in i.resolved.details]
-        result = await asyncio.to_thread(self.store.append, records, partials=True)
+        result = AppendResult(0)
+        if records:
+            result = await asyncio.to_thread(self.store.append, records, partials=True)
         if details:
             await asyncio.to_thread(self.store.put_dataset_details, details)
         self.counters.appended += result.inserted
         self.counters.duplicates += len(records) - result.inserted
+        self.counters.details += len(details)
         return result
 
     async def _retry(self, items: list[_Item], exc: Exception) -> None:
