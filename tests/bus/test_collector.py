@@ -17,6 +17,7 @@ from tests.bus.conftest import (
     collect_until,
     make_events,
     publish,
+    raw_publish,
     records_of,
 )
 from tests.conftest import pg_schema
@@ -29,22 +30,6 @@ from waymark.store import open_store
 from waymark.store.base import AppendResult, Store
 from waymark.store.sqlite import SQLiteStore
 from waymark.summary import head_of
-
-
-def raw_publish(url: str, subject_suffix: str, payloads: list[bytes]) -> None:
-    """Publish bytes as they are (no wire encoding): what a broken producer might send."""
-    settings = BusSettings.from_url(url)
-
-    async def go() -> None:
-        nc = await nats.connect(NATS)
-        try:
-            js = nc.jetstream()
-            for data in payloads:
-                await js.publish(f"{settings.prefix}.events.{subject_suffix}", data)
-        finally:
-            await nc.close()
-
-    asyncio.run(go())
 
 
 def test_published_events_reach_the_store_with_the_pure_summary(store: Store, bus_url: str) -> None:
