@@ -2,7 +2,7 @@
 producers and collectors.
 
 Subject: ``waymark.events.<tenant token>`` on stream ``WAYMARK``, for both kinds of
-message. Body (JSON), one tenant per message:
+message. Body (JSON), one tenant per message::
 
     {"tenant": "opendes", "received_us": 1795337103439176, "events": [{...}, ...]}
     {"kind": "dataset_details", "v": 1, "tenant": "opendes", "received_us": 1795337103439176,

@@ -23,8 +23,10 @@ from waymark.bus import open_bus
 from waymark.bus.base import BusSettings, BusSink
 from waymark.bus.nats import NatsInboundMessage
 from waymark.config import Settings
+from waymark.errors import Unavailable
 from waymark.store import open_store
 from waymark.store.base import DatasetDetails, Store
+from waymark.store.sqlite import SQLiteStore
 
 PUBLISH = "/api/status-publisher/v1/dataset-details"
 READ = "/api/status-processor/v1/dataset-details"
@@ -208,3 +210,30 @@ def test_many_details_travel_in_several_messages_each_read_back_whole() -> None:
     assert all(not d.events for d in decoded)
     assert len({m.headers["Nats-Msg-Id"] for m in messages}) == len(messages)
     assert wire.encode_details(short + long) == messages  # a retry publishes the same ids
+
+
+class FlakyDetailsStore(SQLiteStore):
+    """A real SQLite store whose first dataset-details writes fail as an unreachable
+    database would."""
+
+    failures = 2
+
+    def put_dataset_details(self, details: Sequence[DatasetDetails]) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise Unavailable("database is down (test)")
+        super().put_dataset_details(details)
+
+
+def test_details_the_store_cannot_take_now_are_retried_with_nothing_lost(
+    tmp_path: Path, bus_url: str
+) -> None:
+    details = [DatasetDetails("opendes", TRACE, "ds-1", None, None, 4, 1_000, 7)]
+    publish_details(bus_url, details)
+    flaky = FlakyDetailsStore(f"sqlite:///{tmp_path / 'w.db'}")
+    try:
+        counters = collect_until(flaky, bus_url, lambda c: c.counters.details >= 1, backoff_s=0.05)
+        assert (counters.retries, counters.parked) == (2, 0)
+        assert flaky.dataset_details("opendes", trace_id=TRACE) == details
+    finally:
+        flaky.close()
