@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import nats
 import psycopg
 import pytest
 
@@ -68,18 +69,24 @@ def store(store_url: str) -> Iterator[Store]:
         the_store.close()
 
 
-def count_events(store_url: str) -> int:
-    """Events stored, straight from the database (no store code involved)."""
+def count_rows(store_url: str, table: str) -> int:
+    """Rows of ``table``, straight from the database (no store code involved)."""
+    query = f"SELECT count(*) FROM {table}"
     if store_url.startswith("sqlite:///"):
         path = store_url[len("sqlite:///") :]
         if not Path(path).exists():
             return 0
         with contextlib.closing(sqlite3.connect(path)) as conn:
-            (count,) = conn.execute("SELECT count(*) FROM events").fetchone()
+            (count,) = conn.execute(query).fetchone()
     else:
         with psycopg.connect(store_url) as conn:
-            (count,) = conn.execute("SELECT count(*) FROM events").fetchone()  # type: ignore[misc]
+            (count,) = conn.execute(query).fetchone()  # type: ignore[misc]
     return int(count)
+
+
+def count_events(store_url: str) -> int:
+    """Events stored, straight from the database (no store code involved)."""
+    return count_rows(store_url, "events")
 
 
 def stored_ids(store_url: str) -> list[str]:
@@ -160,6 +167,26 @@ def publish(url: str, records: Sequence[Record], per_message: int = 500) -> None
                 await sink.submit(records[start : start + per_message])
         finally:
             await sink.close()
+
+    asyncio.run(go())
+
+
+def raw_publish(url: str, subject_suffix: str, payloads: list[bytes]) -> None:
+    """Publish bytes as they are (no wire encoding) to ``<prefix>.events.<subject_suffix>``:
+    what a broken producer, or one of another version, might send."""
+    settings = BusSettings.from_url(url)
+
+    async def go() -> None:
+        bus = open_bus(url)
+        await bus.connect()  # the streams, as an API or a collector makes them
+        await bus.close()
+        nc = await nats.connect(NATS)
+        try:
+            js = nc.jetstream()
+            for data in payloads:
+                await js.publish(f"{settings.prefix}.events.{subject_suffix}", data)
+        finally:
+            await nc.close()
 
     asyncio.run(go())
 

@@ -11,7 +11,6 @@ from http import HTTPStatus
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from waymark.api import offload
@@ -88,7 +87,7 @@ async def publish_dataset_details(
         correlation_id=correlation_id or None,
         kinds=(DETAILS_KIND,),
     )
-    await run_in_threadpool(svc.store.put_dataset_details, details)
+    await svc.sink.submit_dataset_details(details)
     return json_response({"accepted": len(details)})
 
 

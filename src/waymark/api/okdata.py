@@ -28,11 +28,6 @@ from waymark.translate.okdata import create_event, to_item, update_event
 
 MAX_EVENTS = 10_000
 
-#: In bus mode, how long ``POST /status/{trace_id}`` waits for a trace it does not find
-#: to be stored: the ``POST /status`` that started it may still be on its way through a
-#: collector. (Direct to the store, an unknown trace is answered 404 at once.)
-ARRIVAL_WAIT_S = 10.0
-
 
 def okdata_error(status: int, detail: str, errors: list[dict[str, Any]]) -> Response:
     """okdata's error shape: ``{"message": ...}``; every bad field is named in it."""
@@ -96,8 +91,10 @@ async def get_status(
 async def update_status(
     request: Request, trace_id: TraceIdPath, tenant: TenantHeader = None
 ) -> Response:
-    """Answers the stored item; 404 if the trace has no events yet (in bus mode: none
-    arrive within :data:`ARRIVAL_WAIT_S`)."""
+    """Answers the stored item; 404 if the trace has no events yet. The ``POST /status``
+    that started it may still be on its way to the store (in bus mode, through a
+    collector): a trace not found is waited for as long as the sink may take to make a
+    submitted event readable (:attr:`waymark.sink.Sink.readable_within_s`)."""
     the_tenant = check_tenant(tenant)
     event = update_event(load_json(await request.body()), trace_id)
     svc = services(request)
@@ -107,9 +104,9 @@ async def update_status(
         return await offload.read(store, lambda: store.summary(the_tenant, trace_id))
 
     found = await read()
-    if found is None and not svc.sink.stored_at_once:
-        key = (the_tenant, trace_id)
-        found = await svc.watcher.wait_for(key, ARRIVAL_WAIT_S, read, lambda s: s is not None)
+    if found is None:
+        key, within = (the_tenant, trace_id), svc.sink.readable_within_s
+        found = await svc.watcher.wait_for(key, within, read, lambda s: s is not None)
     if found is None:
         raise NotFound(f"Could not find item: {trace_id}")
     return json_response(to_item(await _store(request, event, the_tenant)))
