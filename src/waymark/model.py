@@ -74,6 +74,7 @@ class State(StrEnum):
 
 DEFAULT_TENANT = "default"
 MAX_BATCH = 1000
+MAX_REQUEST_BYTES = 1024 * 1024  # the largest request body the API reads (the SDK splits to fit)
 MAX_BODY_BYTES = 64 * 1024
 TRACE_ID_MAX = 200
 TRACE_ID_CUT = 80

@@ -22,8 +22,11 @@ harmless.
 ``received_us`` is when the front door accepted them (microseconds since the epoch).
 Header ``Nats-Msg-Id`` is the event id for a one-event message, else a digest of the
 message's event ids, or of its details, so the server's duplicate window drops a retried
-publish. The API (bus sink), the SDK's ``nats`` transport and the collector all use
-these functions.
+publish. The API (bus sink) and the collector use these functions.
+
+The producer's half (names, stream settings, :func:`encode` of events) is defined in
+:mod:`waymark.jetstream`, which the SDK's ``nats`` transport imports without the
+server; it is re-exported here, so that the server finds the whole format in one place.
 """
 
 from __future__ import annotations
@@ -39,13 +42,19 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, Valid
 from waymark.batching import split_batches
 from waymark.errors import BadRequest, TooLarge
 from waymark.ingest import check_tenant, field_errors, invalid, parse_events
-from waymark.model import MAX_BATCH, Event, Name, Record, TraceId, new_event_id
+from waymark.jetstream import CHANGES_PREFIX as CHANGES_PREFIX
+from waymark.jetstream import EVENTS_PREFIX as EVENTS_PREFIX
+from waymark.jetstream import GSM_SUBJECT as GSM_SUBJECT
+from waymark.jetstream import STREAM as STREAM
+from waymark.jetstream import Message as Message
+from waymark.jetstream import changes_subject as changes_subject
+from waymark.jetstream import encode as encode
+from waymark.jetstream import events_subject as events_subject
+from waymark.jetstream import msg_id as msg_id
+from waymark.jetstream import subject_token as subject_token
+from waymark.jetstream import with_event_ids as with_event_ids
+from waymark.model import MAX_BATCH, Event, Name, Record, TraceId
 from waymark.store.base import DatasetDetails
-
-STREAM = "WAYMARK"
-EVENTS_PREFIX = "waymark.events"
-CHANGES_PREFIX = "waymark.changes"
-GSM_SUBJECT = "statuschangedtopic"
 
 EVENTS_KIND = "events"
 DETAILS_KIND = "dataset_details"
@@ -54,57 +63,6 @@ VERSIONS = {EVENTS_KIND: 1, DETAILS_KIND: 1}
 #: most bytes of dataset details in one message, well under the server's payload limit
 #: (1 MB by default) so that a full request's details are never refused for their size.
 DETAILS_BYTES = 512 * 1024
-
-
-def subject_token(tenant: str) -> str:
-    """A tenant as one subject token: ``.``, ``*``, ``>`` and ``%`` are %-escaped."""
-    out = []
-    for ch in tenant:
-        out.append(f"%{ord(ch):02X}" if ch in ".*>%" else ch)
-    return "".join(out)
-
-
-def events_subject(tenant: str) -> str:
-    return f"{EVENTS_PREFIX}.{subject_token(tenant)}"
-
-
-def changes_subject(tenant: str) -> str:
-    return f"{CHANGES_PREFIX}.{subject_token(tenant)}"
-
-
-def msg_id(event_ids: Sequence[str]) -> str:
-    if len(event_ids) == 1:
-        return event_ids[0]
-    return "batch-" + hashlib.sha256("\n".join(event_ids).encode()).hexdigest()
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    subject: str
-    headers: dict[str, str]
-    payload: bytes
-
-
-def with_event_ids(events: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The events as dicts, each with an ``event_id``: a new one where it has none. A dict
-    that has one is passed on as it is (not copied), any other is copied."""
-    return [
-        e
-        if type(e) is dict and e.get("event_id")
-        else {**e, "event_id": e.get("event_id") or new_event_id()}
-        for e in events
-    ]
-
-
-def encode(tenant: str, events: Sequence[Mapping[str, Any]], received_us: int) -> Message:
-    """One bus message for events of one tenant; gives each event an id if it has none."""
-    docs = with_event_ids(events)
-    payload = orjson.dumps({"tenant": tenant, "received_us": received_us, "events": docs})
-    return Message(
-        events_subject(tenant),
-        {"Nats-Msg-Id": msg_id([d["event_id"] for d in docs])},
-        payload,
-    )
 
 
 def encode_records(records: Sequence[Record]) -> list[Message]:

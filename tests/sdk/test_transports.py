@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import logging
@@ -229,25 +230,28 @@ def test_nats_unreachable_is_a_retryable_connection_failure() -> None:
         transport.close()
 
 
-def test_ensure_stream_creates_a_missing_stream_once() -> None:
-    from nats.js.api import RetentionPolicy
+def test_the_sdk_creates_a_missing_stream_once_as_the_bus_would() -> None:
+    from waymark.bus.nats import ensure_stream
+    from waymark.sdk.transports.nats import create_missing_stream
 
-    from waymark.bus.base import BusSettings
-    from waymark.sdk.transports.nats import ensure_stream
+    tag = uuid.uuid4().hex[:8]
+    by_sdk, by_bus = f"SDKTEST_SDK_{tag}", f"SDKTEST_BUS_{tag}"
 
-    name = f"SDKTEST_{uuid.uuid4().hex[:8]}"
-    subjects = (f"sdktest.{name}.>",)
-
-    async def work(js: Any) -> Any:
+    async def work(js: Any) -> tuple[Any, Any]:
         try:
-            await ensure_stream(js, name, subjects[0])
-            await ensure_stream(js, name, subjects[0])  # already there: left alone
-            return (await js.stream_info(name)).config
+            await create_missing_stream(js, by_sdk, f"sdktest.{tag}.sdk.>")
+            await create_missing_stream(js, by_sdk, f"sdktest.{tag}.sdk.>")  # there: left alone
+            await ensure_stream(js, by_bus, f"sdktest.{tag}.bus.>")  # the server's defaults
+            return (await js.stream_info(by_sdk)).config, (await js.stream_info(by_bus)).config
         finally:
-            await js.delete_stream(name)
+            for name in (by_sdk, by_bus):
+                with contextlib.suppress(Exception):
+                    await js.delete_stream(name)
 
-    config = asyncio.run(_with_jetstream(work))
-    assert config.subjects == list(subjects)
-    assert config.retention == RetentionPolicy.LIMITS
-    assert config.duplicate_window == BusSettings().duplicate_window_s
-    assert config.max_age == BusSettings().max_age_s  # the collectors' settings, one place
+    sdk_config, bus_config = asyncio.run(_with_jetstream(work))
+    assert sdk_config.subjects == [f"sdktest.{tag}.sdk.>"]
+    apart = {"name", "subjects"}
+    sdk_settings = {k: v for k, v in sdk_config.as_dict().items() if k not in apart}
+    bus_settings = {k: v for k, v in bus_config.as_dict().items() if k not in apart}
+    assert sdk_settings == bus_settings
+    assert sdk_config.duplicate_window == 120 and sdk_config.max_age == 7 * 24 * 3600

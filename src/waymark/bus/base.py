@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import orjson
 
-from waymark import wire
+from waymark import jetstream, wire
 from waymark.model import Event, Record, now_us
 from waymark.pipelines import Pipelines
 from waymark.sink import Sink
@@ -43,14 +43,14 @@ class BusSettings:
     """
 
     servers: tuple[str, ...] = ("nats://127.0.0.1:4222",)
-    stream: str = "WAYMARK"  # events: subjects <prefix>.events.>
+    stream: str = jetstream.STREAM  # events: subjects <prefix>.events.>
     gsm_stream: str = "WAYMARK_GSM"  # GSM messages published straight to gsm_subject
     prefix: str = "waymark"  # subjects <prefix>.events.<tenant>, <prefix>.changes.<tenant>
     gsm_subject: str = wire.GSM_SUBJECT
     consumer: str = "waymark-collector"  # durable pull consumer shared by all collectors
-    replicas: int = 1  # stream replicas in a JetStream cluster (1, 3 or 5)
-    max_age_s: float = 7 * 24 * 3600.0  # how long the streams keep messages
-    duplicate_window_s: float = 120.0  # the server drops a re-published Nats-Msg-Id within this
+    replicas: int = jetstream.STREAM_REPLICAS  # stream replicas in a JetStream cluster (1, 3 or 5)
+    max_age_s: float = jetstream.STREAM_MAX_AGE_S  # how long the streams keep messages
+    duplicate_window_s: float = jetstream.STREAM_DUPLICATE_WINDOW_S  # dedup of Nats-Msg-Id
     ack_wait_s: float = 30.0  # an unacknowledged delivery is redelivered after this
     max_ack_pending: int = 20_000  # deliveries in flight across all collectors
     publish_timeout_s: float = 2.0  # how long the API waits for the server's ack

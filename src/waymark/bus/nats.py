@@ -48,7 +48,7 @@ from nats.js.api import (
     StreamConfig,
 )
 
-from waymark import wire
+from waymark import jetstream, wire
 from waymark.bus.base import (
     Bus,
     BusSettings,
@@ -96,8 +96,8 @@ def stream_config(name: str, subject: str, settings: BusSettings) -> StreamConfi
     return StreamConfig(
         name=name,
         subjects=[subject],
-        retention=RetentionPolicy.LIMITS,
-        storage=StorageType.FILE,
+        retention=RetentionPolicy(jetstream.STREAM_RETENTION),
+        storage=StorageType(jetstream.STREAM_STORAGE),
         max_age=settings.max_age_s,
         duplicate_window=settings.duplicate_window_s,
         num_replicas=settings.replicas,
