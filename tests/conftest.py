@@ -49,7 +49,11 @@ class LiveServer:
     """``waymark serve`` in a subprocess on a free loopback port."""
 
     def __init__(
-        self, store: str, env: dict[str, str] | None = None, port: int | None = None
+        self,
+        store: str,
+        env: dict[str, str] | None = None,
+        port: int | None = None,
+        stderr: int | None = None,
     ) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -67,6 +71,7 @@ class LiveServer:
                 "warning",
             ],
             env={**os.environ, **(env or {})},
+            stderr=stderr,
         )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
