@@ -12,7 +12,6 @@ import pytest
 from nats.aio.msg import Msg
 
 from tests.bus.conftest import (
-    NATS,
     assert_summaries_match,
     collect_until,
     make_events,
@@ -36,7 +35,7 @@ def raw_publish(url: str, subject_suffix: str, payloads: list[bytes]) -> None:
     settings = BusSettings.from_url(url)
 
     async def go() -> None:
-        nc = await nats.connect(NATS)
+        nc = await nats.connect(list(settings.servers))
         try:
             js = nc.jetstream()
             for data in payloads:
@@ -137,7 +136,7 @@ def test_the_collector_announces_changed_summaries(store: Store, bus_url: str) -
     heard: list[dict[str, Any]] = []
 
     async def go() -> None:
-        nc = await nats.connect(NATS)
+        nc = await nats.connect(list(settings.servers))
 
         async def on_message(msg: Msg) -> None:
             heard.append(orjson.loads(msg.data))
