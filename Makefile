@@ -30,11 +30,15 @@ check: lint typecheck
 test: check test-tools
 	$(BIN)/pytest -q
 
-# The web page's tests drive a headless Chromium (Debian's package).
+# The web page's tests drive a headless Chromium, and the durability test traces the server's
+# system calls with strace (Debian's packages).
 test-tools:
 	@command -v chromium >/dev/null || apt-get install -y -q chromium >/dev/null 2>&1 \
 		|| (apt-get update -q && apt-get install -y -q chromium >/dev/null 2>&1) \
 		|| echo "chromium is missing and apt-get could not install it: the page's browser tests will fail"
+	@command -v strace >/dev/null || apt-get install -y -q strace >/dev/null 2>&1 \
+		|| (apt-get update -q && apt-get install -y -q strace >/dev/null 2>&1) \
+		|| echo "strace is missing and apt-get could not install it: the durability test will fail"
 
 bench-tools:
 	@command -v wrk >/dev/null || apt-get install -y wrk

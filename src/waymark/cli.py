@@ -210,12 +210,23 @@ def streams(
         bool, typer.Option("--apply", help="Create or change them to match the bus URL")
     ] = False,
     output: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+    monitor: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A NATS server's monitoring URL (the http: of its configuration), to read its"
+            " JetStream sync setting; repeat for each server. Default: port 8222 on each host"
+            " of the bus URL"
+        ),
+    ] = None,
 ) -> None:
     """Show the bus's streams and the collectors' consumer, with every setting that differs
-    from the bus URL's (they are only created with it); --apply changes them to match."""
+    from the bus URL's (they are only created with it); --apply changes them to match.
+    Also shows each server's JetStream sync setting, and warns where the server can lose
+    messages it has acknowledged (anything but sync_interval: always)."""
     import asyncio
 
     from waymark.bus import streams as bus_streams
+    from waymark.bus import syncing
     from waymark.bus.base import BusSettings
     from waymark.errors import Unavailable
 
@@ -231,6 +242,8 @@ def streams(
     except (Unavailable, ValueError) as exc:
         typer.echo(f"waymark: {exc}", err=True)
         raise typer.Exit(1) from exc
+    monitors = monitor or syncing.default_monitors(settings)
+    found += asyncio.run(syncing.inspect_servers(monitors))
     bus_streams.show(found, as_json=output == "json", applied=apply)
 
 

@@ -62,7 +62,7 @@ from waymark.errors import BadRequest, Unavailable
 from waymark.ingest import to_records
 from waymark.model import Record, now_us
 from waymark.pipelines import Pipelines, load
-from waymark.store import open_store
+from waymark.store import log_durability_warnings, open_store
 from waymark.store.base import AppendResult, DatasetDetails, Store
 from waymark.summary import Partial, head, head_of
 from waymark.translate.gsm import from_service_bus
@@ -423,6 +423,7 @@ def main(settings: Settings, **options: Any) -> Counters:
             await bus.close()
 
     try:
+        log_durability_warnings(store)  # a message is acked once committed: that must hold
         return asyncio.run(go())
     finally:
         store.close()

@@ -1,5 +1,6 @@
-"""Fixtures for the bus tests: the real NATS JetStream on 127.0.0.1:4222, with streams,
-subjects and consumers of a random name per test, deleted afterwards."""
+"""Fixtures for the bus tests: the tests' own NATS JetStream (``jetstream``, syncing before
+it acknowledges), with streams, subjects and consumers of a random name per test, deleted
+afterwards."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import psycopg
 import pytest
 
 from tests.conftest import pg_schema
+from tests.jetstream import JetStreamServer
 from waymark.bus import open_bus
 from waymark.bus.base import BusSettings, BusSink
 from waymark.bus.nats import delete_streams
@@ -30,11 +32,11 @@ from waymark.store import open_store
 from waymark.store.base import Store
 from waymark.summary import summarize
 
-NATS = "nats://127.0.0.1:4222"
 DEFAULT_STALL_US = 24 * 3600 * 1_000_000
 
 
-def bus_url_for(suffix: str, **extra: object) -> str:
+def bus_url_for(server: str, suffix: str, **extra: object) -> str:
+    """A bus URL on ``server`` (``nats://host:port``) whose names end in ``suffix``."""
     query = {
         "stream": f"T_{suffix}",
         "gsm_stream": f"TG_{suffix}",
@@ -44,7 +46,7 @@ def bus_url_for(suffix: str, **extra: object) -> str:
         "ack_wait_s": 2,
         **extra,
     }
-    return NATS + "?" + "&".join(f"{k}={v}" for k, v in query.items())
+    return server + "?" + "&".join(f"{k}={v}" for k, v in query.items())
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -116,9 +118,9 @@ def assert_summaries_match(store: Store, records: Sequence[Record]) -> None:
 
 
 @pytest.fixture
-def bus_url() -> Iterator[str]:
+def bus_url(jetstream: JetStreamServer) -> Iterator[str]:
     """A bus URL of this test's own: streams, subjects and consumer nobody else uses."""
-    url = bus_url_for(uuid.uuid4().hex[:10])
+    url = bus_url_for(jetstream.url, uuid.uuid4().hex[:10])
     try:
         yield url
     finally:
@@ -180,7 +182,7 @@ def raw_publish(url: str, subject_suffix: str, payloads: list[bytes]) -> None:
         bus = open_bus(url)
         await bus.connect()  # the streams, as an API or a collector makes them
         await bus.close()
-        nc = await nats.connect(NATS)
+        nc = await nats.connect(list(settings.servers))
         try:
             js = nc.jetstream()
             for data in payloads:

@@ -12,7 +12,6 @@ import pytest
 from nats.aio.msg import Msg
 
 from tests.bus.conftest import (
-    NATS,
     assert_summaries_match,
     collect_until,
     make_events,
@@ -122,7 +121,7 @@ def test_the_collector_announces_changed_summaries(store: Store, bus_url: str) -
     heard: list[dict[str, Any]] = []
 
     async def go() -> None:
-        nc = await nats.connect(NATS)
+        nc = await nats.connect(list(settings.servers))
 
         async def on_message(msg: Msg) -> None:
             heard.append(orjson.loads(msg.data))

@@ -14,8 +14,9 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.bus.conftest import NATS, collect_until, count_rows, raw_publish
+from tests.bus.conftest import collect_until, count_rows, raw_publish
 from tests.conftest import EXAMPLES
+from tests.jetstream import JetStreamServer
 from tests.tcp_proxy import TcpProxy
 from waymark import wire
 from waymark.api.app import create_app
@@ -53,7 +54,7 @@ def stream_messages(url: str) -> int:
     settings = BusSettings.from_url(url)
 
     async def go() -> int:
-        nc = await nats.connect(NATS)
+        nc = await nats.connect(list(settings.servers))
         try:
             info = await nc.jetstream().stream_info(settings.stream)
             return int(info.state.messages)
@@ -108,10 +109,10 @@ def test_details_are_published_and_stored_by_a_collector_as_direct_mode_stores_t
 
 
 def test_details_are_refused_with_503_when_nats_cannot_acknowledge_them(
-    tmp_path: Path, bus_url: str
+    tmp_path: Path, bus_url: str, jetstream: JetStreamServer
 ) -> None:
-    proxy = TcpProxy(("127.0.0.1", 4222))
-    through_proxy = bus_url.replace("127.0.0.1:4222", f"127.0.0.1:{proxy.port}")
+    proxy = TcpProxy(("127.0.0.1", jetstream.port))
+    through_proxy = bus_url.replace(f"127.0.0.1:{jetstream.port}", f"127.0.0.1:{proxy.port}")
     first, other = sent()
     try:
         settings = Settings(store=f"sqlite:///{tmp_path / 'w.db'}", bus=through_proxy)

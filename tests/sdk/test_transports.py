@@ -1,4 +1,5 @@
-"""Each transport, and the one place that picks one (``nats`` against the real NATS)."""
+"""Each transport, and the one place that picks one (``nats`` against a real NATS: the
+tests' own JetStream server, ``jetstream``)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import LiveServer
+from tests.jetstream import JetStreamServer
 from waymark import wire
 from waymark.sdk import Client, Tracker
 from waymark.sdk.errors import ConnectionFailed, MissingExtra
@@ -23,9 +25,6 @@ from waymark.sdk.transports.console import ConsoleTransport
 from waymark.sdk.transports.http import HttpTransport
 from waymark.sdk.transports.memory import MemoryTransport
 from waymark.sdk.transports.noop import NoopTransport
-
-NATS_URL = "nats://127.0.0.1:4222"
-
 
 # -- resolution ---------------------------------------------------------------------------------
 
@@ -80,7 +79,7 @@ def test_the_tracker_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> N
 def test_nats_without_nats_py_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "nats", None)  # as if nats-py were not installed
     with pytest.raises(MissingExtra, match=r"pip install 'waymark\[nats\]'") as caught:
-        make("nats", NATS_URL)
+        make("nats", "nats://127.0.0.1:4222")
     assert isinstance(caught.value, ImportError)
     assert caught.value.extra == "nats"
 
@@ -132,10 +131,10 @@ def test_http_batches_to_the_server(live_server: LiveServer) -> None:
 # -- nats, against the real server ----------------------------------------------------------------
 
 
-async def _with_jetstream(work: Callable[[Any], Awaitable[Any]]) -> Any:
+async def _with_jetstream(url: str, work: Callable[[Any], Awaitable[Any]]) -> Any:
     import nats
 
-    nc = await nats.connect(NATS_URL)
+    nc = await nats.connect(url)
     try:
         return await work(nc.jetstream())
     finally:
@@ -162,12 +161,12 @@ async def _read_back(js: Any, subject: str, count: int) -> AsyncIterator[Any]:
         await js.delete_consumer(wire.STREAM, consumer)
 
 
-def test_nats_publishes_what_the_collector_decodes() -> None:
+def test_nats_publishes_what_the_collector_decodes(jetstream: JetStreamServer) -> None:
     from waymark.sdk.transports.nats import NatsTransport
 
     tenant = f"sdk-test.{uuid.uuid4().hex[:8]}"  # a dot, to exercise the subject escaping
     subject = wire.events_subject(tenant)
-    tracker = Tracker(transport=NatsTransport(NATS_URL), tenant=tenant, component="nats-test")
+    tracker = Tracker(transport=NatsTransport(jetstream.url), tenant=tenant, component="nats-test")
     try:
         with tracker.step(trace_id="trace-nats", stage="PUBLISH") as step:
             step.add(outputs=["s3://bucket/out.parquet"])
@@ -183,7 +182,7 @@ def test_nats_publishes_what_the_collector_decodes() -> None:
         finally:
             await js.purge_stream(wire.STREAM, subject=subject)
 
-    messages = asyncio.run(_with_jetstream(check))
+    messages = asyncio.run(_with_jetstream(jetstream.url, check))
     decoded = [wire.decode(m.data) for m in messages]
     events = [e for d in decoded for e in d.events]
     assert {d.tenant for d in decoded} == {tenant}
@@ -197,13 +196,13 @@ def test_nats_publishes_what_the_collector_decodes() -> None:
         assert message.headers["Nats-Msg-Id"] == wire.msg_id([e.event_id for e in one.events])
 
 
-def test_nats_a_retried_publish_is_stored_once() -> None:
+def test_nats_a_retried_publish_is_stored_once(jetstream: JetStreamServer) -> None:
     from waymark.sdk.transports.nats import NatsTransport
 
     tenant = f"sdk-test-{uuid.uuid4().hex[:8]}"
     subject = wire.events_subject(tenant)
     events = [{"trace_id": "t-dup", "event_id": uuid.uuid4().hex, "stage": "X"}]
-    transport = NatsTransport(NATS_URL)
+    transport = NatsTransport(jetstream.url)
     try:
         transport.send(tenant, events)
         transport.send(tenant, events)  # as after a lost acknowledgement
@@ -216,7 +215,7 @@ def test_nats_a_retried_publish_is_stored_once() -> None:
         finally:
             await js.purge_stream(wire.STREAM, subject=subject)
 
-    assert asyncio.run(_with_jetstream(count)) == 1
+    assert asyncio.run(_with_jetstream(jetstream.url, count)) == 1
 
 
 def test_nats_unreachable_is_a_retryable_connection_failure() -> None:
@@ -230,7 +229,9 @@ def test_nats_unreachable_is_a_retryable_connection_failure() -> None:
         transport.close()
 
 
-def test_the_sdk_creates_a_missing_stream_once_as_the_bus_would() -> None:
+def test_the_sdk_creates_a_missing_stream_once_as_the_bus_would(
+    jetstream: JetStreamServer,
+) -> None:
     from waymark.bus.nats import ensure_stream
     from waymark.sdk.transports.nats import create_missing_stream
 
@@ -248,7 +249,7 @@ def test_the_sdk_creates_a_missing_stream_once_as_the_bus_would() -> None:
                 with contextlib.suppress(Exception):
                     await js.delete_stream(name)
 
-    sdk_config, bus_config = asyncio.run(_with_jetstream(work))
+    sdk_config, bus_config = asyncio.run(_with_jetstream(jetstream.url, work))
     assert sdk_config.subjects == [f"sdktest.{tag}.sdk.>"]
     apart = {"name", "subjects"}
     sdk_settings = {k: v for k, v in sdk_config.as_dict().items() if k not in apart}

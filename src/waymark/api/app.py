@@ -7,18 +7,17 @@ import gc
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from waymark.api import gsm, okdata, openlineage, page, problems, v1
+from waymark.api import gsm, health, okdata, openlineage, page, problems, v1
 from waymark.api.fastpath import is_events_post, serve_events, serve_summary, summary_trace_id
 from waymark.bus import sink_for
 from waymark.config import Settings
 from waymark.pipelines import Pipelines, load
 from waymark.sink import Sink
-from waymark.store import Store, open_store
+from waymark.store import Store, log_durability_warnings, open_store
 from waymark.watch import Watcher
 
 
@@ -72,6 +71,7 @@ def create_app(
             if store is not None
             else await run_in_threadpool(open_store, settings.store, rules)
         )
+        await run_in_threadpool(log_durability_warnings, the_store)
         watcher = Watcher(written_elsewhere=the_store.written_elsewhere)
         the_sink = sink or sink_for(settings.bus, the_store, watcher)
         await the_sink.start()
@@ -96,13 +96,7 @@ def create_app(
     app.include_router(gsm.router)
     app.include_router(openlineage.router)
     app.include_router(page.router)
-
-    @app.get("/healthz", tags=["health"])
-    async def healthz(request: Request) -> Response:
-        services: Services = request.app.state.services
-        await run_in_threadpool(services.store.ping)
-        return Response(b'{"status":"ok"}', media_type="application/json")
-
+    app.include_router(health.router)
     return app
 
 
