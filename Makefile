@@ -4,14 +4,14 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-tools check lint typecheck imports bench bench-quick bench-tools bench-bus clean
+.PHONY: install run test test-tools check lint typecheck bench bench-quick bench-tools bench-bus clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[server,test]'
 	touch $(STAMP)
 
 run: install
@@ -20,24 +20,25 @@ run: install
 lint: install
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+	$(BIN)/lint-imports
 
 typecheck: install
 	$(BIN)/mypy
 
-# Import contracts (pyproject.toml): no cycles, and the API's layers.
-imports: install
-	$(BIN)/lint-imports
-
-check: lint typecheck imports
+check: lint typecheck
 
 test: check test-tools
 	$(BIN)/pytest -q
 
-# The web page's tests drive a headless Chromium (Debian's package).
+# The web page's tests drive a headless Chromium, and the durability test traces the server's
+# system calls with strace (Debian's packages).
 test-tools:
 	@command -v chromium >/dev/null || apt-get install -y -q chromium >/dev/null 2>&1 \
 		|| (apt-get update -q && apt-get install -y -q chromium >/dev/null 2>&1) \
 		|| echo "chromium is missing and apt-get could not install it: the page's browser tests will fail"
+	@command -v strace >/dev/null || apt-get install -y -q strace >/dev/null 2>&1 \
+		|| (apt-get update -q && apt-get install -y -q strace >/dev/null 2>&1) \
+		|| echo "strace is missing and apt-get could not install it: the durability test will fail"
 
 bench-tools:
 	@command -v wrk >/dev/null || apt-get install -y wrk
@@ -53,4 +54,4 @@ bench-bus: install
 	$(BIN)/python bench/bus.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

@@ -1,5 +1,6 @@
-"""Shared fixtures: the app in-process (``client``), a live server (``live_server``), and a
-fresh, migrated PostgreSQL schema (``pg_url``, dropped after the test)."""
+"""Shared fixtures: the app in-process (``client``), a live server (``live_server``), a
+fresh, migrated PostgreSQL schema (``pg_url``, dropped after the test), and the tests' own
+NATS JetStream server (``jetstream``, one for the session)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import psycopg
@@ -21,6 +23,9 @@ from fastapi.testclient import TestClient
 from waymark.api.app import create_app
 from waymark.config import Settings
 from waymark.store import migrate
+
+if TYPE_CHECKING:
+    from tests.jetstream import JetStreamServer
 
 #: the PostgreSQL server tests use; each test gets its own schema in it.
 PG_URL = os.environ.get("WAYMARK_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
@@ -49,7 +54,11 @@ class LiveServer:
     """``waymark serve`` in a subprocess on a free loopback port."""
 
     def __init__(
-        self, store: str, env: dict[str, str] | None = None, port: int | None = None
+        self,
+        store: str,
+        env: dict[str, str] | None = None,
+        port: int | None = None,
+        stderr: int | None = None,
     ) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -67,6 +76,7 @@ class LiveServer:
                 "warning",
             ],
             env={**os.environ, **(env or {})},
+            stderr=stderr,
         )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -90,6 +100,20 @@ class LiveServer:
 @pytest.fixture
 def live_server(db_url: str) -> Iterator[LiveServer]:
     server = LiveServer(db_url)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def jetstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JetStreamServer]:
+    """The tests' own NATS server with JetStream, syncing before it acknowledges
+    (``sync_interval: always``, as Waymark requires), for the whole session."""
+    from tests.jetstream import JetStreamServer
+
+    server = JetStreamServer(tmp_path_factory.mktemp("jetstream"))
+    server.start()
     try:
         yield server
     finally:

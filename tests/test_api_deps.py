@@ -19,6 +19,7 @@ from waymark.ingest import parse_events, to_records
 from waymark.model import Record, Summary
 from waymark.pipelines import Pipelines
 from waymark.sink import Sink
+from waymark.store.base import DatasetDetails
 from waymark.store.sqlite import SQLiteStore
 from waymark.watch import Watcher
 
@@ -45,6 +46,9 @@ class CountingStore(SQLiteStore):
 
 class NoSink(Sink):
     async def submit(self, records: Sequence[Record]) -> None:
+        raise AssertionError("nothing is written here")
+
+    async def submit_dataset_details(self, details: Sequence[DatasetDetails]) -> None:
         raise AssertionError("nothing is written here")
 
 

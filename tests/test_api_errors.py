@@ -28,7 +28,7 @@ from waymark.errors import (
 )
 from waymark.model import Record, Summary
 from waymark.sink import Sink
-from waymark.store.base import AppendResult, EventQuery, Page
+from waymark.store.base import AppendResult, DatasetDetails, EventQuery, Page
 from waymark.store.sqlite import SQLiteStore
 
 
@@ -164,6 +164,9 @@ class DownSink(Sink):
     """A sink whose backend cannot be reached."""
 
     async def submit(self, records: Sequence[Record]) -> None:
+        raise Unavailable("the bus is down", retry_after=7)
+
+    async def submit_dataset_details(self, details: Sequence[DatasetDetails]) -> None:
         raise Unavailable("the bus is down", retry_after=7)
 
 

@@ -1,4 +1,5 @@
-"""The summary rule: worked examples from DESIGN.md, and the merge against the pure function."""
+"""The summary rule (docs/architecture.md): worked examples, and the merge against the pure
+function."""
 
 from __future__ import annotations
 

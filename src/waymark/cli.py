@@ -1,9 +1,18 @@
-"""The ``waymark`` command: serve the API, and read and send status from a terminal."""
+"""The ``waymark`` command: serve the API, and read and send status from a terminal.
+
+The client commands (``status``, ``history``, ``wait``, ``send``, ``path``) need only the
+base install. The server commands (``serve``, ``collect``, ``migrate``, ``streams``,
+``dead-letters``) import their dependencies, the ``server`` extra, inside the command, so
+that this module imports none of them; without the extra they end with a message that
+names it (:func:`needs_server_extra`).
+"""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, ParamSpec, TypeVar
 
 import typer
 
@@ -47,7 +56,41 @@ def _root() -> None:
     """Status tracking for asynchronous data pipelines."""
 
 
+SERVER_PACKAGES = frozenset(
+    {"alembic", "fastapi", "nats", "psycopg", "psycopg_pool", "sqlalchemy", "starlette", "uvicorn"}
+)
+"""What the ``server`` extra installs, as top-level import names."""
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def needs_server_extra(command: Callable[P, R]) -> Callable[P, R]:
+    """Mark a server command: if one of the ``server`` extra's packages turns out to be
+    missing while it runs, it ends with exit code 1 and ``pip install 'waymark[server]'``
+    instead of a traceback. Any other missing module is a bug and is raised as it is."""
+    name = command.__name__.replace("_", "-")
+
+    @functools.wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except ModuleNotFoundError as exc:
+            missing = (exc.name or "").partition(".")[0]
+            if missing not in SERVER_PACKAGES:
+                raise
+            typer.echo(
+                f"waymark {name} needs {missing}, which the server extra installs: "
+                "pip install 'waymark[server]'",
+                err=True,
+            )
+            raise typer.Exit(1) from exc
+
+    return run
+
+
 @app.command()
+@needs_server_extra
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
@@ -61,6 +104,10 @@ def serve(
     import os
 
     import uvicorn
+
+    # uvicorn loads the app by name and reports a failed import in its own words: load it
+    # here first, so that a missing dependency names the extra to install.
+    import waymark.api.app  # noqa: F401
 
     settings = Settings.resolve(store, bus, pipelines)
     _check_store(settings.store)
@@ -80,6 +127,7 @@ def serve(
 
 
 @app.command()
+@needs_server_extra
 def collect(
     store: StoreOpt = None,
     bus: BusOpt = None,
@@ -117,6 +165,7 @@ def collect(
 
 
 @app.command("dead-letters")
+@needs_server_extra
 def dead_letters(
     store: StoreOpt = None,
     bus: BusOpt = None,
@@ -154,18 +203,30 @@ def dead_letters(
 
 
 @app.command()
+@needs_server_extra
 def streams(
     bus: BusOpt = None,
     apply: Annotated[
         bool, typer.Option("--apply", help="Create or change them to match the bus URL")
     ] = False,
     output: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+    monitor: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A NATS server's monitoring URL (the http: of its configuration), to read its"
+            " JetStream sync setting; repeat for each server. Default: port 8222 on each host"
+            " of the bus URL"
+        ),
+    ] = None,
 ) -> None:
     """Show the bus's streams and the collectors' consumer, with every setting that differs
-    from the bus URL's (they are only created with it); --apply changes them to match."""
+    from the bus URL's (they are only created with it); --apply changes them to match.
+    Also shows each server's JetStream sync setting, and warns where the server can lose
+    messages it has acknowledged (anything but sync_interval: always)."""
     import asyncio
 
     from waymark.bus import streams as bus_streams
+    from waymark.bus import syncing
     from waymark.bus.base import BusSettings
     from waymark.errors import Unavailable
 
@@ -181,6 +242,8 @@ def streams(
     except (Unavailable, ValueError) as exc:
         typer.echo(f"waymark: {exc}", err=True)
         raise typer.Exit(1) from exc
+    monitors = monitor or syncing.default_monitors(settings)
+    found += asyncio.run(syncing.inspect_servers(monitors))
     bus_streams.show(found, as_json=output == "json", applied=apply)
 
 
@@ -197,6 +260,7 @@ def _check_store(url: str) -> None:
 
 
 @app.command()
+@needs_server_extra
 def migrate(store: StoreOpt = None) -> None:
     """Create the store's schema, or upgrade it to the one this Waymark needs."""
     from waymark.errors import Unavailable

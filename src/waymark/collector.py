@@ -3,13 +3,16 @@
 All collectors share one durable pull consumer per stream, so JetStream hands each
 message to one of them at a time. The loop, per source:
 
-1. fetch up to ``batch_size`` deliveries, waiting at most ``batch_wait_s``;
-2. resolve each: a native message with ``wire.decode`` then ``ingest.to_records`` (the
-   API's own rules), a GSM Service Bus body with ``translate.gsm.from_service_bus`` (the
-   GSM front door's own translator);
-3. append every resolved record in one ``Store.append`` call, then ack them: acks
-   come only after the commit, so a crash in between means a redelivery, which the
-   store's (tenant, event_id) idempotence turns into a counted duplicate;
+1. fetch up to ``batch_size`` messages, waiting at most ``batch_wait_s``;
+2. resolve each: a native message with ``wire.decode``, its events then with
+   ``ingest.to_records`` (the API's own rules) and its dataset details as they are; a GSM
+   Service Bus body with ``translate.gsm.from_service_bus`` (the GSM front door's own
+   translator);
+3. append every resolved record in one ``Store.append`` call and write the dataset
+   details, then ack them: acks come only after the commit, so a crash in between means
+   a redelivery, which the store's (tenant, event_id) idempotence turns into a counted
+   duplicate (and dataset details, one row per trace, dataset and version, into the
+   same row);
 4. announce the changed summaries (their heads) on the change feed.
 
 Three outcomes per message, as in arq's worker:
@@ -53,13 +56,13 @@ from typing import Any
 from waymark import wire
 from waymark.batching import split_batches
 from waymark.bus import open_bus
-from waymark.bus.base import Bus, Delivery, Source
+from waymark.bus.base import Bus, InboundMessage, Source
 from waymark.config import Settings
 from waymark.errors import BadRequest, Unavailable
 from waymark.ingest import to_records
 from waymark.model import Record, now_us
 from waymark.pipelines import Pipelines, load
-from waymark.store import open_store
+from waymark.store import log_durability_warnings, open_store
 from waymark.store.base import AppendResult, DatasetDetails, Store
 from waymark.summary import Partial, head, head_of
 from waymark.translate.gsm import from_service_bus
@@ -77,6 +80,7 @@ class Counters:
     duplicates: int = 0  # events the store already had (redeliveries, re-publishes)
     parked: int = 0  # messages put in the dead-letter table
     retries: int = 0  # deliveries nak'ed to come again later (store errors, faults of ours)
+    details: int = 0  # dataset details written (new rows, updates and repeats alike)
 
     def line(self) -> str:
         return " ".join(f"{k}={v}" for k, v in vars(self).items())
@@ -88,22 +92,22 @@ class Resolved:
     details: list[DatasetDetails] = field(default_factory=list)
 
 
-Resolver = Callable[[Delivery, Pipelines], Resolved]
+Resolver = Callable[[InboundMessage, Pipelines], Resolved]
 
 
-def resolve_events(delivery: Delivery, pipelines: Pipelines) -> Resolved:
-    """A native bus message (:mod:`waymark.wire`) into records."""
-    decoded = wire.decode(delivery.data)
-    return Resolved(
-        to_records(decoded.events, decoded.tenant, pipelines, received_us=decoded.received_us)
-    )
+def resolve_events(message: InboundMessage, pipelines: Pipelines) -> Resolved:
+    """A native bus message (:mod:`waymark.wire`, either kind) into records or dataset
+    details."""
+    decoded = wire.decode(message.data)
+    records = to_records(decoded.events, decoded.tenant, pipelines, received_us=decoded.received_us)
+    return Resolved(records, decoded.details)
 
 
-def resolve_gsm(delivery: Delivery, pipelines: Pipelines) -> Resolved:
+def resolve_gsm(message: InboundMessage, pipelines: Pipelines) -> Resolved:
     """A GSM Service Bus body (published straight to ``statuschangedtopic``) into records
     and dataset details, through the HTTP front door's translator. The time of receipt
     is when the stream stored the message, the same on every delivery."""
-    records, details = from_service_bus(delivery.data, pipelines, delivery.stored_us)
+    records, details = from_service_bus(message.data, pipelines, message.stored_us)
     return Resolved(records, details)
 
 
@@ -112,14 +116,14 @@ RESOLVERS: dict[str, Resolver] = {"events": resolve_events, "gsm": resolve_gsm}
 
 @dataclass
 class _Item:
-    delivery: Delivery
+    message: InboundMessage
     resolved: Resolved
 
 
 class Collector:
     """Settings are keyword arguments, documented here once.
 
-    - ``batch_size``: most deliveries fetched (and appended) at once (1,000);
+    - ``batch_size``: most messages fetched (and appended) at once (1,000);
     - ``batch_wait_s``: longest wait for a batch to fill (0.05 s);
     - ``max_deliveries``: deliveries after which a message the store rejects is
       tried alone and parked if it fails again (10);
@@ -128,7 +132,8 @@ class Collector:
     - ``stats_every_s``: how often the counters are logged (60 s);
     - ``max_append_events``: most events in one ``Store.append``; a batch of big
       messages is appended (and acked) in several transactions of whole messages,
-      so that memory and transaction size stay bounded (20,000).
+      so that memory and transaction size stay bounded (20,000); dataset details count
+      as events here.
     """
 
     def __init__(
@@ -218,7 +223,9 @@ class Collector:
 
     # -- one batch -------------------------------------------------------------------------
 
-    async def handle(self, batch: Sequence[Delivery], resolver: Resolver = resolve_events) -> None:
+    async def handle(
+        self, batch: Sequence[InboundMessage], resolver: Resolver = resolve_events
+    ) -> None:
         """Resolve, park the unusable, append the rest in one call, ack after the commit."""
         started = time.perf_counter()
         self.counters.batches += 1
@@ -232,8 +239,9 @@ class Collector:
             )
         if bad:
             await self._park(bad)
-        sizes = [len(item.resolved.records) for item in good]
-        # Whole messages per transaction, at most max_append_events events (a bigger one alone).
+        sizes = [len(item.resolved.records) + len(item.resolved.details) for item in good]
+        # Whole messages per transaction, at most max_append_events events and dataset details
+        # (a bigger message alone).
         for chunk in split_batches(good, sizes, len(good), self.max_append_events):
             await self._store(chunk)
         log.debug(
@@ -244,21 +252,21 @@ class Collector:
         )
 
     def _resolve(
-        self, batch: Sequence[Delivery], resolver: Resolver
-    ) -> tuple[list[_Item], list[tuple[Delivery, str]], list[tuple[Delivery, str]]]:
-        """Each delivery resolved (good), unusable (bad: its bytes are wrong) or broken (the
+        self, batch: Sequence[InboundMessage], resolver: Resolver
+    ) -> tuple[list[_Item], list[tuple[InboundMessage, str]], list[tuple[InboundMessage, str]]]:
+        """Each message resolved (good), unusable (bad: its bytes are wrong) or broken (the
         resolver failed unexpectedly)."""
         good: list[_Item] = []
-        bad: list[tuple[Delivery, str]] = []
-        broken: list[tuple[Delivery, str]] = []
-        for delivery in batch:
+        bad: list[tuple[InboundMessage, str]] = []
+        broken: list[tuple[InboundMessage, str]] = []
+        for message in batch:
             try:
-                good.append(_Item(delivery, resolver(delivery, self.pipelines)))
+                good.append(_Item(message, resolver(message, self.pipelines)))
             except BadRequest as exc:
-                bad.append((delivery, _unusable(exc)))
+                bad.append((message, _unusable(exc)))
             except Exception as exc:
-                log.exception("collector cannot resolve subject=%s", delivery.subject)
-                broken.append((delivery, _reason(exc)))
+                log.exception("collector cannot resolve subject=%s", message.subject)
+                broken.append((message, _reason(exc)))
         return good, bad, broken
 
     async def _store(self, items: list[_Item]) -> None:
@@ -268,60 +276,63 @@ class Collector:
             await self._retry(items, exc)
             return
         for item in items:
-            await item.delivery.ack()
+            await item.message.ack()
         await self._announce_later(result)
 
     async def _write(self, items: Sequence[_Item]) -> AppendResult:
         records = [r for i in items for r in i.resolved.records]
         details = [d for i in items for d in i.resolved.details]
-        result = await asyncio.to_thread(self.store.append, records, partials=True)
+        result = AppendResult(0)
+        if records:
+            result = await asyncio.to_thread(self.store.append, records, partials=True)
         if details:
             await asyncio.to_thread(self.store.put_dataset_details, details)
         self.counters.appended += result.inserted
         self.counters.duplicates += len(records) - result.inserted
+        self.counters.details += len(details)
         return result
 
     async def _retry(self, items: list[_Item], exc: Exception) -> None:
         if isinstance(exc, BadRequest):  # the store refused some record: find which, at once
             alone, items = items, []
         elif not isinstance(exc, Unavailable):  # unexpected: alone only once worn out
-            alone = [i for i in items if i.delivery.deliveries >= self.max_deliveries]
-            items = [i for i in items if i.delivery.deliveries < self.max_deliveries]
+            alone = [i for i in items if i.message.deliveries >= self.max_deliveries]
+            items = [i for i in items if i.message.deliveries < self.max_deliveries]
         else:
             alone = []
         for item in alone:
             await self._try_alone(item)
         if not items:
             return
-        await self._nak([i.delivery for i in items], _reason(exc))
+        await self._nak([i.message for i in items], _reason(exc))
 
-    async def _nak(self, deliveries: Sequence[Delivery], reason: str) -> None:
+    async def _nak(self, messages: Sequence[InboundMessage], reason: str) -> None:
         """Redeliver later: exponential backoff on the delivery count, with jitter."""
-        if not deliveries:
+        if not messages:
             return
-        most = max(d.deliveries for d in deliveries)
+        most = max(m.deliveries for m in messages)
         delay = min(self.backoff_max_s, self.backoff_s * 2 ** (most - 1))
         delay *= random.uniform(0.5, 1.0)
-        self.counters.retries += len(deliveries)
+        self.counters.retries += len(messages)
         log.warning(
-            "collector retry messages=%d delay=%.2fs error=%s", len(deliveries), delay, reason
+            "collector retry messages=%d delay=%.2fs error=%s", len(messages), delay, reason
         )
-        for delivery in deliveries:
-            await delivery.nak(delay)
+        for message in messages:
+            await message.nak(delay)
 
     async def _try_alone(self, item: _Item) -> None:
         try:
             result = await self._write([item])
         except Unavailable as exc:
-            await self._nak([item.delivery], _reason(exc))
+            await self._nak([item.message], _reason(exc))
         except Exception as exc:
-            reason = f"the store refused it (delivery {item.delivery.deliveries}): {_reason(exc)}"
-            await self._park([(item.delivery, reason)])
+            reason = f"the store refused it (delivery {item.message.deliveries}): {_reason(exc)}"
+            await self._park([(item.message, reason)])
         else:
-            await item.delivery.ack()
+            await item.message.ack()
             await self._announce(result)
 
-    async def _park(self, bad: list[tuple[Delivery, str]]) -> None:
+    async def _park(self, bad: list[tuple[InboundMessage, str]]) -> None:
         letters = [(d.subject, reason, d.data) for d, reason in bad]
         try:
             await asyncio.to_thread(self.store.park, letters)
@@ -333,13 +344,13 @@ class Collector:
                 self.backoff_s,
                 _reason(exc),
             )
-            for delivery, _ in bad:
-                await delivery.nak(self.backoff_s)
+            for message, _ in bad:
+                await message.nak(self.backoff_s)
             return
-        for delivery, reason in bad:
+        for message, reason in bad:
             self.counters.parked += 1
-            log.warning("collector parked subject=%s reason=%s", delivery.subject, reason)
-            await delivery.term()
+            log.warning("collector parked subject=%s reason=%s", message.subject, reason)
+            await message.term()
 
     async def _announce_later(self, result: AppendResult) -> None:
         """Announce while the next batch is fetched; at most one announcement in flight."""
@@ -412,6 +423,7 @@ def main(settings: Settings, **options: Any) -> Counters:
             await bus.close()
 
     try:
+        log_durability_warnings(store)  # a message is acked once committed: that must hold
         return asyncio.run(go())
     finally:
         store.close()

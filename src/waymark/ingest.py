@@ -23,9 +23,8 @@ from waymark.model import (
     now_us,
     to_record,
 )
+from waymark.model import MAX_REQUEST_BYTES as MAX_REQUEST_BYTES  # re-exported for the doors
 from waymark.pipelines import Pipelines
-
-MAX_REQUEST_BYTES = 1024 * 1024
 
 _events = TypeAdapter(list[Event])
 

@@ -74,6 +74,7 @@ class State(StrEnum):
 
 DEFAULT_TENANT = "default"
 MAX_BATCH = 1000
+MAX_REQUEST_BYTES = 1024 * 1024  # the largest request body the API reads (the SDK splits to fit)
 MAX_BODY_BYTES = 64 * 1024
 TRACE_ID_MAX = 200
 TRACE_ID_CUT = 80
@@ -111,7 +112,7 @@ def iso(us: int | None) -> str | None:
     head = _SECONDS.get(seconds)
     if head is None:
         head = _iso_seconds(seconds)
-    return f"{head}.{str(micro).zfill(6)}Z"  # str.zfill: half the cost of a format spec
+    return f"{head}.{str(micro).zfill(6)}Z"  # str.zfill: cheaper than a format spec
 
 
 def _iso_seconds(seconds: int) -> str:
@@ -247,8 +248,7 @@ class Record(NamedTuple):
     API returns it.
 
     A named tuple, not a frozen dataclass: every event on every way in becomes one, and a
-    frozen dataclass of twenty fields took 1.7 µs to build (each field set through
-    ``object.__setattr__``), a named tuple 0.25 µs.
+    frozen dataclass sets each of its twenty fields through ``object.__setattr__``.
     """
 
     tenant: str
@@ -308,9 +308,9 @@ _VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
 _RANDOM: list[str] = []
 """The random ends of ids (74 bits and the variant, as text), read from ``os.urandom``
-400 ids at once: a call per id released the GIL for a system call 500 times per batch,
-and the thread switches that invited cost batches 6-9% (docs/BENCHMARKS.md). Emptied in
-a forked child, which must not make its parent's ids."""
+400 ids at once: one system call per id releases the GIL each time and invites thread
+switches in the middle of a batch. Emptied in a forked child, which must not make its
+parent's ids."""
 
 
 def _refill() -> str:
@@ -349,7 +349,7 @@ def touched_paths(doc: dict[str, Any]) -> tuple[str, ...]:
     path = doc.get("path")
     named = [path] if isinstance(path, str) else []
     if "inputs" not in doc and "outputs" not in doc and "body" not in doc:
-        return tuple(named)  # most events: no lineage to gather (0.1 µs instead of 0.8)
+        return tuple(named)  # most events name no lineage: skip gathering it
     return tuple(dict.fromkeys([*named, *inputs_of(doc), *outputs_of(doc)]))
 
 
@@ -377,7 +377,7 @@ def to_record(
     runs for every event on every way in), times as :func:`iso` text, ``event_id`` (last
     when it was made here) and ``time``, the event time.
     """
-    given = event.__dict__  # a model's attributes pass through its __getattr__ hook: slower
+    given = _fields_of(event)
     doc = {name: value for name, value in given.items() if value is not None}
     status = given["status"]
     trace_status = given["trace_status"]
@@ -430,9 +430,15 @@ def to_record(
     )
 
 
+def _fields_of(event: Event) -> dict[str, Any]:
+    """The event's fields by name, read once: each attribute read on a pydantic model
+    passes through its ``__getattr__`` hook, and this runs for every event accepted."""
+    return event.__dict__
+
+
 _tuple_new = tuple.__new__
-"""``Record(...)`` runs the named tuple's ``__new__``, a Python function of twenty
-arguments; the tuple's own constructor takes 0.2 µs less per event."""
+"""Builds a :class:`Record` without the named tuple's ``__new__`` (a Python function of
+twenty arguments), since every accepted event is made into one."""
 
 
 # -- summary --------------------------------------------------------------------------------------

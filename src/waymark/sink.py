@@ -1,8 +1,10 @@
-"""Sinks: where accepted events go before the producer is told "accepted".
+"""Sinks: where accepted events and dataset details go before the producer is told
+"accepted".
 
-:class:`DirectSink` appends to the store and returns once committed (the
-embedded default). The bus sink (:mod:`waymark.bus`) publishes to JetStream and
-returns once the server has acknowledged. Either way, returning means durable.
+:class:`DirectSink` writes to the store and returns once committed (the embedded
+default). The bus sink (:mod:`waymark.bus`) publishes to JetStream and returns once the
+server has acknowledged; a collector stores it moments later. Either way, returning
+means durable, and every front door writes through its sink, never to the store itself.
 """
 
 from __future__ import annotations
@@ -12,12 +14,12 @@ import concurrent.futures
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 from waymark.ingest import to_records
 from waymark.model import Event, Record
 from waymark.pipelines import Pipelines
-from waymark.store.base import Store
+from waymark.store.base import DatasetDetails, Store
 from waymark.watch import Watcher
 
 #: how long the event loop itself waits for a store's turn to write (``inline_writes``)
@@ -26,14 +28,21 @@ INLINE_TURN_WAIT_S = 0.05
 
 
 class Sink(ABC):
-    #: whether submitted events are in the store once :meth:`submit` returns (direct), or
-    #: only durable on their way there (the bus: a collector stores them moments later).
-    stored_at_once: ClassVar[bool] = True
+    #: how long, after a submit returned, what it submitted may take to become readable in
+    #: the store: 0 where a submit returns once the store committed (direct); in bus mode,
+    #: the time a collector is given to store it. A reader that must see a write it was
+    #: told of (okdata's update of a trace just started) waits this long before "not found".
+    readable_within_s: float = 0.0
 
     @abstractmethod
     async def submit(self, records: Sequence[Record]) -> None:
         """Make the records durable; raise :class:`waymark.errors.Unavailable` if that cannot
         be done now."""
+
+    @abstractmethod
+    async def submit_dataset_details(self, details: Sequence[DatasetDetails]) -> None:
+        """Make the dataset details durable, as :meth:`submit` does records; raise
+        :class:`waymark.errors.Unavailable` if that cannot be done now."""
 
     async def submit_events(
         self,
@@ -161,6 +170,10 @@ class DirectSink(Sink):
             _settle(done, None)
         if result.traces:
             self.watcher.notify(result.traces)
+
+    async def submit_dataset_details(self, details: Sequence[DatasetDetails]) -> None:
+        if details:
+            await asyncio.to_thread(self.store.put_dataset_details, details)
 
     async def close(self) -> None:
         self._threads.shutdown(wait=True)

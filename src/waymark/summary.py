@@ -1,4 +1,4 @@
-"""The summary rule (DESIGN.md), as a pure function and as a commutative merge.
+"""The summary rule (docs/architecture.md), as a pure function and as a commutative merge.
 
 :func:`summarize` is the definition: it takes the *set* of a trace's records and
 returns its :class:`~waymark.model.Summary`. Stores do not call it on every
@@ -325,8 +325,8 @@ def summarize(
 ) -> Summary | None:
     """The summary rule itself: a pure function of the set of a trace's records.
 
-    Written straight from DESIGN.md, without :func:`merge`, so that the tests
-    that compare the two check something. Records with the same event id count
+    Written straight from the rule in docs/architecture.md, without :func:`merge`, so
+    that the tests that compare the two check something. Records with the same event id count
     once (the first one given wins, as the store's insert does).
     """
     unique: dict[str, Record] = {}

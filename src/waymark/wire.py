@@ -1,86 +1,68 @@
-"""The bus message format: how events travel on JetStream between producers and collectors.
+"""The bus message format: how events and dataset details travel on JetStream between
+producers and collectors.
 
-Subject: ``waymark.events.<tenant token>`` on stream ``WAYMARK``. Body (JSON)::
+Subject: ``waymark.events.<tenant token>`` on stream ``WAYMARK``, for both kinds of
+message. Body (JSON), one tenant per message::
 
     {"tenant": "opendes", "received_us": 1795337103439176, "events": [{...}, ...]}
+    {"kind": "dataset_details", "v": 1, "tenant": "opendes", "received_us": 1795337103439176,
+     "details": [{"trace_id": ..., "dataset_id": ..., "dataset_version_id": ...,
+                  "dataset_type": ..., "record_count": ..., "time_us": ...}, ...]}
 
-``events`` are native event objects (the ``POST /v1/events`` shape) with
-``event_id`` always set, so that a re-delivered message stores nothing new.
-``received_us`` is when the front door accepted them (microseconds since the
-epoch). Header ``Nats-Msg-Id`` is the event id for a one-event message, else a
-digest of the message's event ids, so the server's duplicate window drops a
-retried publish. The API (bus sink), the SDK's ``nats`` transport and the
-collector all use these functions.
+A body without ``kind`` holds events: the native event objects (the ``POST /v1/events``
+shape) with ``event_id`` always set, so that a re-delivered message stores nothing new.
+This is the format every producer has written from the start (format 1 of kind
+``events``), and it stays readable. Every other kind names itself and its format version
+``v``; a collector parks a kind or version it does not know, with a reason that says so,
+to be replayed (``waymark dead-letters --replay``) once it is upgraded. ``details`` are
+GSM dataset details (:class:`waymark.store.base.DatasetDetails`), ``time_us`` in
+microseconds since the epoch; storing them twice leaves one row, so a re-delivery is
+harmless.
+
+``received_us`` is when the front door accepted them (microseconds since the epoch).
+Header ``Nats-Msg-Id`` is the event id for a one-event message, else a digest of the
+message's event ids, or of its details, so the server's duplicate window drops a retried
+publish. The API (bus sink) and the collector use these functions.
+
+The producer's half (names, stream settings, :func:`encode` of events) is defined in
+:mod:`waymark.jetstream`, which the SDK's ``nats`` transport imports without the
+server; it is re-exported here, so that the server finds the whole format in one place.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Annotated, Any
 
 import orjson
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, ValidationError
 
-from waymark.errors import BadRequest
-from waymark.ingest import check_tenant, parse_events
-from waymark.model import Event, Record, new_event_id
+from waymark.batching import split_batches
+from waymark.errors import BadRequest, TooLarge
+from waymark.ingest import check_tenant, field_errors, invalid, parse_events
+from waymark.jetstream import CHANGES_PREFIX as CHANGES_PREFIX
+from waymark.jetstream import EVENTS_PREFIX as EVENTS_PREFIX
+from waymark.jetstream import GSM_SUBJECT as GSM_SUBJECT
+from waymark.jetstream import STREAM as STREAM
+from waymark.jetstream import Message as Message
+from waymark.jetstream import changes_subject as changes_subject
+from waymark.jetstream import encode as encode
+from waymark.jetstream import events_subject as events_subject
+from waymark.jetstream import msg_id as msg_id
+from waymark.jetstream import subject_token as subject_token
+from waymark.jetstream import with_event_ids as with_event_ids
+from waymark.model import MAX_BATCH, Event, Name, Record, TraceId
+from waymark.store.base import DatasetDetails
 
-STREAM = "WAYMARK"
-EVENTS_PREFIX = "waymark.events"
-CHANGES_PREFIX = "waymark.changes"
-GSM_SUBJECT = "statuschangedtopic"
-
-
-def subject_token(tenant: str) -> str:
-    """A tenant as one subject token: ``.``, ``*``, ``>`` and ``%`` are %-escaped."""
-    out = []
-    for ch in tenant:
-        out.append(f"%{ord(ch):02X}" if ch in ".*>%" else ch)
-    return "".join(out)
-
-
-def events_subject(tenant: str) -> str:
-    return f"{EVENTS_PREFIX}.{subject_token(tenant)}"
-
-
-def changes_subject(tenant: str) -> str:
-    return f"{CHANGES_PREFIX}.{subject_token(tenant)}"
-
-
-def msg_id(event_ids: Sequence[str]) -> str:
-    if len(event_ids) == 1:
-        return event_ids[0]
-    return "batch-" + hashlib.sha256("\n".join(event_ids).encode()).hexdigest()
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    subject: str
-    headers: dict[str, str]
-    payload: bytes
-
-
-def with_event_ids(events: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The events as dicts, each with an ``event_id``: a new one where it has none. A dict
-    that has one is passed on as it is (not copied), any other is copied."""
-    return [
-        e
-        if type(e) is dict and e.get("event_id")
-        else {**e, "event_id": e.get("event_id") or new_event_id()}
-        for e in events
-    ]
-
-
-def encode(tenant: str, events: Sequence[Mapping[str, Any]], received_us: int) -> Message:
-    """One bus message for events of one tenant; gives each event an id if it has none."""
-    docs = with_event_ids(events)
-    payload = orjson.dumps({"tenant": tenant, "received_us": received_us, "events": docs})
-    return Message(
-        events_subject(tenant),
-        {"Nats-Msg-Id": msg_id([d["event_id"] for d in docs])},
-        payload,
-    )
+EVENTS_KIND = "events"
+DETAILS_KIND = "dataset_details"
+#: the format version of each kind this code reads and writes.
+VERSIONS = {EVENTS_KIND: 1, DETAILS_KIND: 1}
+#: most bytes of dataset details in one message, well under the server's payload limit
+#: (1 MB by default) so that a full request's details are never refused for their size.
+DETAILS_BYTES = 512 * 1024
 
 
 def encode_records(records: Sequence[Record]) -> list[Message]:
@@ -105,19 +87,24 @@ def _event_fields(doc: Mapping[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class Decoded:
+    """What one bus message holds: events or dataset details (the other list empty)."""
+
     tenant: str
     received_us: int
-    events: list[Event]
+    events: list[Event] = field(default_factory=list)
+    details: list[DatasetDetails] = field(default_factory=list)
 
 
 def decode(payload: bytes) -> Decoded:
-    """Parse a bus message; :class:`BadRequest` (naming the field) if it is not a valid one."""
+    """Parse a bus message of any kind; :class:`BadRequest` (naming the field) if it is not
+    a valid one, or one of a kind or version this code does not know."""
     try:
         data = orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"message is not JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise BadRequest("message must be an object with tenant, received_us and events")
+    kind = _kind(data)
     tenant = check_tenant(data.get("tenant"), ("message", "tenant"))
     received = data.get("received_us")
     if not isinstance(received, int) or isinstance(received, bool) or received < 0:
@@ -125,6 +112,8 @@ def decode(payload: bytes) -> Decoded:
             "message.received_us must be a non-negative integer",
             [{"loc": ["message", "received_us"], "msg": "must be a non-negative integer"}],
         )
+    if kind == DETAILS_KIND:
+        return Decoded(tenant, received, details=_details(data.get("details"), tenant, received))
     events = parse_events(data.get("events"))
     missing = [i for i, e in enumerate(events) if not e.event_id]
     if missing:
@@ -136,3 +125,109 @@ def decode(payload: bytes) -> Decoded:
             ],
         )
     return Decoded(tenant, received, events)
+
+
+def _kind(data: dict[str, Any]) -> str:
+    """The message's kind, once its format version is known to be one this code reads."""
+    kind = data.get("kind", EVENTS_KIND)
+    if not isinstance(kind, str) or kind not in VERSIONS:
+        known = " or ".join(VERSIONS)
+        raise invalid(
+            [{"loc": ["message", "kind"], "msg": f"unknown kind {kind!r}: must be {known}"}]
+        )
+    version = data.get("v", 1)
+    if type(version) is not int or version != VERSIONS[kind]:
+        raise invalid(
+            [
+                {
+                    "loc": ["message", "v"],
+                    "msg": f"{kind} format {version!r} is not known here (this collector"
+                    f" reads format {VERSIONS[kind]}): upgrade it, then replay the message",
+                }
+            ]
+        )
+    return kind
+
+
+# -- dataset details ----------------------------------------------------------------------
+
+
+class _DetailsItem(BaseModel):
+    """One dataset details entry of a bus message."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    trace_id: TraceId
+    dataset_id: Name
+    dataset_version_id: Name | None = None
+    dataset_type: Name | None = None
+    record_count: Annotated[StrictInt, Field(ge=0)] | None = None
+    time_us: Annotated[StrictInt, Field(ge=0)]
+
+
+_details_items = TypeAdapter(list[_DetailsItem])
+
+
+def _details(data: Any, tenant: str, received_us: int) -> list[DatasetDetails]:
+    where = ["message", "details"]
+    if not isinstance(data, list) or not data:
+        raise invalid([{"loc": where, "msg": f"must hold 1 to {MAX_BATCH} dataset details"}])
+    if len(data) > MAX_BATCH:
+        raise TooLarge(f"{len(data)} dataset details in one message; at most {MAX_BATCH}")
+    try:
+        items = _details_items.validate_python(data)
+    except ValidationError as exc:
+        raise invalid(field_errors(exc, where)) from exc
+    return [
+        DatasetDetails(
+            tenant=tenant,
+            trace_id=d.trace_id,
+            dataset_id=d.dataset_id,
+            dataset_version_id=d.dataset_version_id,
+            dataset_type=d.dataset_type,
+            record_count=d.record_count,
+            time_us=d.time_us,
+            received_us=received_us,
+        )
+        for d in items
+    ]
+
+
+def encode_details(details: Sequence[DatasetDetails]) -> list[Message]:
+    """Bus messages for dataset details: one per tenant, split where one would hold more than
+    :data:`MAX_BATCH` entries or :data:`DETAILS_BYTES`. The message id is a digest of the
+    tenant and the entries, so a retried publish of the same details is dropped."""
+    by_tenant: dict[str, list[DatasetDetails]] = {}
+    for d in details:
+        by_tenant.setdefault(d.tenant, []).append(d)
+    out = []
+    for tenant, group in by_tenant.items():
+        docs = [
+            {
+                "trace_id": d.trace_id,
+                "dataset_id": d.dataset_id,
+                "dataset_version_id": d.dataset_version_id,
+                "dataset_type": d.dataset_type,
+                "record_count": d.record_count,
+                "time_us": d.time_us,
+            }
+            for d in group
+        ]
+        sizes = [len(orjson.dumps(doc)) + 1 for doc in docs]
+        for run in split_batches(docs, sizes, MAX_BATCH, DETAILS_BYTES):
+            digest = hashlib.sha256(orjson.dumps([tenant, run])).hexdigest()
+            body = {
+                "kind": DETAILS_KIND,
+                "v": VERSIONS[DETAILS_KIND],
+                "tenant": tenant,
+                "received_us": group[0].received_us,
+                "details": run,
+            }
+            out.append(
+                Message(
+                    events_subject(tenant),
+                    {"Nats-Msg-Id": f"details-{digest}"},
+                    orjson.dumps(body),
+                )
+            )
+    return out

@@ -1,5 +1,6 @@
-"""Fixtures for the bus tests: the real NATS JetStream on 127.0.0.1:4222, with streams,
-subjects and consumers of a random name per test, deleted afterwards."""
+"""Fixtures for the bus tests: the tests' own NATS JetStream (``jetstream``, syncing before
+it acknowledges), with streams, subjects and consumers of a random name per test, deleted
+afterwards."""
 
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import nats
 import psycopg
 import pytest
 
 from tests.conftest import pg_schema
+from tests.jetstream import JetStreamServer
 from waymark.bus import open_bus
 from waymark.bus.base import BusSettings, BusSink
 from waymark.bus.nats import delete_streams
@@ -29,11 +32,11 @@ from waymark.store import open_store
 from waymark.store.base import Store
 from waymark.summary import summarize
 
-NATS = "nats://127.0.0.1:4222"
 DEFAULT_STALL_US = 24 * 3600 * 1_000_000
 
 
-def bus_url_for(suffix: str, **extra: object) -> str:
+def bus_url_for(server: str, suffix: str, **extra: object) -> str:
+    """A bus URL on ``server`` (``nats://host:port``) whose names end in ``suffix``."""
     query = {
         "stream": f"T_{suffix}",
         "gsm_stream": f"TG_{suffix}",
@@ -43,7 +46,7 @@ def bus_url_for(suffix: str, **extra: object) -> str:
         "ack_wait_s": 2,
         **extra,
     }
-    return NATS + "?" + "&".join(f"{k}={v}" for k, v in query.items())
+    return server + "?" + "&".join(f"{k}={v}" for k, v in query.items())
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -68,18 +71,24 @@ def store(store_url: str) -> Iterator[Store]:
         the_store.close()
 
 
-def count_events(store_url: str) -> int:
-    """Events stored, straight from the database (no store code involved)."""
+def count_rows(store_url: str, table: str) -> int:
+    """Rows of ``table``, straight from the database (no store code involved)."""
+    query = f"SELECT count(*) FROM {table}"
     if store_url.startswith("sqlite:///"):
         path = store_url[len("sqlite:///") :]
         if not Path(path).exists():
             return 0
         with contextlib.closing(sqlite3.connect(path)) as conn:
-            (count,) = conn.execute("SELECT count(*) FROM events").fetchone()
+            (count,) = conn.execute(query).fetchone()
     else:
         with psycopg.connect(store_url) as conn:
-            (count,) = conn.execute("SELECT count(*) FROM events").fetchone()  # type: ignore[misc]
+            (count,) = conn.execute(query).fetchone()  # type: ignore[misc]
     return int(count)
+
+
+def count_events(store_url: str) -> int:
+    """Events stored, straight from the database (no store code involved)."""
+    return count_rows(store_url, "events")
 
 
 def stored_ids(store_url: str) -> list[str]:
@@ -109,9 +118,9 @@ def assert_summaries_match(store: Store, records: Sequence[Record]) -> None:
 
 
 @pytest.fixture
-def bus_url() -> Iterator[str]:
+def bus_url(jetstream: JetStreamServer) -> Iterator[str]:
     """A bus URL of this test's own: streams, subjects and consumer nobody else uses."""
-    url = bus_url_for(uuid.uuid4().hex[:10])
+    url = bus_url_for(jetstream.url, uuid.uuid4().hex[:10])
     try:
         yield url
     finally:
@@ -160,6 +169,26 @@ def publish(url: str, records: Sequence[Record], per_message: int = 500) -> None
                 await sink.submit(records[start : start + per_message])
         finally:
             await sink.close()
+
+    asyncio.run(go())
+
+
+def raw_publish(url: str, subject_suffix: str, payloads: list[bytes]) -> None:
+    """Publish bytes as they are (no wire encoding) to ``<prefix>.events.<subject_suffix>``:
+    what a broken producer, or one of another version, might send."""
+    settings = BusSettings.from_url(url)
+
+    async def go() -> None:
+        bus = open_bus(url)
+        await bus.connect()  # the streams, as an API or a collector makes them
+        await bus.close()
+        nc = await nats.connect(list(settings.servers))
+        try:
+            js = nc.jetstream()
+            for data in payloads:
+                await js.publish(f"{settings.prefix}.events.{subject_suffix}", data)
+        finally:
+            await nc.close()
 
     asyncio.run(go())
 

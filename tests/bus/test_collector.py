@@ -12,16 +12,16 @@ import pytest
 from nats.aio.msg import Msg
 
 from tests.bus.conftest import (
-    NATS,
     assert_summaries_match,
     collect_until,
     make_events,
     publish,
+    raw_publish,
     records_of,
 )
 from tests.conftest import pg_schema
 from waymark.bus import open_bus
-from waymark.bus.base import BusSettings, Delivery
+from waymark.bus.base import BusSettings, InboundMessage
 from waymark.collector import RESOLVERS, Collector, Resolved, resolve_events
 from waymark.errors import Unavailable
 from waymark.pipelines import Pipelines
@@ -29,22 +29,6 @@ from waymark.store import open_store
 from waymark.store.base import AppendResult, Store
 from waymark.store.sqlite import SQLiteStore
 from waymark.summary import head_of
-
-
-def raw_publish(url: str, subject_suffix: str, payloads: list[bytes]) -> None:
-    """Publish bytes as they are (no wire encoding): what a broken producer might send."""
-    settings = BusSettings.from_url(url)
-
-    async def go() -> None:
-        nc = await nats.connect(NATS)
-        try:
-            js = nc.jetstream()
-            for data in payloads:
-                await js.publish(f"{settings.prefix}.events.{subject_suffix}", data)
-        finally:
-            await nc.close()
-
-    asyncio.run(go())
 
 
 def test_published_events_reach_the_store_with_the_pure_summary(store: Store, bus_url: str) -> None:
@@ -137,7 +121,7 @@ def test_the_collector_announces_changed_summaries(store: Store, bus_url: str) -
     heard: list[dict[str, Any]] = []
 
     async def go() -> None:
-        nc = await nats.connect(NATS)
+        nc = await nats.connect(list(settings.servers))
 
         async def on_message(msg: Msg) -> None:
             heard.append(orjson.loads(msg.data))
@@ -202,10 +186,10 @@ def test_a_message_the_collector_fails_on_unexpectedly_is_retried_then_parked(
     good = records_of(make_events(6, 2, seed=5))
     cursed = records_of([{"event_id": "cursed-1", "trace_id": "cursed"}])
 
-    def resolve(delivery: Delivery, pipelines: Pipelines) -> Resolved:
-        if b"cursed" in delivery.data:
+    def resolve(message: InboundMessage, pipelines: Pipelines) -> Resolved:
+        if b"cursed" in message.data:
             raise RuntimeError("a bug in the collector")
-        return resolve_events(delivery, pipelines)
+        return resolve_events(message, pipelines)
 
     monkeypatch.setitem(RESOLVERS, "events", resolve)
     publish(bus_url, good[:6], per_message=3)

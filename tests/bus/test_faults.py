@@ -1,7 +1,7 @@
-"""Faults the bus path must survive, with real processes, the real NATS and a real store.
+"""Faults the bus path must survive, with real processes, a real NATS and a real store.
 
-The NATS restart test stops the machine's shared NATS server for a few seconds and
-always starts it again (``finally``)."""
+The NATS restart test stops and starts a NATS server of its own (configured as the
+session's, ``tests.jetstream``)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import pytest
 
 from tests.bus.conftest import (
     assert_summaries_match,
+    bus_url_for,
     count_events,
     make_events,
     publish,
@@ -25,9 +26,8 @@ from tests.bus.conftest import (
     stored_ids,
 )
 from tests.conftest import LiveServer, pg_schema
+from tests.jetstream import JetStreamServer
 from waymark.store import open_store
-
-NATS_SERVER = "/usr/sbin/nats-server"
 
 
 def start_collector(store_url: str, bus_url: str, *extra: str) -> subprocess.Popen[bytes]:
@@ -100,48 +100,26 @@ def test_two_collectors_one_killed_halfway_store_every_event_exactly_once(
     assert " parked=0 " in log
 
 
-def nats_running() -> bool:
-    return subprocess.run(["pidof", "nats-server"], capture_output=True).returncode == 0
-
-
-def stop_nats() -> None:
-    subprocess.run(
-        ["start-stop-daemon", "--stop", "--oknodo", "--retry", "10", "--exec", NATS_SERVER],
-        check=True,
-    )
-
-
-def start_nats() -> None:
-    subprocess.run(
-        [
-            "start-stop-daemon",
-            "--start",
-            "--oknodo",
-            "--background",
-            "--exec",
-            NATS_SERVER,
-            "--",
-            "-a",
-            "127.0.0.1",
-            "-p",
-            "4222",
-            "-js",
-            "-sd",
-            "/var/lib/nats-server",
-            "-l",
-            "/var/log/nats-server.log",
-        ],
-        check=True,
-    )
-
-
 def post(server: LiveServer, docs: list[dict[str, object]]) -> httpx.Response:
     return httpx.post(f"{server.url}/v1/events", json=docs, timeout=10)
 
 
+@pytest.fixture
+def own_jetstream(tmp_path: Path) -> Iterator[JetStreamServer]:
+    """A NATS server for this test alone, which it may stop and start."""
+    (tmp_path / "nats").mkdir()
+    server = JetStreamServer(tmp_path / "nats")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 def test_nats_restart_gives_503_with_retry_after_then_the_api_recovers(
-    tmp_path: Path, bus_url: str, procs: list[subprocess.Popen[bytes]]
+    tmp_path: Path, own_jetstream: JetStreamServer, procs: list[subprocess.Popen[bytes]]
 ) -> None:
+    bus_url = bus_url_for(own_jetstream.url, "restart")
     store_url = f"sqlite:///{tmp_path / 'w.db'}"
     open_store(store_url).close()
     server = LiveServer(store_url, env={"WAYMARK_BUS": bus_url})
@@ -158,7 +136,7 @@ def test_nats_restart_gives_503_with_retry_after_then_the_api_recovers(
         accepted += first.json()["event_ids"]
         assert wait_for(lambda: count_events(store_url) >= len(accepted), 30)
         try:
-            stop_nats()
+            own_jetstream.stop()
             for _ in range(3):
                 during = post(server, next(batches))
                 assert during.status_code == 503, during.text
@@ -166,8 +144,8 @@ def test_nats_restart_gives_503_with_retry_after_then_the_api_recovers(
                 assert during.headers["content-type"] == "application/problem+json"
                 refused += 1
         finally:
-            if not nats_running():
-                start_nats()
+            if not own_jetstream.running():
+                own_jetstream.start()
         for batch in batches:  # the API recovers by itself: no restart
             deadline = time.monotonic() + 30
             while True:

@@ -10,7 +10,7 @@ from typing import Any
 import nats
 import orjson
 
-from tests.bus.conftest import NATS, collect_until
+from tests.bus.conftest import collect_until
 from tests.conftest import EXAMPLES
 from waymark.bus import open_bus
 from waymark.bus.base import BusSettings
@@ -45,13 +45,14 @@ TRACE = "7d3f0c8e-2b1a-4c55-9a43-0e6d2f1b8c11"
 
 def publish_gsm(bus_url: str, bodies: list[bytes]) -> None:
     """As a GSM stage does: plain JetStream publishes to the GSM subject, no message id."""
-    subject = BusSettings.from_url(bus_url).gsm_subject
+    settings = BusSettings.from_url(bus_url)
+    subject = settings.gsm_subject
 
     async def go() -> None:
         bus = open_bus(bus_url)
         await bus.connect()  # the streams exist once an API or a collector has started
         await bus.close()
-        nc = await nats.connect(NATS)
+        nc = await nats.connect(list(settings.servers))
         try:
             js = nc.jetstream()
             for body in bodies:

@@ -26,7 +26,7 @@ from waymark.sdk import (
 )
 from waymark.sdk._retry import parse_retry_after
 
-EXAMPLES = Path("/work/shared/examples")
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 NATIVE = json.loads((EXAMPLES / "native-events.json").read_text())
 TRACE = NATIVE[0]["trace_id"]
 

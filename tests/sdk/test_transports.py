@@ -1,8 +1,10 @@
-"""Each transport, and the one place that picks one (``nats`` against the real NATS)."""
+"""Each transport, and the one place that picks one (``nats`` against a real NATS: the
+tests' own JetStream server, ``jetstream``)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import logging
@@ -14,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import LiveServer
+from tests.jetstream import JetStreamServer
 from waymark import wire
 from waymark.sdk import Client, Tracker
 from waymark.sdk.errors import ConnectionFailed, MissingExtra
@@ -22,9 +25,6 @@ from waymark.sdk.transports.console import ConsoleTransport
 from waymark.sdk.transports.http import HttpTransport
 from waymark.sdk.transports.memory import MemoryTransport
 from waymark.sdk.transports.noop import NoopTransport
-
-NATS_URL = "nats://127.0.0.1:4222"
-
 
 # -- resolution ---------------------------------------------------------------------------------
 
@@ -79,7 +79,7 @@ def test_the_tracker_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> N
 def test_nats_without_nats_py_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "nats", None)  # as if nats-py were not installed
     with pytest.raises(MissingExtra, match=r"pip install 'waymark\[nats\]'") as caught:
-        make("nats", NATS_URL)
+        make("nats", "nats://127.0.0.1:4222")
     assert isinstance(caught.value, ImportError)
     assert caught.value.extra == "nats"
 
@@ -131,10 +131,10 @@ def test_http_batches_to_the_server(live_server: LiveServer) -> None:
 # -- nats, against the real server ----------------------------------------------------------------
 
 
-async def _with_jetstream(work: Callable[[Any], Awaitable[Any]]) -> Any:
+async def _with_jetstream(url: str, work: Callable[[Any], Awaitable[Any]]) -> Any:
     import nats
 
-    nc = await nats.connect(NATS_URL)
+    nc = await nats.connect(url)
     try:
         return await work(nc.jetstream())
     finally:
@@ -161,12 +161,12 @@ async def _read_back(js: Any, subject: str, count: int) -> AsyncIterator[Any]:
         await js.delete_consumer(wire.STREAM, consumer)
 
 
-def test_nats_publishes_what_the_collector_decodes() -> None:
+def test_nats_publishes_what_the_collector_decodes(jetstream: JetStreamServer) -> None:
     from waymark.sdk.transports.nats import NatsTransport
 
     tenant = f"sdk-test.{uuid.uuid4().hex[:8]}"  # a dot, to exercise the subject escaping
     subject = wire.events_subject(tenant)
-    tracker = Tracker(transport=NatsTransport(NATS_URL), tenant=tenant, component="nats-test")
+    tracker = Tracker(transport=NatsTransport(jetstream.url), tenant=tenant, component="nats-test")
     try:
         with tracker.step(trace_id="trace-nats", stage="PUBLISH") as step:
             step.add(outputs=["s3://bucket/out.parquet"])
@@ -182,7 +182,7 @@ def test_nats_publishes_what_the_collector_decodes() -> None:
         finally:
             await js.purge_stream(wire.STREAM, subject=subject)
 
-    messages = asyncio.run(_with_jetstream(check))
+    messages = asyncio.run(_with_jetstream(jetstream.url, check))
     decoded = [wire.decode(m.data) for m in messages]
     events = [e for d in decoded for e in d.events]
     assert {d.tenant for d in decoded} == {tenant}
@@ -196,13 +196,13 @@ def test_nats_publishes_what_the_collector_decodes() -> None:
         assert message.headers["Nats-Msg-Id"] == wire.msg_id([e.event_id for e in one.events])
 
 
-def test_nats_a_retried_publish_is_stored_once() -> None:
+def test_nats_a_retried_publish_is_stored_once(jetstream: JetStreamServer) -> None:
     from waymark.sdk.transports.nats import NatsTransport
 
     tenant = f"sdk-test-{uuid.uuid4().hex[:8]}"
     subject = wire.events_subject(tenant)
     events = [{"trace_id": "t-dup", "event_id": uuid.uuid4().hex, "stage": "X"}]
-    transport = NatsTransport(NATS_URL)
+    transport = NatsTransport(jetstream.url)
     try:
         transport.send(tenant, events)
         transport.send(tenant, events)  # as after a lost acknowledgement
@@ -215,7 +215,7 @@ def test_nats_a_retried_publish_is_stored_once() -> None:
         finally:
             await js.purge_stream(wire.STREAM, subject=subject)
 
-    assert asyncio.run(_with_jetstream(count)) == 1
+    assert asyncio.run(_with_jetstream(jetstream.url, count)) == 1
 
 
 def test_nats_unreachable_is_a_retryable_connection_failure() -> None:
@@ -229,25 +229,30 @@ def test_nats_unreachable_is_a_retryable_connection_failure() -> None:
         transport.close()
 
 
-def test_ensure_stream_creates_a_missing_stream_once() -> None:
-    from nats.js.api import RetentionPolicy
+def test_the_sdk_creates_a_missing_stream_once_as_the_bus_would(
+    jetstream: JetStreamServer,
+) -> None:
+    from waymark.bus.nats import ensure_stream
+    from waymark.sdk.transports.nats import create_missing_stream
 
-    from waymark.bus.base import BusSettings
-    from waymark.sdk.transports.nats import ensure_stream
+    tag = uuid.uuid4().hex[:8]
+    by_sdk, by_bus = f"SDKTEST_SDK_{tag}", f"SDKTEST_BUS_{tag}"
 
-    name = f"SDKTEST_{uuid.uuid4().hex[:8]}"
-    subjects = (f"sdktest.{name}.>",)
-
-    async def work(js: Any) -> Any:
+    async def work(js: Any) -> tuple[Any, Any]:
         try:
-            await ensure_stream(js, name, subjects[0])
-            await ensure_stream(js, name, subjects[0])  # already there: left alone
-            return (await js.stream_info(name)).config
+            await create_missing_stream(js, by_sdk, f"sdktest.{tag}.sdk.>")
+            await create_missing_stream(js, by_sdk, f"sdktest.{tag}.sdk.>")  # there: left alone
+            await ensure_stream(js, by_bus, f"sdktest.{tag}.bus.>")  # the server's defaults
+            return (await js.stream_info(by_sdk)).config, (await js.stream_info(by_bus)).config
         finally:
-            await js.delete_stream(name)
+            for name in (by_sdk, by_bus):
+                with contextlib.suppress(Exception):
+                    await js.delete_stream(name)
 
-    config = asyncio.run(_with_jetstream(work))
-    assert config.subjects == list(subjects)
-    assert config.retention == RetentionPolicy.LIMITS
-    assert config.duplicate_window == BusSettings().duplicate_window_s
-    assert config.max_age == BusSettings().max_age_s  # the collectors' settings, one place
+    sdk_config, bus_config = asyncio.run(_with_jetstream(jetstream.url, work))
+    assert sdk_config.subjects == [f"sdktest.{tag}.sdk.>"]
+    apart = {"name", "subjects"}
+    sdk_settings = {k: v for k, v in sdk_config.as_dict().items() if k not in apart}
+    bus_settings = {k: v for k, v in bus_config.as_dict().items() if k not in apart}
+    assert sdk_settings == bus_settings
+    assert sdk_config.duplicate_window == 120 and sdk_config.max_age == 7 * 24 * 3600

@@ -67,6 +67,11 @@ def test_an_outage_answers_503_with_retry_after_and_the_api_recovers(
                 assert response.headers["retry-after"] == "1"
                 assert response.headers["content-type"] == "application/problem+json"
                 assert "is unavailable" in response.json()["detail"]
+            not_ready = client.get("/readyz")
+            assert not_ready.status_code == 503
+            assert not_ready.headers["retry-after"] == "1"
+            assert not_ready.json()["status"] == "unavailable"
+            assert "is unavailable" in not_ready.json()["detail"]
             proxy.restore()
             # A client retrying as told (Retry-After) gets in once the pool has reconnected.
             deadline = time.monotonic() + 15
@@ -78,6 +83,7 @@ def test_an_outage_answers_503_with_retry_after_and_the_api_recovers(
             assert again.status_code == 202
             summary = client.get("/v1/traces/t").json()
             assert summary["event_count"] == 2
+            assert client.get("/readyz").json() == {"status": "ready", "warnings": []}
     finally:
         store.close()
 

@@ -7,18 +7,17 @@ import gc
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import Response
 
-from waymark.api import gsm, okdata, openlineage, page, problems, v1
-from waymark.api.deps import Services, services, store_threads
+from waymark.api import gsm, health, okdata, openlineage, page, problems, v1
+from waymark.api.deps import Services, store_threads
 from waymark.bus import sink_for
 from waymark.config import Settings
 from waymark.pipelines import Pipelines, load
 from waymark.sink import Sink
-from waymark.store import Store, open_store
+from waymark.store import Store, log_durability_warnings, open_store
 from waymark.watch import Watcher
 
 
@@ -47,6 +46,7 @@ def create_app(
             if store is not None
             else await run_in_threadpool(open_store, settings.store, rules)
         )
+        await run_in_threadpool(log_durability_warnings, the_store)
         watcher = Watcher(written_elsewhere=the_store.written_elsewhere)
         the_sink = sink or sink_for(settings.bus, the_store, watcher)
         await the_sink.start()
@@ -74,6 +74,7 @@ def create_app(
     app.include_router(gsm.router)
     app.include_router(openlineage.router)
     app.include_router(page.router)
+    app.include_router(health.router)
 
     def openapi() -> dict[str, Any]:
         """FastAPI's schema of the app, with the hot endpoints that it does not see."""
@@ -87,13 +88,6 @@ def create_app(
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-
-    @app.get("/healthz", tags=["health"])
-    async def healthz(request: Request) -> Response:
-        svc = services(request)
-        await svc.in_thread(svc.store.ping)
-        return Response(b'{"status":"ok"}', media_type="application/json")
-
     return app
 
 

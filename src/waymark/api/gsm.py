@@ -99,7 +99,7 @@ async def publish_dataset_details(
         correlation_id=correlation_id or None,
         kinds=(DETAILS_KIND,),
     )
-    await svc.in_thread(svc.store.put_dataset_details, details)
+    await svc.sink.submit_dataset_details(details)
     return json_response({"accepted": len(details)})
 
 

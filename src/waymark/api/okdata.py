@@ -27,11 +27,6 @@ from waymark.translate.okdata import create_event, to_item, update_event
 
 MAX_EVENTS = 10_000
 
-#: In bus mode, how long ``POST /status/{trace_id}`` waits for a trace it does not find
-#: to be stored: the ``POST /status`` that started it may still be on its way through a
-#: collector. (Direct to the store, an unknown trace is answered 404 at once.)
-ARRIVAL_WAIT_S = 10.0
-
 
 def okdata_error(problem: Problem) -> Response:
     """okdata's error shape: ``{"message": ...}``, every bad field named in it (and the
@@ -90,8 +85,10 @@ async def get_status(request: Request, trace_id: TraceIdPath, tenant: Tenant) ->
 
 @router.post("/status/{trace_id}", summary="Add an event to a trace (okdata)")
 async def update_status(request: Request, trace_id: TraceIdPath, tenant: Tenant) -> Response:
-    """Answers the stored item; 404 if the trace has no events yet (in bus mode: none
-    arrive within :data:`ARRIVAL_WAIT_S`)."""
+    """Answers the stored item; 404 if the trace has no events yet. The ``POST /status``
+    that started it may still be on its way to the store (in bus mode, through a
+    collector): a trace not found is waited for as long as the sink may take to make a
+    submitted event readable (:attr:`waymark.sink.Sink.readable_within_s`)."""
     event = update_event(load_json(await read_body(request)), trace_id)
     svc = services(request)
 
@@ -99,9 +96,9 @@ async def update_status(request: Request, trace_id: TraceIdPath, tenant: Tenant)
         return await svc.summaries.read(tenant, trace_id)
 
     found = await read()
-    if found is None and not svc.sink.stored_at_once:
-        key = (tenant, trace_id)
-        found = await svc.watcher.wait_for(key, ARRIVAL_WAIT_S, read, lambda s: s is not None)
+    if found is None:
+        key, within = (tenant, trace_id), svc.sink.readable_within_s
+        found = await svc.watcher.wait_for(key, within, read, lambda s: s is not None)
     if found is None:
         raise NotFound(f"Could not find item: {trace_id}")
     return json_response(to_item(await _store(request, event, tenant)))

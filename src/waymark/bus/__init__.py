@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from waymark.bus.base import Bus, BusSettings, BusSink, Delivery, Source
+from waymark.bus.base import Bus, BusSettings, BusSink, InboundMessage, Source
 from waymark.errors import Unavailable
 from waymark.sink import DirectSink, Sink
 from waymark.store.base import Store
@@ -48,4 +48,4 @@ def sink_for(bus_url: str, store: Store, watcher: Watcher) -> Sink:
     return WatchingBusSink(open_bus(bus_url), watcher)
 
 
-__all__ = ["Bus", "BusSettings", "BusSink", "Delivery", "Source", "open_bus", "sink_for"]
+__all__ = ["Bus", "BusSettings", "BusSink", "InboundMessage", "Source", "open_bus", "sink_for"]

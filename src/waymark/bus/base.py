@@ -1,7 +1,7 @@
 """The bus interface: what the API and the collector need from a message bus.
 
 A :class:`Bus` publishes bus messages (:mod:`waymark.wire`) and returns once the
-server holds them, hands the collector its :class:`Source` of deliveries (one per
+server holds them, hands the collector its :class:`Source` of inbound messages (one per
 stream it consumes), and carries the change feed: after each commit the collector
 announces the changed summaries, and every API replica wakes its ``?wait``-ers.
 
@@ -23,10 +23,11 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import orjson
 
-from waymark import wire
+from waymark import jetstream, wire
 from waymark.model import Event, Record, now_us
 from waymark.pipelines import Pipelines
 from waymark.sink import Sink
+from waymark.store.base import DatasetDetails
 
 ChangeHandler = Callable[[str, list[dict[str, Any]]], None]
 """Called with (tenant, summaries as JSON objects) for each change-feed message."""
@@ -42,17 +43,20 @@ class BusSettings:
     """
 
     servers: tuple[str, ...] = ("nats://127.0.0.1:4222",)
-    stream: str = "WAYMARK"  # events: subjects <prefix>.events.>
+    stream: str = jetstream.STREAM  # events: subjects <prefix>.events.>
     gsm_stream: str = "WAYMARK_GSM"  # GSM messages published straight to gsm_subject
     prefix: str = "waymark"  # subjects <prefix>.events.<tenant>, <prefix>.changes.<tenant>
     gsm_subject: str = wire.GSM_SUBJECT
     consumer: str = "waymark-collector"  # durable pull consumer shared by all collectors
-    replicas: int = 1  # stream replicas in a JetStream cluster (1, 3 or 5)
-    max_age_s: float = 7 * 24 * 3600.0  # how long the streams keep messages
-    duplicate_window_s: float = 120.0  # the server drops a re-published Nats-Msg-Id within this
+    replicas: int = jetstream.STREAM_REPLICAS  # stream replicas in a JetStream cluster (1, 3 or 5)
+    max_age_s: float = jetstream.STREAM_MAX_AGE_S  # how long the streams keep messages
+    duplicate_window_s: float = jetstream.STREAM_DUPLICATE_WINDOW_S  # dedup of Nats-Msg-Id
     ack_wait_s: float = 30.0  # an unacknowledged delivery is redelivered after this
     max_ack_pending: int = 20_000  # deliveries in flight across all collectors
     publish_timeout_s: float = 2.0  # how long the API waits for the server's ack
+    # how long the API gives a collector to store what it published, where it must read it
+    # back (okdata's update of a trace just started) before it answers "not found".
+    readable_within_s: float = 10.0
 
     @classmethod
     def from_url(cls, url: str) -> BusSettings:
@@ -88,7 +92,7 @@ class BusSettings:
         return f"{self.prefix}.changes.{wire.subject_token(tenant)}"
 
 
-class Delivery(ABC):
+class InboundMessage(ABC):
     """One message handed to a collector; exactly one of ack, nak or term ends it."""
 
     subject: str
@@ -115,8 +119,8 @@ class Source(ABC):
     name: str  # "events" or "gsm"
 
     @abstractmethod
-    async def fetch(self, batch: int, wait_s: float) -> list[Delivery]:
-        """Up to ``batch`` deliveries, waiting at most ``wait_s`` for the first; [] if none."""
+    async def fetch(self, batch: int, wait_s: float) -> list[InboundMessage]:
+        """Up to ``batch`` messages, waiting at most ``wait_s`` for the first; [] if none."""
 
 
 class Bus(ABC):
@@ -189,19 +193,22 @@ def decode_changes(data: bytes) -> tuple[str, list[dict[str, Any]]] | None:
 
 
 class BusSink(Sink):
-    """Bus mode: publish accepted events, one message per tenant, and wait for the acks.
+    """Bus mode: publish accepted events and dataset details, one message per tenant (or
+    more, for many details), and wait for the acks.
 
     Events sent to ``POST /v1/events`` are published as they were sent (validated, with
     their event ids fixed): the collectors validate and resolve every message again, so
     building records here would be work thrown away."""
 
-    stored_at_once = False
-
     def __init__(self, bus: Bus) -> None:
         self.bus = bus
+        self.readable_within_s = bus.settings.readable_within_s
 
     async def submit(self, records: Sequence[Record]) -> None:
         await self._publish(wire.encode_records(records))
+
+    async def submit_dataset_details(self, details: Sequence[DatasetDetails]) -> None:
+        await self._publish(wire.encode_details(details))
 
     async def submit_events(
         self,

@@ -48,12 +48,12 @@ from nats.js.api import (
     StreamConfig,
 )
 
-from waymark import wire
+from waymark import jetstream, wire
 from waymark.bus.base import (
     Bus,
     BusSettings,
     ChangeHandler,
-    Delivery,
+    InboundMessage,
     Source,
     decode_changes,
     encode_changes,
@@ -66,7 +66,7 @@ CHANGES_BYTES = 256 * 1024  # most bytes per change-feed message (the server's l
 RETRY_CONNECT_S = 1.0  # after a failed first connect, answer Unavailable at once for this long
 
 
-class NatsDelivery(Delivery):
+class NatsInboundMessage(InboundMessage):
     def __init__(self, msg: Msg) -> None:
         meta = msg.metadata
         self.msg = msg
@@ -96,8 +96,8 @@ def stream_config(name: str, subject: str, settings: BusSettings) -> StreamConfi
     return StreamConfig(
         name=name,
         subjects=[subject],
-        retention=RetentionPolicy.LIMITS,
-        storage=StorageType.FILE,
+        retention=RetentionPolicy(jetstream.STREAM_RETENTION),
+        storage=StorageType(jetstream.STREAM_STORAGE),
         max_age=settings.max_age_s,
         duplicate_window=settings.duplicate_window_s,
         num_replicas=settings.replicas,
@@ -175,14 +175,14 @@ class NatsSource(Source):
         self.name = name
         self.sub = sub
 
-    async def fetch(self, batch: int, wait_s: float) -> list[Delivery]:
+    async def fetch(self, batch: int, wait_s: float) -> list[InboundMessage]:
         try:
             msgs = await self.sub.fetch(batch, timeout=wait_s)
         except (TimeoutError, nats.errors.TimeoutError, nats.js.errors.FetchTimeoutError):
             return []
         except nats.errors.Error as exc:
             raise Unavailable(f"NATS fetch failed: {exc!r}") from exc
-        return [NatsDelivery(m) for m in msgs]
+        return [NatsInboundMessage(m) for m in msgs]
 
 
 class NatsBus(Bus):

@@ -25,6 +25,7 @@ import orjson
 from nats.js import JetStreamContext
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from waymark.bus.base import BusSettings
 from waymark.bus.nats import consumer_config, ensure_stream, stream_config, stream_subjects
@@ -50,14 +51,17 @@ class Difference:
 
 @dataclass(slots=True)
 class Found:
-    """One stream, or the consumer on one stream, as the server has it."""
+    """One stream, or the consumer on one stream, as the server has it; or one server's
+    sync setting (:mod:`waymark.bus.syncing`)."""
 
-    kind: str  # "stream" or "consumer"
-    name: str  # the stream's name, or "<stream>/<consumer>"
-    exists: bool
+    kind: str  # "stream", "consumer" or "server"
+    name: str  # the stream's name, "<stream>/<consumer>", or a server's monitoring URL
+    exists: bool  # servers: whether its monitoring endpoint answered
     differences: list[Difference] = field(default_factory=list)
     messages: int | None = None  # streams: messages held now
     changed: bool = False  # set by apply()
+    sync: str | None = None  # servers: "always", "120 s", ... (syncing.judge)
+    warning: str | None = None  # servers: how acknowledged messages can be lost, or why unknown
 
 
 @dataclass(slots=True)
@@ -179,12 +183,22 @@ def show(found: list[Found], *, as_json: bool, applied: bool) -> None:
     if as_json:
         sys.stdout.buffer.write(orjson.dumps([dataclasses.asdict(f) for f in found]) + b"\n")
         return
-    table = Table(title="Streams and consumers")
+    table = Table(title="Streams, consumers and servers")
     for column in ("kind", "name", "messages", "settings", "state"):
         table.add_column(column, overflow="fold")
     for item in found:
         settings = "; ".join(f"{d.setting} {d.current} -> {d.wanted}" for d in item.differences)
-        if item.changed:
+        if item.kind == "server":
+            settings = f"sync_interval {item.sync}" if item.sync else ""
+            if not item.exists:
+                state = "not checked"
+            elif item.sync is None:
+                state = "JetStream off"
+            elif item.warning:
+                state = "can lose acknowledged messages"
+            else:
+                state = "syncs before acknowledging"
+        elif item.changed:
             state = "created" if not item.exists else "changed"
         elif not item.exists:
             state = "made by the first collector" if item.kind == "consumer" else "missing"
@@ -194,6 +208,10 @@ def show(found: list[Found], *, as_json: bool, applied: bool) -> None:
         table.add_row(item.kind, item.name, messages, settings or "-", state)
     console = Console()
     console.print(table)
+    for item in found:
+        if item.warning:
+            label = "warning" if item.exists else "not checked"
+            console.print(Text(f"{label}: {item.warning}", style="yellow" if item.exists else ""))
     pending = any(f.differences or (f.kind == "stream" and not f.exists) for f in found)
     if pending and not applied:
         console.print("`waymark streams --apply` changes them to match the bus URL.")

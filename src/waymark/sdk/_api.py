@@ -17,8 +17,7 @@ import orjson
 from pydantic import BaseModel, TypeAdapter
 
 from waymark.batching import split_batches
-from waymark.ingest import MAX_REQUEST_BYTES
-from waymark.model import MAX_BATCH, Event, Summary, new_event_id
+from waymark.model import MAX_BATCH, MAX_REQUEST_BYTES, Event, Summary, new_event_id
 from waymark.sdk._retry import parse_retry_after
 from waymark.sdk.errors import APIError, ClientError, ConnectionFailed, api_error
 

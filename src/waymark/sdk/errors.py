@@ -2,20 +2,23 @@
 
 ::
 
-    WaymarkError                    (waymark.errors) base of everything Waymark raises
-    └── ClientError                 catch this to catch every SDK error
-        ├── ConnectionFailed        the server could not be reached (refused, DNS, timeout),
-        │                           even after retries; ``retry_after`` is None
-        ├── APIError                the server answered with a problem: ``status``, ``detail``,
-        │   │                       ``errors`` (RFC 9457 body, each ``{"loc", "msg"}``)
-        │   ├── InvalidRequest      400, 413, 422: fix the request, retrying will not help
-        │   ├── TraceNotFound       404: no such trace in this tenant
-        │   └── ServerUnavailable   429 or 5xx, even after retries; ``retry_after`` if the
-        │                           server said when to come back
-        ├── WaitTimeout             ``wait()`` gave up before the trace was done; ``summary``
-        │                           is the last one seen (None if the trace never appeared)
-        └── MissingExtra            a transport needs an optional dependency (also an
-                                    ``ImportError``); the message names the extra
+    ClientError                 catch this to catch every SDK error
+    ├── ConnectionFailed        the server could not be reached (refused, DNS, timeout),
+    │                           even after retries; ``retry_after`` is None
+    ├── APIError                the server answered with a problem: ``status``, ``detail``,
+    │   │                       ``errors`` (RFC 9457 body, each ``{"loc", "msg"}``)
+    │   ├── InvalidRequest      400, 413, 422: fix the request, retrying will not help
+    │   ├── TraceNotFound       404: no such trace in this tenant
+    │   └── ServerUnavailable   429 or 5xx, even after retries; ``retry_after`` if the
+    │                           server said when to come back
+    ├── WaitTimeout             ``wait()`` gave up before the trace was done; ``summary``
+    │                           is the last one seen (None if the trace never appeared)
+    └── MissingExtra            a transport needs an optional dependency (also an
+                                ``ImportError``); the message names the extra
+
+``ClientError`` is a root of its own, apart from the server's ``waymark.errors.WaymarkError``:
+a program that runs the SDK beside a server (a test, a worker that embeds both) can catch
+one without ever catching the other, and the SDK imports nothing of the server.
 
 Errors of httpx and nats-py never escape: the client and the transports translate them
 here, keeping the original as ``__cause__``. The tracker raises none of these into user
@@ -26,14 +29,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from waymark.errors import WaymarkError
-
 if TYPE_CHECKING:
     from waymark.model import Summary
 
 
-class ClientError(WaymarkError):
-    """Base of every error the SDK raises."""
+class ClientError(Exception):
+    """Base of every error the SDK raises; no server error derives from it."""
 
     retry_after: float | None = None
 

@@ -159,6 +159,14 @@ class Store(ABC):
         """Give up a turn that no append ended (nothing to do if none is held)."""
         return None
 
+    def durability_warnings(self) -> list[str]:
+        """How this store's configuration lets a commit it has acknowledged be lost to an
+        OS crash or a power loss, one sentence each naming the setting; empty when every
+        commit is synced before it returns (which a 202 promises). The server logs these at
+        start and lists them in ``/readyz``. Raises :class:`waymark.errors.Unavailable` if
+        the store cannot be asked now."""
+        return []
+
     def written_elsewhere(self) -> bool | None:
         """Whether another process has committed to this store since the last call; None
         where the store cannot tell. Waiters use it to hear of writes that this process's

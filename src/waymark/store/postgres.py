@@ -145,6 +145,43 @@ def _where(url: str) -> str:
     return f"PostgreSQL {info.get('dbname') or ''}@{host}:{info.get('port') or 5432}"
 
 
+#: PostgreSQL settings that decide whether a commit is on disk when it returns, and what
+#: each one's unsafe value gives up.
+_DURABILITY_SETTINGS = {
+    "synchronous_commit": (
+        "off",
+        "synchronous_commit is off for Waymark's connections: a commit returns before its WAL"
+        " is flushed, so an OS crash or a power loss can lose events already answered 202"
+        " (set it to on for Waymark's role or database, or in postgresql.conf)",
+    ),
+    "fsync": (
+        "off",
+        "fsync is off: PostgreSQL syncs nothing to disk, so an OS crash or a power loss can"
+        " lose acknowledged events or corrupt the database (turn it on in postgresql.conf)",
+    ),
+    "full_page_writes": (
+        "off",
+        "full_page_writes is off: a page half-written at a power loss cannot be repaired from"
+        " the WAL unless the file system rules out torn pages (turn it on in postgresql.conf)",
+    ),
+}
+#: reads the settings as Waymark's own connections have them (pg_settings shows the
+#: session's values, so a per-role, per-database or connection option is seen).
+READ_DURABILITY_SETTINGS = (
+    "SELECT name, setting FROM pg_settings WHERE name IN"
+    f" ({', '.join(repr(name) for name in _DURABILITY_SETTINGS)})"
+)
+
+
+def durability_warnings_of(settings: dict[str, str], where: str) -> list[str]:
+    """The warnings for settings as ``pg_settings`` gives them (name -> value)."""
+    out = []
+    for name, (unsafe, warning) in _DURABILITY_SETTINGS.items():
+        if settings.get(name) == unsafe:
+            out.append(f"{where}: {warning}")
+    return out
+
+
 def _retrying(
     method: Callable[Concatenate[PostgresStore, P], T],
 ) -> Callable[Concatenate[PostgresStore, P], T]:
@@ -348,6 +385,13 @@ class PostgresStore(SqlStore):
     @_retrying
     def ping(self) -> None:
         super().ping()
+
+    @_retrying
+    def durability_warnings(self) -> list[str]:
+        with self._reading() as cur:
+            cur.execute(READ_DURABILITY_SETTINGS)
+            settings = {str(name): str(value) for name, value in cur.fetchall()}
+        return durability_warnings_of(settings, self.where)
 
     def close(self) -> None:
         self._pool.close()

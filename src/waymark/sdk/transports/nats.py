@@ -1,14 +1,16 @@
-"""``nats``: publish to JetStream in the bus format of :mod:`waymark.wire`, for the collector.
+"""``nats``: publish to JetStream in the bus format of :mod:`waymark.jetstream`, for the
+collector.
 
 Needs nats-py (``pip install 'waymark[nats]'``), imported only when this transport is
 made. nats-py is asyncio-based: the transport runs one event loop in its own daemon
 thread, which also answers the server's pings between batches, and the tracker's sender
-waits on each publish. Each message is one :func:`waymark.wire.encode` of a run of events
-(within the server's payload limit); its ``Nats-Msg-Id`` lets the stream's duplicate
-window drop a retried publish.
+waits on each publish. Each message is one :func:`waymark.jetstream.encode` of a run of
+events (within the server's payload limit); its ``Nats-Msg-Id`` lets the stream's
+duplicate window drop a retried publish.
 
-The stream (:data:`waymark.wire.STREAM`) is created on first connect if it does not exist
-yet, with the settings the collectors use (:func:`waymark.bus.nats.ensure_stream`).
+The events stream is created on first connect if it does not exist yet, with the
+defaults of :mod:`waymark.jetstream` that the server's bus uses too; an existing stream
+is left as it is. The transport imports nothing of the server (``waymark.bus``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
-from waymark import wire
+from waymark import jetstream
 from waymark.batching import split_batches
 from waymark.model import now_us
 from waymark.sdk.errors import ConnectionFailed, MissingExtra
@@ -46,17 +48,35 @@ def _require_nats() -> None:
         raise MissingExtra("nats transport", "nats", "nats-py") from exc
 
 
-async def ensure_stream(
+async def create_missing_stream(
     js: JetStreamContext,
-    stream: str = wire.STREAM,
-    subject: str = f"{wire.EVENTS_PREFIX}.>",
+    stream: str = jetstream.STREAM,
+    subject: str = jetstream.EVENTS_SUBJECTS,
 ) -> None:
-    """Create the events stream if it is missing, with the collectors' settings
-    (:func:`waymark.bus.nats.ensure_stream`); an existing stream is left as it is.
+    """Create the events stream if it does not exist, with the stream defaults of
+    :mod:`waymark.jetstream`; an existing stream, whoever made it, is left as it is.
     (``stream`` and ``subject`` are for tests.)"""
-    from waymark.bus.nats import ensure_stream as ensure
+    from nats.js.api import RetentionPolicy, StorageType, StreamConfig
+    from nats.js.errors import BadRequestError, NotFoundError
 
-    await ensure(js, stream, subject)
+    try:
+        await js.stream_info(stream)
+        return
+    except NotFoundError:
+        pass
+    config = StreamConfig(
+        name=stream,
+        subjects=[subject],
+        retention=RetentionPolicy(jetstream.STREAM_RETENTION),
+        storage=StorageType(jetstream.STREAM_STORAGE),
+        max_age=jetstream.STREAM_MAX_AGE_S,
+        duplicate_window=jetstream.STREAM_DUPLICATE_WINDOW_S,
+        num_replicas=jetstream.STREAM_REPLICAS,
+    )
+    try:
+        await js.add_stream(config)
+    except BadRequestError:
+        await js.stream_info(stream)  # made meanwhile with other settings: theirs stand
 
 
 class NatsTransport(Transport):
@@ -121,7 +141,7 @@ class NatsTransport(Transport):
                 error_cb=_quiet,
             )
             self._js = self._nc.jetstream(timeout=self.timeout)
-            await ensure_stream(self._js)
+            await create_missing_stream(self._js)
         return self._nc, self._js
 
     async def _publish(self, tenant: str, events: Sequence[EventDoc]) -> None:
@@ -131,11 +151,11 @@ class NatsTransport(Transport):
         sizes = [len(orjson.dumps(e)) + 1 for e in events]
         limit = nc.max_payload - PAYLOAD_OVERHEAD
         for run in split_batches(events, sizes, MAX_EVENTS_PER_MESSAGE, limit):
-            message = wire.encode(tenant, run, now_us())
+            message = jetstream.encode(tenant, run, now_us())
             try:
                 await js.publish(message.subject, message.payload, headers=message.headers)
             except NoStreamResponseError:
-                await ensure_stream(js)  # the stream went away: make it again, then retry
+                await create_missing_stream(js)  # the stream went away: make it again, then retry
                 raise
 
     async def _disconnect(self) -> None:
