@@ -72,7 +72,7 @@ def create_app(
             if store is not None
             else await run_in_threadpool(open_store, settings.store, rules)
         )
-        watcher = Watcher(written_elsewhere=the_store.written_elsewhere)
+        watcher = Watcher(commit_marker=the_store.commit_marker)
         the_sink = sink or sink_for(settings.bus, the_store, watcher)
         await the_sink.start()
         app.state.services = Services(the_store, the_sink, watcher, rules)

@@ -1,11 +1,4 @@
-"""Where store calls run: on the event loop when that is cheaper, else in a worker thread.
-
-Handing a call to a worker thread and back costs tens of microseconds of CPU (more
-on virtual machines, where waking a thread is a slow system call), which is more
-than a SQLite read of a summary takes. Stores whose reads are local and quick say so
-(:attr:`waymark.store.base.Store.inline_reads`) and their reads run inline; reads
-that may wait on a network (PostgreSQL) and all writes go to the thread pool.
-"""
+"""Where store reads run: in a worker thread, never on the event loop."""
 
 from __future__ import annotations
 
@@ -21,6 +14,4 @@ T = TypeVar("T")
 
 async def read(store: Store, call: Callable[[], T]) -> T:
     """Run a read of ``store``; ``call`` takes no arguments (use a lambda)."""
-    if store.inline_reads:
-        return call()
     return await run_in_threadpool(call)
