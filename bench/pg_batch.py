@@ -5,7 +5,8 @@ Three ways to store the same events, each into a fresh schema on the same server
 - ``copy``: a raw ``COPY`` of the rows an append ends up storing (events, paths, one
   summary row per trace), one COPY per table in one transaction: the ceiling;
 - ``direct``: ``PostgresStore.append`` of 500-event batches, one transaction each, from
-  as many threads at once as the API runs appends (``PostgresStore.writers``);
+  as many threads at once as the API runs appends
+  (``waymark.sink.APPENDS_AT_ONCE``);
 - ``http``: ``POST /v1/events`` of the same 500-event JSON batches to ``waymark serve
   --store postgresql://...`` (a subprocess), from ``--clients`` concurrent clients.
 
@@ -42,6 +43,7 @@ import psycopg
 from waymark.ingest import to_records
 from waymark.model import Event, Record
 from waymark.pipelines import Pipelines
+from waymark.sink import APPENDS_AT_ONCE
 from waymark.store import migrate
 from waymark.store.postgres import PostgresStore
 from waymark.store.sql import (
@@ -202,7 +204,7 @@ def main() -> None:
     parser.add_argument(
         "--writers",
         type=int,
-        default=PostgresStore.writers,
+        default=APPENDS_AT_ONCE,
         help="threads appending directly (default: as many as the API runs at once)",
     )
     parser.add_argument("--clients", type=int, default=2, help="concurrent HTTP clients")

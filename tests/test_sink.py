@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Sequence
@@ -73,14 +74,13 @@ def test_concurrent_submits_share_transactions(store: CountingStore) -> None:
     assert len(store.search("t", TraceQuery(), limit=100).items) == 50
 
 
-@pytest.mark.parametrize(("writers", "appends"), [(1, [20]), (2, [10, 10])])
-def test_with_several_writers_each_group_takes_its_share(
-    store: CountingStore, writers: int, appends: list[int]
+@pytest.mark.parametrize(("at_once", "appends"), [(1, [20]), (2, [10, 10])])
+def test_with_several_appends_at_once_each_group_takes_its_share(
+    store: CountingStore, at_once: int, appends: list[int]
 ) -> None:
-    """Two batches waiting: one writer commits them together; two writers one each, side by
-    side, instead of one taking both while the other idles."""
-    store.writers = writers
-    sink = DirectSink(store, Watcher())
+    """Two batches waiting: one append at a time commits them together; two at once take
+    one each, side by side, instead of one taking both while the other idles."""
+    sink = DirectSink(store, Watcher(), appends_at_once=at_once)
 
     async def main() -> None:
         await asyncio.gather(*(sink.submit([rec(f"b{b}-{i}") for i in range(10)]) for b in (0, 1)))
@@ -137,10 +137,9 @@ class OverlapCountingStore(PostgresStore):
 
 
 def test_postgres_groups_commit_in_parallel_and_summaries_stay_pure(pg_url: str) -> None:
-    """The API runs as many appends at once as the store asks (two for PostgreSQL); groups
-    that share traces still fold into the summary the pure function gives."""
+    """The sink runs two appends at once; groups that share traces still fold into the
+    summary the pure function gives."""
     store = OverlapCountingStore(pg_url)
-    assert store.writers == 2
     sink = DirectSink(store, Watcher())
     records = [
         to_record(
@@ -172,85 +171,26 @@ def test_postgres_groups_commit_in_parallel_and_summaries_stay_pure(pg_url: str)
         store.close()
 
 
-def test_a_store_that_writes_inline_is_written_on_the_loop_after_its_turn(
-    store: CountingStore,
-) -> None:
-    """SQLite: the turn is waited for in a writer thread, the append runs on the event loop
-    (no other Python of the process competes with it), and a failed append ends the turn."""
-    turns: list[int] = []
-    appends_on: list[int] = []
-    ended: list[bool] = []
-    take_turn, end_turn, append = store.take_turn, store.end_turn, store.append
-
-    def counting_take_turn() -> None:
-        turns.append(threading.get_ident())
-        take_turn()
-
-    def counting_end_turn() -> None:
-        ended.append(store._turn)
-        end_turn()
-
-    def counting_append(records: Sequence[Record], *, partials: bool = False) -> AppendResult:
-        appends_on.append(threading.get_ident())
-        return append(records, partials=partials)
-
-    store.take_turn = counting_take_turn  # type: ignore[method-assign]
-    store.end_turn = counting_end_turn  # type: ignore[method-assign]
-    store.append = counting_append  # type: ignore[method-assign]
-    sink = DirectSink(store, Watcher())
-
-    async def main() -> tuple[int, BaseException | None]:
-        await sink.submit([rec("fine")])
-        failed = await asyncio.gather(sink.submit([rec("boom")]), return_exceptions=True)
-        return threading.get_ident(), failed[0]
-
-    loop_thread, failure = asyncio.run(main())
-    assert isinstance(failure, Unavailable)
-    assert len(turns) == 2 and loop_thread not in turns
-    assert appends_on == [loop_thread, loop_thread]
-    assert ended == [False, True]  # the append gave the first turn back; the failed one did not
-    assert store.summary("t", "fine") is not None
-
-
-def test_a_long_wait_for_the_turn_leaves_the_loop_free(store: CountingStore) -> None:
-    """The loop waits for the turn itself for 50 ms at most; past that a thread waits and
-    the loop serves other work (another process may hold the lock for long)."""
-    take_turn = store.take_turn
-
-    def slow_take_turn() -> None:
-        time.sleep(0.3)
-        take_turn()
-
-    store.take_turn = slow_take_turn  # type: ignore[method-assign]
-    ticks = loop_ticks_while_submitting(DirectSink(store, Watcher()), "late")
-    assert ticks >= 10  # about 25 of the 300 ms; none if the loop had waited for the turn
-    assert store.summary("t", "late") is not None
-
-
-def test_a_write_cancelled_while_it_waits_for_the_turn_gives_the_turn_back(
+def test_a_write_cancelled_while_it_waits_leaves_the_writers_lock_free(
     store: CountingStore, tmp_path: Path
 ) -> None:
-    """If the loop stops (shutdown cancels its tasks) while a thread waits for the turn,
-    the thread still gets it; it must give it back, or every writer of every process of
-    that file would wait for it."""
-    take_turn = store.take_turn
-    taken = threading.Event()
-
-    def slow_take_turn() -> None:
-        time.sleep(0.3)
-        take_turn()
-        taken.set()
-
-    store.take_turn = slow_take_turn  # type: ignore[method-assign]
+    """If the loop stops (shutdown cancels its tasks) while the write waits for SQLite's
+    lock (another program holds it), the write goes on in the writer thread; once it is
+    done, the writers' lock is free again for every process of that file."""
+    outside = sqlite3.connect(tmp_path / "w.db", isolation_level=None, check_same_thread=False)
+    outside.execute("BEGIN IMMEDIATE")
     sink = DirectSink(store, Watcher())
 
     async def main() -> asyncio.Future[None]:
-        submitted = asyncio.ensure_future(sink.submit([rec("never")]))
-        await asyncio.sleep(0.1)  # the drain waits for the turn; asyncio.run cancels it
+        submitted = asyncio.ensure_future(sink.submit([rec("cancelled")]))
+        await asyncio.sleep(0.1)  # the write waits for SQLite's lock; asyncio.run cancels it
         return submitted
 
-    assert asyncio.run(main()).cancelled()
-    assert taken.wait(5)
+    try:
+        assert asyncio.run(main()).cancelled()
+    finally:
+        outside.rollback()
+        outside.close()
     lock = os.open(tmp_path / "w.db-writer", os.O_RDWR)
     try:
         deadline = time.monotonic() + 5
@@ -264,8 +204,8 @@ def test_a_write_cancelled_while_it_waits_for_the_turn_gives_the_turn_back(
         fcntl.flock(lock, fcntl.LOCK_UN)
     finally:
         os.close(lock)
-    assert not store._turn
-    assert store.summary("t", "never") is None
+    asyncio.run(sink.submit([rec("after")]))
+    assert store.summary("t", "after") is not None
 
 
 def test_an_outside_write_lock_holds_a_thread_not_the_loop(
@@ -273,10 +213,8 @@ def test_an_outside_write_lock_holds_a_thread_not_the_loop(
 ) -> None:
     """Another program's write transaction on the file (a ``sqlite3`` shell, say) takes
     SQLite's own lock, which Waymark's writers' lock knows nothing of. The wait for it
-    belongs to the writer thread, with the turn: on the loop it would stall every request
-    of the worker for as long as that program holds it."""
-    import sqlite3
-
+    belongs to the writer thread: on the loop it would stall every request of the worker
+    for as long as that program holds it."""
     outside = sqlite3.connect(tmp_path / "w.db", isolation_level=None, check_same_thread=False)
     outside.execute("BEGIN IMMEDIATE")
     threading.Timer(0.4, outside.rollback).start()
@@ -291,9 +229,8 @@ def test_an_outside_write_lock_holds_a_thread_not_the_loop(
 def test_statistics_are_refreshed_in_the_writer_thread_not_on_the_loop(
     store: CountingStore,
 ) -> None:
-    """SQLite's ANALYZE (each time the events table doubles) takes 0.2 s at 1,000,000
-    traces: it runs in the writer thread, before the next turn's transaction, never on the
-    event loop where the inline appends run."""
+    """SQLite's ANALYZE (each time the events table doubles) takes long on a big file: it
+    runs in the store's writer thread, never on the event loop."""
     analyses: list[int] = []
 
     def trace(statement: str) -> None:

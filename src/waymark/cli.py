@@ -195,11 +195,11 @@ def dead_letters(
             typer.echo(f"replayed {len(done)}: {' '.join(map(str, done))}")
         if discard:
             typer.echo(f"discarded {deadletters.discard(settings.store, discard)}")
+        if not replay and not discard:
+            deadletters.show(settings.store, limit=limit, as_json=output == "json")
     except (Unavailable, ValueError) as exc:
         typer.echo(f"waymark: {exc}", err=True)
         raise typer.Exit(1) from exc
-    if not replay and not discard:
-        deadletters.show(settings.store, limit=limit, as_json=output == "json")
 
 
 @app.command()

@@ -22,10 +22,6 @@ from waymark.pipelines import Pipelines
 from waymark.store.base import DatasetDetails, Store
 from waymark.watch import Watcher
 
-#: how long the event loop itself waits for a store's turn to write (``inline_writes``)
-#: before it lets other work go on while a thread waits.
-INLINE_TURN_WAIT_S = 0.05
-
 
 class Sink(ABC):
     #: how long, after a submit returned, what it submitted may take to become readable in
@@ -68,53 +64,59 @@ class Sink(ABC):
         """Release connections; called once when the API stops."""
 
 
+#: how many appends the direct sink runs at once: while the store commits one group, the
+#: next is made ready (its rows built) in another thread; more were no faster
+#: (docs/BENCHMARKS.md).
+APPENDS_AT_ONCE = 2
+
+
 class DirectSink(Sink):
     """Append to the store; answer once committed.
 
-    Concurrent requests are committed together (group commit): while one
-    transaction runs, the batches that arrive queue up and go into the next one,
-    so a burst of single-event requests costs a few transactions, not one each.
-    Each request still gets its own answer only after its events are committed;
-    if a group fails, its requests are retried one by one so that one request's
-    failure is never another's.
+    Concurrent requests are committed together (group commit): while one append
+    runs, the batches that arrive queue up and go into the next one, so a burst of
+    single-event requests costs a few transactions, not one each. Each request still
+    gets its own answer only after its events are committed; if a group fails, its
+    requests are retried one by one so that one request's failure is never another's.
 
-    With several writers (``store.writers``), a group takes at most its share of what
-    is waiting (the waiting events over the writers, at least one request), so that
-    the writers commit side by side: one writer taking everything left the other idle,
-    and two clients' 500-event batches went through PostgreSQL one 1,000-event
-    transaction at a time.
-
-    A store that writes inline (SQLite) is written on the event loop once a writer thread
-    has its turn: with ``serve --workers 2``, the worker that wrote from a thread while its
-    loop validated the next requests held the write lock half as long again (the two
-    shared one interpreter), and the other worker waited on it.
+    Up to ``appends_at_once`` appends run at once, each in a thread of the sink's own, and
+    a group takes at most its share of what is waiting (the waiting events over that
+    number, at least one request), so that the appends run side by side rather than one
+    taking everything while the others idle.
     """
 
-    def __init__(self, store: Store, watcher: Watcher, *, max_group_events: int = 5000) -> None:
+    def __init__(
+        self,
+        store: Store,
+        watcher: Watcher,
+        *,
+        max_group_events: int = 5000,
+        appends_at_once: int = APPENDS_AT_ONCE,
+    ) -> None:
         self.store = store
         self.watcher = watcher
         self.max_group_events = max_group_events
-        self.writers = store.writers  # transactions at once: the store knows what pays
+        self.appends_at_once = appends_at_once
         self._pending: deque[tuple[Sequence[Record], asyncio.Future[None]]] = deque()
         self._running = 0
-        # Threads of its own, one per writer: cheaper to hand work to than a shared pool.
+        # Threads of its own: cheaper to hand work to than a shared pool.
         self._threads = concurrent.futures.ThreadPoolExecutor(
-            self.writers, thread_name_prefix="waymark-writer"
+            appends_at_once, thread_name_prefix="waymark-append"
         )
 
     async def submit(self, records: Sequence[Record]) -> None:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((records, done))
-        if self._running < self.writers:
+        if self._running < self.appends_at_once:
             self._running += 1
             asyncio.get_running_loop().create_task(self._drain())
         await done
 
     def _take(self) -> list[tuple[Sequence[Record], asyncio.Future[None]]]:
         share = self.max_group_events
-        if self.writers > 1:  # leave the other writers their part of what waits
+        if self.appends_at_once > 1:  # leave the other appends their part of what waits
             waiting = sum(len(batch) for batch, _ in self._pending)
-            share = min(share, -(-waiting // self.writers))
+            share = min(share, -(-waiting // self.appends_at_once))
         group = [self._pending.popleft()]
         size = len(group[0][0])
         while self._pending and size + len(self._pending[0][0]) <= share:
@@ -144,28 +146,7 @@ class DirectSink(Sink):
     async def _commit(self, group: list[tuple[Sequence[Record], asyncio.Future[None]]]) -> None:
         records = [r for batch, _ in group for r in batch]
         loop = asyncio.get_running_loop()
-        if self.store.inline_writes:
-            prepared = self.store.prepare(records)  # the rows, before the turn is held
-            # Wait for the turn right here for a moment (another worker's commit takes
-            # milliseconds), so that the write starts the moment the turn comes instead of
-            # when the loop gets round to it; for longer waits, let the loop go on.
-            turn = self._threads.submit(self.store.take_turn)
-            try:
-                turn.result(timeout=INLINE_TURN_WAIT_S)
-            except concurrent.futures.TimeoutError:
-                try:
-                    await asyncio.wrap_future(turn)
-                except asyncio.CancelledError:
-                    # The thread gets the turn all the same (or never starts): give it back
-                    # then, or every writer of every process of that file would wait.
-                    turn.add_done_callback(lambda _: self.store.end_turn())
-                    raise
-            try:
-                result = self.store.append(prepared)
-            finally:
-                self.store.end_turn()
-        else:
-            result = await loop.run_in_executor(self._threads, self.store.append, records)
+        result = await loop.run_in_executor(self._threads, self.store.append, records)
         for _, done in group:
             _settle(done, None)
         if result.traces:

@@ -4,10 +4,10 @@ Whoever learns that traces changed calls :meth:`Watcher.notify` with their
 (tenant, trace_id) pairs: the direct sink after each commit in this process, the
 change feed when events arrive through the bus. Waiters wake at once, then
 re-read the summary. Writers this process cannot hear (another worker appending to
-the same SQLite file) are caught by ``written_elsewhere``, a cheap question to the
-store asked every ``look_every_s`` while anyone waits: when it says yes, every
-waiter re-reads. As a last safety net each waiter also re-reads every
-``fallback_poll_s`` seconds.
+the same SQLite file) are caught by the store's commit marker
+(:meth:`waymark.store.base.Store.commit_marker`), asked every ``look_every_s``
+while anyone waits: when it has changed, every waiter re-reads. As a last safety
+net each waiter also re-reads every ``fallback_poll_s`` seconds.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 
 from waymark.model import Summary
 
@@ -30,12 +30,13 @@ class Watcher:
         self,
         fallback_poll_s: float = 0.5,
         *,
-        written_elsewhere: Callable[[], bool | None] | None = None,
+        commit_marker: Callable[[], Hashable | None] | None = None,
         look_every_s: float = 0.02,
     ) -> None:
         self.fallback_poll_s = fallback_poll_s
         self.look_every_s = look_every_s
-        self._written_elsewhere = written_elsewhere
+        self._commit_marker = commit_marker
+        self._marker: Hashable | None = None  # the last one seen
         self._looking: asyncio.Task[None] | None = None
         self._waiters: dict[Key, set[asyncio.Event]] = {}
 
@@ -70,8 +71,8 @@ class Watcher:
         deadline = time.monotonic() + timeout_s
         event = asyncio.Event()
         self._waiters.setdefault(key, set()).add(event)
-        if self._written_elsewhere is not None and self._looking is None:
-            self._looking = asyncio.get_running_loop().create_task(self._look())
+        if self._commit_marker is not None and self._looking is None:
+            self._start_looking(self._commit_marker)
         try:
             while True:
                 event.clear()
@@ -88,19 +89,33 @@ class Watcher:
                 if not waiters:
                     del self._waiters[key]
 
+    def _start_looking(self, commit_marker: Callable[[], Hashable | None]) -> None:
+        """Note the marker before the waiter's first read (a commit after that read changes
+        it), and look at it every ``look_every_s`` from now on."""
+        try:
+            self._marker = commit_marker()
+        except Exception:  # never let a failing look take a waiter down; the timer stays
+            log.exception("asking the store for its commit marker failed; waiters fall back")
+            self._marker = None
+        if self._marker is None:  # the store cannot tell: the timer stays
+            self._commit_marker = None
+            return
+        self._looking = asyncio.get_running_loop().create_task(self._look())
+
     async def _look(self) -> None:
-        """While anyone waits, ask the store whether another process wrote; wake all if so."""
-        assert self._written_elsewhere is not None
+        """While anyone waits, ask the store for its commit marker; wake all if it changed."""
+        assert self._commit_marker is not None
         try:
             while self._waiters:
                 await asyncio.sleep(self.look_every_s)
-                changed = self._written_elsewhere()
-                if changed is None:  # the store cannot tell (after all): the timer stays
-                    self._written_elsewhere = None
+                marker = self._commit_marker()
+                if marker is None:  # the store cannot tell (after all): the timer stays
+                    self._commit_marker = None
                     return
-                if changed:
+                if marker != self._marker:
+                    self._marker = marker
                     self.notify(list(self._waiters))
         except Exception:  # never let a failing look take a waiter down; the timer stays
-            log.exception("asking the store for other writers failed; waiters fall back")
+            log.exception("asking the store for its commit marker failed; waiters fall back")
         finally:
             self._looking = None

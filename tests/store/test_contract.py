@@ -9,6 +9,7 @@ import pytest
 from tests.store.conftest import rec, write_concurrently
 from waymark.errors import BadCursor
 from waymark.model import State, Status, now_us
+from waymark.store import open_store
 from waymark.store.base import DatasetDetails, EventQuery, TraceQuery
 from waymark.store.sql import SqlStore
 from waymark.summary import head, head_of
@@ -378,9 +379,29 @@ def test_every_query_is_tenant_scoped(store: SqlStore) -> None:
     assert store.lineage("west", "t") is None
 
 
-@pytest.mark.parametrize("url", ["sqlite:///:memory:", "sqlite:///"])
-def test_sqlite_needs_a_file(url: str) -> None:
-    from waymark.store import open_store
+# -- commits seen from elsewhere --------------------------------------------------------------
 
-    with pytest.raises(ValueError, match="needs a file"):
-        open_store(url)
+
+def test_the_commit_marker_changes_with_every_commit_from_anywhere(
+    store_url: str, store: SqlStore
+) -> None:
+    """A backend that gives a commit marker changes it on each commit, by this store or by
+    another on the same database, and not otherwise; one that cannot tell gives None."""
+    marker = store.commit_marker()
+    if marker is None:  # this backend cannot tell: waiters fall back on their timer
+        return
+    assert store.commit_marker() == marker
+    store.append([rec("t", "e1")])
+    assert store.commit_marker() != marker
+    marker = store.commit_marker()
+    store.put_dataset_details([DatasetDetails("default", "t", "ds", None, "csv", 1, 1, 2)])
+    assert store.commit_marker() != marker
+    marker = store.commit_marker()
+    store.summary("default", "t")
+    assert store.commit_marker() == marker  # a read is no commit
+    other = open_store(store_url)
+    try:
+        other.append([rec("t", "e2")])
+    finally:
+        other.close()
+    assert store.commit_marker() != marker

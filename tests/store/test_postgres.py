@@ -7,7 +7,8 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
 import psycopg
@@ -19,6 +20,7 @@ from tests.store.conftest import rec
 from tests.tcp_proxy import TcpProxy
 from waymark.api.app import create_app
 from waymark.errors import BadRequest, Unavailable
+from waymark.store.base import DatasetDetails, EventQuery, Store, TraceQuery
 from waymark.store.postgres import PostgresStore
 
 FAST = {"timeout": 0.3, "attempts": 3, "backoff": 0.02, "max_backoff": 0.1}
@@ -158,3 +160,59 @@ def test_waymark_serve_on_postgresql(pg_url: str) -> None:
 def test_a_malformed_url_is_named() -> None:
     with pytest.raises(ValueError, match="not a valid PostgreSQL URL"):
         PostgresStore("postgresql://postgres@127.0.0.1/test?bogus_option=1")
+
+
+#: one call of each operation of :class:`Store`, each reaching the database.
+OPERATIONS: dict[str, Callable[[Store], object]] = {
+    "append": lambda s: s.append([rec("t", f"e-{uuid.uuid4().hex}", path="/p")]),
+    "summary": lambda s: s.summary("default", "t"),
+    "summaries": lambda s: s.summaries("default", ["t", "u"]),
+    "events": lambda s: s.events("default", "t"),
+    "search": lambda s: s.search("default", TraceQuery()),
+    "paths": lambda s: s.paths("default", "/p"),
+    "lineage": lambda s: s.lineage("default", "t"),
+    "find_events": lambda s: s.find_events("default", EventQuery(trace_id="t")),
+    "put_dataset_details": lambda s: s.put_dataset_details(
+        [DatasetDetails("default", "t", "ds", None, "csv", 1, 1, 2)]
+    ),
+    "dataset_details": lambda s: s.dataset_details("default", trace_id="t"),
+    "park": lambda s: s.park([("subject", "reason", b"raw")]),
+    "dead_letters": lambda s: s.dead_letters(),
+    "discard_dead_letters": lambda s: s.discard_dead_letters([1, 2]),
+    "ping": lambda s: s.ping(),
+}
+#: what needs no connection: nothing to retry.
+WITHOUT_CONNECTIONS = {"close", "commit_marker"}
+
+
+def test_every_operation_is_retried_on_a_connection_broken_under_it(pg_url: str) -> None:
+    """Each operation of the Store interface, run on a pooled connection that the server
+    has just terminated, succeeds: it is run again on a fresh one. An operation added to
+    the interface must be added to OPERATIONS, and then fails here unless it is retried."""
+    declared = {
+        name for name in dir(Store) if not name.startswith("_") and callable(getattr(Store, name))
+    }
+    assert declared - WITHOUT_CONNECTIONS == set(OPERATIONS), "add the new operation here"
+    store = PostgresStore(pg_url, min_size=1, max_size=2, **FAST)  # type: ignore[arg-type]
+    breaks: list[int] = []
+    real_getconn = store._pool.getconn
+
+    def getconn(timeout: float | None = None) -> psycopg.Connection[Any]:
+        conn = real_getconn(timeout)
+        if breaks:
+            breaks.pop()
+            with psycopg.connect(PG_URL, autocommit=True) as admin:
+                admin.execute(  # and wait until its backend has gone
+                    "SELECT pg_terminate_backend(%s, 5000)", (conn.info.backend_pid,)
+                )
+        return conn
+
+    store._pool.getconn = getconn  # type: ignore[method-assign]
+    try:
+        for name, operation in OPERATIONS.items():
+            breaks.append(1)
+            operation(store)
+            assert breaks == [], f"{name} never took a connection"
+        assert store.summary("default", "t") is not None
+    finally:
+        store.close()

@@ -1,15 +1,15 @@
 """What only the SQLite store does: keep the planner's statistics good enough for search,
-queue writers of several processes on a lock of their own."""
+and read through connections of each thread's own (its one writer: test_sqlite_writer)."""
 
 from __future__ import annotations
 
-import fcntl
-import os
+import contextlib
 import sqlite3
 import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,6 +17,8 @@ from tests.store.conftest import rec
 from waymark.model import State
 from waymark.store.base import TraceQuery
 from waymark.store.sqlite import SQLiteStore
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_search_by_dataset_goes_by_the_dataset_index(tmp_path: Path) -> None:
@@ -32,10 +34,7 @@ def test_a_search_by_dataset_goes_by_the_dataset_index(tmp_path: Path) -> None:
         for start in range(0, len(records), 2_000):
             store.append(records[start : start + 2_000])  # statistics refresh as it grows
         query = TraceQuery(domain_id="ds2/1", component="writer")  # ds2's traces all read
-        sql, params = store.search_sql("default", query, limit=20, cursor=None, now=0)
-        with store._reading() as cur:
-            cur.execute("EXPLAIN QUERY PLAN " + sql, params)
-            plan = " ".join(str(row[3]) for row in cur.fetchall())
+        plan = _search_plan(store, query)
         assert "ix_traces_domain_id" in plan, plan
         assert store.search("default", query).items == []
         found = store.search("default", TraceQuery(domain_id="ds3/1", component="writer"), limit=20)
@@ -55,10 +54,7 @@ def test_a_search_for_failures_goes_by_the_index_of_failed_traces(tmp_path: Path
         ]  # fmt: skip
         store.append(records)
         query = TraceQuery(state=State.FAILED)
-        sql, params = store.search_sql("default", query, limit=20, cursor=None, now=0)
-        with store._reading() as cur:
-            cur.execute("EXPLAIN QUERY PLAN " + sql, params)
-            plan = " ".join(str(row[3]) for row in cur.fetchall())
+        plan = _search_plan(store, query)
         assert "ix_traces_failed" in plan, plan
         found = store.search("default", query).items
         assert [s.trace_id for s in found] == ["t4007", "t3007", "t2007", "t1007", "t7"]
@@ -66,92 +62,16 @@ def test_a_search_for_failures_goes_by_the_index_of_failed_traces(tmp_path: Path
         store.close()
 
 
-HOLD_THE_WRITE = """
-import sys
-from waymark.store.sqlite import SQLiteStore
-store = SQLiteStore(sys.argv[1])
-with store._writing():
-    print("holding", flush=True)
-    sys.stdin.readline()
-store.close()
-"""
-
-
-def test_writers_in_other_processes_queue_on_the_writers_lock(tmp_path: Path) -> None:
-    """Another process's write holds ``<file>-writer``; ours waits for it, then commits."""
-    url = f"sqlite:///{tmp_path / 'w.db'}"
-    store = SQLiteStore(url)
-    with subprocess.Popen(
-        [sys.executable, "-c", HOLD_THE_WRITE, url],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    ) as other:
-        assert other.stdout is not None and other.stdin is not None
-        try:
-            assert other.stdout.readline() == "holding\n"
-            fd = os.open(tmp_path / "w.db-writer", os.O_RDWR)
-            try:
-                with pytest.raises(BlockingIOError):
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            finally:
-                os.close(fd)
-            appended = threading.Event()
-            writer = threading.Thread(
-                target=lambda: (store.append([rec("t1", "e1", at=1)]), appended.set())
-            )
-            writer.start()
-            assert not appended.wait(0.3), "wrote while another process held the write"
-            other.stdin.write("\n")
-            other.stdin.flush()
-            assert appended.wait(10)
-            writer.join()
-            summary = store.summary("default", "t1")
-            assert summary is not None and summary.event_count == 1
-        finally:
-            other.kill()
-            store.close()
-
-
-def test_a_turn_holds_the_writers_lock_until_the_next_append_or_its_end(tmp_path: Path) -> None:
-    store = SQLiteStore(f"sqlite:///{tmp_path / 'w.db'}")
-    fd = os.open(tmp_path / "w.db-writer", os.O_RDWR)  # another open file: another writer
-
-    def locked_by_store() -> bool:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return False
-
-    try:
-        store.take_turn()
-        assert locked_by_store()
-        store.append([rec("t1", "e1", at=1)])
-        assert not locked_by_store()
-        store.take_turn()
-        store.end_turn()
-        assert not locked_by_store()
-        store.end_turn()  # nothing held: nothing to do
-        assert store.summary("default", "t1") is not None
-    finally:
-        os.close(fd)
-        store.close()
-
-
-def test_nulls_and_flags_bind_through_registered_adapters(tmp_path: Path) -> None:
-    """sqlite3 sends a parameter that is not an exact int, float, str or bytearray to its
-    adapter registry, and on a miss raises and formats two AttributeErrors for it: 12% of
-    the instructions of a 500-event append went there for the NULLs and the flag of each
-    row. The store registers adapters for None and bool; rows still store NULL and 0/1."""
-    protocol = sqlite3.PrepareProtocol
-    assert (type(None), protocol) in sqlite3.adapters
-    assert (bool, protocol) in sqlite3.adapters
+def test_nulls_and_flags_are_stored_as_null_and_integers(tmp_path: Path) -> None:
+    """None and bool bind through adapters the store registers (a speed trick): rows still
+    hold NULL and 0/1, as SQLite's own binding gives them."""
     store = SQLiteStore(f"sqlite:///{tmp_path / 'w.db'}")
     try:
         store.append([rec("t1", "e1", trace_status="FINISHED"), rec("t2", "e2")])
-        rows = store._writer.execute(
+    finally:
+        store.close()
+    with contextlib.closing(sqlite3.connect(tmp_path / "w.db")) as conn:
+        rows = conn.execute(
             "SELECT event_id, finishing, typeof(finishing), typeof(operation), typeof(errors)"
             " FROM events ORDER BY event_id"
         ).fetchall()
@@ -159,34 +79,52 @@ def test_nulls_and_flags_bind_through_registered_adapters(tmp_path: Path) -> Non
             ("e1", 1, "integer", "null", "null"),
             ("e2", 0, "integer", "null", "null"),
         ]
-        (fin,) = store._writer.execute(
+        (fin,) = conn.execute(
             "SELECT typeof(fin_event_id) FROM traces WHERE trace_id = 't2'"
         ).fetchone()
         assert fin == "null"
-    finally:
-        store.close()
 
 
-def test_reads_go_through_a_memory_map_and_writes_do_not(tmp_path: Path) -> None:
-    """A reading connection maps the file (no system call per page read, which this kind of
-    VM makes dear); the writer reads with system calls as before."""
+def test_every_thread_reads_what_was_committed_before_it_asked(tmp_path: Path) -> None:
+    """Readers are connections of each thread's own, kept open between reads: each sees
+    every write committed before its read began, whichever thread wrote it."""
     store = SQLiteStore(f"sqlite:///{tmp_path / 'w.db'}")
+    seen: dict[int, list[int]] = {}
+    written = [threading.Event() for _ in range(4)]
+    read = [threading.Barrier(5) for _ in range(4)]
+
+    def reader(r: int) -> None:
+        seen[r] = []
+        for step in range(4):
+            written[step].wait(5)
+            summary = store.summary("default", "t")
+            seen[r].append(0 if summary is None else summary.event_count)
+            read[step].wait(5)
+
     try:
-        store.append([rec("t1", "e1")])
-        assert store.summary("default", "t1") is not None
-        with store._reading() as cur:
-            cur.execute("PRAGMA mmap_size")
-            assert cur.fetchone()[0] > 0
-        assert store._writer.execute("PRAGMA mmap_size").fetchone()[0] == 0
+        threads = [threading.Thread(target=reader, args=(r,)) for r in range(4)]
+        for thread in threads:
+            thread.start()
+        for step in range(4):
+            store.append([rec("t", f"e{step}")])
+            written[step].set()
+            read[step].wait(5)
+        for thread in threads:
+            thread.join()
+        assert seen == {r: [1, 2, 3, 4] for r in range(4)}
     finally:
         store.close()
 
 
 def _search_plan(store: SQLiteStore, query: TraceQuery) -> str:
+    """How the store's reading connection of this thread would run the search."""
     sql, params = store.search_sql("default", query, limit=20, cursor=None, now=0)
-    with store._reading() as cur:
+
+    def explain(cur: Any) -> str:
         cur.execute("EXPLAIN QUERY PLAN " + sql, params)
         return " ".join(str(row[3]) for row in cur.fetchall())
+
+    return store._read(explain)
 
 
 def test_a_reader_opened_on_a_small_file_plans_by_the_statistics_of_the_grown_one(
@@ -213,27 +151,53 @@ def test_a_reader_opened_on_a_small_file_plans_by_the_statistics_of_the_grown_on
         store.close()
 
 
-def test_readers_are_opened_anew_now_and_then_for_other_processes_statistics(
+def test_readers_plan_by_the_statistics_another_process_made(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Another worker's ANALYZE is not seen here: a reader is also renewed every
-    ``READER_RENEW_S``."""
+    """Another worker's ANALYZE is not heard of here: a reader is also opened anew every
+    ``READER_RENEW_S``, and then plans by it."""
     url = f"sqlite:///{tmp_path / 'w.db'}"
-    store = SQLiteStore(url)
-    try:
-        with store._reading():
-            first = store._local.conn
-        with store._reading():
-            assert store._local.conn is first
-    finally:
-        store.close()
+    query = TraceQuery(domain_id="ds2/1", component="writer")
     monkeypatch.setattr("waymark.store.sqlite.READER_RENEW_S", 0.0)
     store = SQLiteStore(url)
     try:
-        with store._reading():
-            first = store._local.conn
-        with store._reading():
-            assert store._local.conn is not first
-        assert len(store._readers) == 1
+        assert "ix_traces_updated" in _search_plan(store, query)  # the reader opens now
+        grow_by_another_process(url)
+        assert "ix_traces_domain_id" in _search_plan(store, query)
     finally:
         store.close()
+
+
+def test_readers_keep_their_plans_until_renewed(tmp_path: Path) -> None:
+    """The counterpart: with the default ``READER_RENEW_S``, a reader opened before another
+    process's ANALYZE still plans by what it loaded (the renewal is what brings the new
+    statistics in, not chance)."""
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    query = TraceQuery(domain_id="ds2/1", component="writer")
+    store = SQLiteStore(url)
+    try:
+        assert "ix_traces_updated" in _search_plan(store, query)
+        grow_by_another_process(url)
+        assert "ix_traces_updated" in _search_plan(store, query)
+    finally:
+        store.close()
+
+
+GROW = """
+import sys
+from tests.store.conftest import rec
+from waymark.store.sqlite import SQLiteStore
+store = SQLiteStore(sys.argv[1])
+records = [
+    rec(f"t{i}", f"e{i}", at=i, domain_id=f"ds{i % 20}/1",
+        component="writer" if i % 2 else "reader")
+    for i in range(30_000)
+]
+for start in range(0, len(records), 2_000):
+    store.append(records[start : start + 2_000])  # the statistics refresh as it grows
+store.close()
+"""
+
+
+def grow_by_another_process(url: str) -> None:
+    subprocess.run([sys.executable, "-c", GROW, url], check=True, cwd=ROOT, timeout=120)

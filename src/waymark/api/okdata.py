@@ -22,7 +22,7 @@ from waymark.api.problems import Problem, shaped
 from waymark.errors import NotFound
 from waymark.ingest import invalid, load_json, to_records
 from waymark.model import Event, Summary
-from waymark.store.base import PathHit, Store
+from waymark.store.base import PathTouch, Store
 from waymark.translate.okdata import create_event, to_item, update_event
 
 MAX_EVENTS = 10_000
@@ -120,7 +120,7 @@ def decode_path(b64: str) -> str:
 async def status_from_path(request: Request, b64: str, tenant: Tenant) -> Response:
     path = decode_path(b64)
     svc = services(request)
-    hits: list[PathHit] = await svc.in_thread(lambda: svc.store.paths(tenant, path, limit=1))
+    hits: list[PathTouch] = await svc.in_thread(lambda: svc.store.paths(tenant, path, limit=1))
     if not hits:
         raise NotFound(f"Could not find item: {path}")
     return json_response({"id": hits[0].trace_id, "trace_id": hits[0].trace_id})

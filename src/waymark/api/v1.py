@@ -44,7 +44,7 @@ from waymark.model import (
     dataset_trace_id,
     to_us,
 )
-from waymark.store.base import Lineage, Page, PathHit, TraceQuery
+from waymark.store.base import DataFlow, Page, PathTouch, TraceQuery
 
 router = APIRouter(prefix="/v1", tags=["v1"])
 
@@ -152,7 +152,7 @@ async def get_paths(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
     svc = services(request)
-    hits: list[PathHit] = await svc.in_thread(lambda: svc.store.paths(tenant, path, limit=limit))
+    hits: list[PathTouch] = await svc.in_thread(lambda: svc.store.paths(tenant, path, limit=limit))
     return json_response(
         {"items": [{"trace_id": h.trace_id, "event_id": h.event_id, "at": h.at} for h in hits]}
     )
@@ -161,7 +161,7 @@ async def get_paths(
 @router.get("/traces/{trace_id:path}/lineage", summary="What went in and out of each step")
 async def get_lineage(request: Request, trace_id: TraceIdPath, tenant: Tenant) -> Response:
     svc = services(request)
-    lineage: Lineage | None = await svc.in_thread(svc.store.lineage, tenant, trace_id)
+    lineage: DataFlow | None = await svc.in_thread(svc.store.lineage, tenant, trace_id)
     if lineage is None:
         raise NotFound(f"no trace {trace_id!r}")
     return json_response({"nodes": lineage.nodes, "edges": lineage.edges})

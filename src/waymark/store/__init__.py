@@ -1,4 +1,5 @@
-"""Stores by URL scheme: ``sqlite:///path`` (embedded) and ``postgresql://...``."""
+"""Stores by URL (:mod:`waymark.store.url`): ``sqlite:///path`` (embedded) and
+``postgresql://...``."""
 
 from __future__ import annotations
 
@@ -7,23 +8,22 @@ import logging
 from waymark.errors import Unavailable
 from waymark.pipelines import Pipelines
 from waymark.store.base import Store
+from waymark.store.url import StoreURL, parse_store_url
 
 log = logging.getLogger("waymark.store")
 
 
-def open_store(url: str, pipelines: Pipelines | None = None) -> Store:
-    """Open the store a URL names; backends are imported only when asked for."""
-    if url.startswith("sqlite:"):
+def open_store(url: str | StoreURL, pipelines: Pipelines | None = None) -> Store:
+    """Open the store a URL names; backends are imported only when asked for.
+    :class:`ValueError` if the URL is not a store URL."""
+    where = parse_store_url(url) if isinstance(url, str) else url
+    if where.kind == "sqlite":
         from waymark.store.sqlite import SQLiteStore
 
-        return SQLiteStore(url, pipelines)
-    if url.startswith(("postgresql:", "postgres:", "postgresql+psycopg:")):
-        from waymark.store.postgres import PostgresStore
+        return SQLiteStore(where, pipelines)
+    from waymark.store.postgres import PostgresStore
 
-        return PostgresStore(url, pipelines)
-    raise ValueError(
-        f"unsupported store URL {url!r}: use sqlite:///path/to/file.db or postgresql://..."
-    )
+    return PostgresStore(where, pipelines)
 
 
 def log_durability_warnings(store: Store) -> list[str]:
@@ -39,4 +39,4 @@ def log_durability_warnings(store: Store) -> list[str]:
     return warnings
 
 
-__all__ = ["Store", "log_durability_warnings", "open_store"]
+__all__ = ["Store", "StoreURL", "log_durability_warnings", "open_store", "parse_store_url"]

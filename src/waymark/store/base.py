@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import base64
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import orjson
 
@@ -43,7 +43,9 @@ class AppendResult:
 
 
 @dataclass(frozen=True, slots=True)
-class PathHit:
+class PathTouch:
+    """An event that touched a path (read, wrote or named it)."""
+
     trace_id: str
     event_id: str
     at: str
@@ -100,7 +102,10 @@ class DeadLetter:
 
 
 @dataclass(frozen=True, slots=True)
-class Lineage:
+class DataFlow:
+    """A trace's lineage: every path its events name, and an edge from each input of an
+    event to each of its outputs (``{"from", "to", "event_id"}``)."""
+
     nodes: list[str]
     edges: list[dict[str, str]]
 
@@ -128,36 +133,11 @@ def decode_cursor(cursor: str, *types: type) -> tuple[Any, ...]:
 
 
 class Store(ABC):
-    """Where events and summaries live."""
+    """Where events and summaries live.
 
-    #: reads are local and take microseconds (SQLite): callers on an event loop may run
-    #: them inline rather than pay for a hand-off to a worker thread.
-    inline_reads: ClassVar[bool] = False
-
-    #: how many appends are worth running at once: one for SQLite (one writer at a time
-    #: anyway), several for a server whose connections work in parallel.
-    writers: ClassVar[int] = 1
-
-    #: appends are local and take milliseconds (SQLite): the direct sink waits for
-    #: :meth:`take_turn` in a worker thread, then runs the append on its event loop, so
-    #: that no other Python of the process competes with the write for the interpreter
-    #: while writers of other processes wait for it to end.
-    inline_writes: ClassVar[bool] = False
-
-    def prepare(self, records: Sequence[Record]) -> Sequence[Record]:
-        """The records, with whatever this store can work out for their append before its
-        transaction (the rows of a SQL store); pass the result to :meth:`append`. The
-        direct sink prepares before it asks for its turn, so the turn is not held for it."""
-        return records
-
-    def take_turn(self) -> None:
-        """Block until this process may write next; the next append ends the turn, and so
-        does :meth:`end_turn`. Only stores with :attr:`inline_writes` have turns."""
-        return None
-
-    def end_turn(self) -> None:
-        """Give up a turn that no append ended (nothing to do if none is held)."""
-        return None
+    Every method may be called from any thread at once, and blocks until it is done (a
+    write, until it is committed): callers on an event loop run them in a worker thread,
+    all but :meth:`commit_marker`."""
 
     def durability_warnings(self) -> list[str]:
         """How this store's configuration lets a commit it has acknowledged be lost to an
@@ -167,10 +147,11 @@ class Store(ABC):
         the store cannot be asked now."""
         return []
 
-    def written_elsewhere(self) -> bool | None:
-        """Whether another process has committed to this store since the last call; None
-        where the store cannot tell. Waiters use it to hear of writes that this process's
-        own commits do not announce (another worker appending to the same SQLite file)."""
+    def commit_marker(self) -> Hashable | None:
+        """A value that changes whenever anyone, in this process or another, commits to the
+        store; None where the backend cannot tell cheaply. Waiters compare successive
+        markers to hear of commits nobody told them of (another worker appending to the
+        same SQLite file); it must cost microseconds, as it is asked often."""
         return None
 
     @abstractmethod
@@ -201,12 +182,12 @@ class Store(ABC):
         """Summaries matching the query, most recently updated first."""
 
     @abstractmethod
-    def paths(self, tenant: str, path: str, *, limit: int = 100) -> list[PathHit]:
+    def paths(self, tenant: str, path: str, *, limit: int = 100) -> list[PathTouch]:
         """Every event that touched the path (``path``, ``inputs``, ``outputs``, files in its
         body), newest first."""
 
     @abstractmethod
-    def lineage(self, tenant: str, trace_id: str) -> Lineage | None:
+    def lineage(self, tenant: str, trace_id: str) -> DataFlow | None:
         """The trace's data flow: an edge from each input to each output of an event."""
 
     @abstractmethod

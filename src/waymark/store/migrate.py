@@ -21,23 +21,14 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, create_engine, event, make_url, pool, text
+from sqlalchemy import Connection, create_engine, event, pool, text
 from sqlalchemy.exc import OperationalError
 
 from waymark.errors import SchemaOutdated, Unavailable
+from waymark.store.url import StoreURL, parse_store_url
 
 #: advisory lock key taken while migrating a PostgreSQL schema ("waymark" in ASCII, cut).
 _PG_LOCK = 0x7761796D61726B
-
-
-def sqlalchemy_url(url: str) -> str:
-    """The SQLAlchemy spelling of a store URL: ``postgresql://`` uses the psycopg 3 driver."""
-    for prefix in ("postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    if url.startswith(("sqlite:", "postgresql+psycopg:")):
-        return url
-    raise ValueError(f"unsupported store URL {url!r}: use sqlite:///path or postgresql://...")
 
 
 def _config(connection: Connection | None = None) -> Config:
@@ -56,10 +47,9 @@ def head() -> str:
 
 
 @contextmanager
-def _locked(url: str) -> Iterator[Connection]:
+def _locked(url: StoreURL) -> Iterator[Connection]:
     """A connection inside a transaction that holds the store's migration lock."""
-    sa_url = sqlalchemy_url(url)
-    engine = create_engine(sa_url, poolclass=pool.NullPool)
+    engine = create_engine(url.sqlalchemy_url, poolclass=pool.NullPool)
     if engine.dialect.name == "sqlite":
         # pysqlite opens transactions lazily and never for DDL; take the write lock ourselves.
         @event.listens_for(engine, "connect")
@@ -97,13 +87,14 @@ def _newer(where: str, found: str) -> SchemaOutdated:
     )
 
 
-def upgrade(url: str, where: str | None = None, target: str = "head") -> tuple[str | None, str]:
+def upgrade(url: str | StoreURL, target: str = "head") -> tuple[str | None, str]:
     """Create or upgrade the store's schema to ``target`` (default: :func:`head`);
     return the revisions (before, after). :class:`Unavailable` if the store cannot be
-    reached; ``where`` names it in messages (default: the URL without its password)."""
-    where = where or make_url(sqlalchemy_url(url)).render_as_string(hide_password=True)
+    reached, :class:`ValueError` if ``url`` is not a store URL."""
+    store = parse_store_url(url) if isinstance(url, str) else url
+    where = store.shown
     try:
-        with _locked(url) as conn:
+        with _locked(store) as conn:
             before = current(conn)
             if before is not None and before not in _known():
                 raise _newer(where, before)

@@ -3,11 +3,16 @@
 Thin over :class:`~waymark.store.sql.SqlStore`: connections, retries, and batch
 writes by ``COPY`` into per-connection staging tables, moved on with one
 ``INSERT .. SELECT .. ON CONFLICT`` per table (new events only; one commutative
-summary upsert per trace). Every operation runs in one transaction; an operation that
-fails on connectivity (server down or restarting, a broken pooled connection, no
-free connection in time) or on a deadlock is retried with exponential backoff and
-full jitter, and after the last attempt surfaces as :class:`~waymark.errors.Unavailable`
-(HTTP 503 with ``Retry-After``). Retrying is safe because appends are idempotent.
+summary upsert per trace).
+
+Every transaction of every operation runs through one function, :meth:`PostgresStore._run`
+(the :meth:`~waymark.store.sql.SqlStore._read` and ``_write`` hooks, the only way the
+shared queries reach a connection): a transaction that fails on connectivity (server
+down or restarting, a broken pooled connection, no free connection in time) or on a
+deadlock is run again with exponential backoff and full jitter, and after the last
+attempt surfaces as :class:`~waymark.errors.Unavailable` (HTTP 503 with ``Retry-After``).
+Running a write again is safe because appends are idempotent and every other write
+sets what it sets.
 
 Lock order: every append inserts its events in (tenant, event_id) order and upserts
 its traces in (tenant, trace_id) order, so concurrent appends that touch the same
@@ -19,30 +24,18 @@ the one this code needs raises :class:`~waymark.errors.SchemaOutdated`.
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg_pool import ConnectionPool
 
 from waymark.errors import BadRequest, Unavailable
-from waymark.model import Record, Summary
+from waymark.model import Record
 from waymark.pipelines import Pipelines
 from waymark.store import migrate
-from waymark.store.base import (
-    AppendResult,
-    DatasetDetails,
-    DeadLetter,
-    EventQuery,
-    Lineage,
-    Page,
-    PathHit,
-    TraceQuery,
-)
 from waymark.store.sql import (
     EVENT_COLUMNS,
     MERGE_TRACE,
@@ -52,8 +45,8 @@ from waymark.store.sql import (
     Cursor,
     SqlStore,
 )
+from waymark.store.url import StoreURL, parse_store_url
 
-P = ParamSpec("P")
 T = TypeVar("T")
 
 _EVENT_TYPES = {
@@ -125,26 +118,6 @@ def _copy(cur: Cursor, statement: str, rows: Sequence[Sequence[Any]]) -> None:
 _UNSTORABLE_TEXT = frozenset({None, "22021", "22P05"})
 
 
-def conninfo_of(url: str) -> str:
-    """libpq takes ``postgresql://`` URLs as they are; drop a SQLAlchemy driver suffix."""
-    for prefix in ("postgresql+psycopg://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql://" + url[len(prefix) :]
-    if not url.startswith("postgresql://"):
-        raise ValueError(f"not a PostgreSQL URL: {url!r} (expected postgresql://...)")
-    return url
-
-
-def _where(url: str) -> str:
-    """The URL without its password, for messages."""
-    try:
-        info = psycopg.conninfo.conninfo_to_dict(conninfo_of(url))
-    except psycopg.ProgrammingError as exc:
-        raise ValueError(f"not a valid PostgreSQL URL: {exc}") from exc
-    host = info.get("host") or "localhost"
-    return f"PostgreSQL {info.get('dbname') or ''}@{host}:{info.get('port') or 5432}"
-
-
 #: PostgreSQL settings that decide whether a commit is on disk when it returns, and what
 #: each one's unsafe value gives up.
 _DURABILITY_SETTINGS = {
@@ -182,16 +155,6 @@ def durability_warnings_of(settings: dict[str, str], where: str) -> list[str]:
     return out
 
 
-def _retrying(
-    method: Callable[Concatenate[PostgresStore, P], T],
-) -> Callable[Concatenate[PostgresStore, P], T]:
-    @functools.wraps(method)
-    def wrapper(self: PostgresStore, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        return self.retry(functools.partial(method, self, *args, **kwargs))
-
-    return wrapper
-
-
 class PostgresStore(SqlStore):
     """A PostgreSQL store. ``url`` is a libpq URL; pick a schema with
     ``?options=-csearch_path%3Dname``.
@@ -204,13 +167,10 @@ class PostgresStore(SqlStore):
     """
 
     placeholder = "%s"
-    # Two appends at once: while PostgreSQL runs one transaction, Python prepares the next
-    # (on two cores: 24% -> 30% of a raw COPY over HTTP; four were no faster).
-    writers = 2
 
     def __init__(
         self,
-        url: str,
+        url: str | StoreURL,
         pipelines: Pipelines | None = None,
         *,
         min_size: int = 1,
@@ -222,19 +182,24 @@ class PostgresStore(SqlStore):
         open_timeout: float = 10.0,
     ) -> None:
         super().__init__(pipelines)
-        self.where = _where(url)
+        address = parse_store_url(url) if isinstance(url, str) else url
+        if address.kind != "postgresql":
+            raise ValueError(f"not a PostgreSQL URL: {address.shown} is a {address.kind} store")
+        self.where = address.shown
         self.attempts = attempts
         self.backoff = backoff
         self.max_backoff = max_backoff
         self._pool = ConnectionPool(
-            conninfo_of(url),
+            address.target,
             min_size=min_size,
             max_size=max_size,
             timeout=timeout,
             open=False,
             configure=_prepare,
             check=ConnectionPool.check_connection,
-            kwargs=None if "application_name" in url else {"application_name": "waymark"},
+            kwargs=(
+                None if "application_name" in address.target else {"application_name": "waymark"}
+            ),
             name="waymark",
         )
         try:
@@ -243,18 +208,30 @@ class PostgresStore(SqlStore):
             self._pool.close()
             raise Unavailable(f"cannot connect to {self.where}: {exc}") from exc
         try:
-            migrate.check(self.retry(self._revision), self.where)
+            migrate.check(self._read(_revision), self.where)
         except BaseException:
             self._pool.close()
             raise
 
     # -- connections ------------------------------------------------------------------------
 
-    def retry(self, operation: Callable[[], T]) -> T:
-        """Run ``operation`` (one whole transaction), again on connectivity errors."""
+    def _read(self, work: Callable[[Cursor], T]) -> T:
+        return self._run(work)
+
+    def _write(self, work: Callable[[Cursor], T], size: int = 1) -> T:
+        return self._run(work)
+
+    def _run(self, work: Callable[[Cursor], T]) -> T:
+        """Run ``work`` in one transaction on a pooled connection, again on connectivity
+        errors and deadlocks; the only way this store reaches its connections."""
         for attempt in range(self.attempts):
             try:
-                return operation()
+                with (
+                    self._pool.connection() as conn,
+                    conn.transaction(),
+                    conn.cursor() as cur,
+                ):
+                    return work(cur)
             except psycopg.DataError as exc:
                 if exc.sqlstate not in _UNSTORABLE_TEXT:
                     raise
@@ -271,26 +248,6 @@ class PostgresStore(SqlStore):
                 delay = min(self.max_backoff, self.backoff * 2**attempt)
                 time.sleep(random.uniform(0, delay))
         raise AssertionError("unreachable")
-
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[Cursor]:
-        with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            yield cur
-
-    def _writing(self) -> contextlib.AbstractContextManager[Cursor]:
-        return self._transaction()
-
-    def _reading(self) -> contextlib.AbstractContextManager[Cursor]:
-        return self._transaction()
-
-    def _revision(self) -> str | None:
-        with self._reading() as cur:
-            cur.execute("SELECT to_regclass('alembic_version') IS NOT NULL")
-            if not cur.fetchone()[0]:
-                return None
-            cur.execute("SELECT version_num FROM alembic_version")
-            row = cur.fetchone()
-            return None if row is None else str(row[0])
 
     # -- the batch insert -------------------------------------------------------------------
 
@@ -328,70 +285,23 @@ class PostgresStore(SqlStore):
         cur.execute(UPSERT_STAGED_TRACES + f" RETURNING {SUMMARY_COLUMNS}")
         return cur.fetchall()
 
-    # -- every operation, retried -----------------------------------------------------------
-
-    @_retrying
-    def append(self, records: Sequence[Record], *, partials: bool = False) -> AppendResult:
-        return super().append(records, partials=partials)
-
-    @_retrying
-    def summaries(self, tenant: str, trace_ids: Sequence[str]) -> list[Summary]:
-        return super().summaries(tenant, trace_ids)
-
-    @_retrying
-    def find_events(
-        self, tenant: str, query: EventQuery, *, limit: int = 100, cursor: str | None = None
-    ) -> Page[dict[str, Any]]:
-        return super().find_events(tenant, query, limit=limit, cursor=cursor)
-
-    @_retrying
-    def search(
-        self, tenant: str, query: TraceQuery, *, limit: int = 50, cursor: str | None = None
-    ) -> Page[Summary]:
-        return super().search(tenant, query, limit=limit, cursor=cursor)
-
-    @_retrying
-    def paths(self, tenant: str, path: str, *, limit: int = 100) -> list[PathHit]:
-        return super().paths(tenant, path, limit=limit)
-
-    @_retrying
-    def lineage(self, tenant: str, trace_id: str) -> Lineage | None:
-        return super().lineage(tenant, trace_id)
-
-    @_retrying
-    def put_dataset_details(self, details: Sequence[DatasetDetails]) -> None:
-        super().put_dataset_details(details)
-
-    @_retrying
-    def dataset_details(
-        self, tenant: str, *, trace_id: str | None = None, dataset_id: str | None = None
-    ) -> list[DatasetDetails]:
-        return super().dataset_details(tenant, trace_id=trace_id, dataset_id=dataset_id)
-
-    @_retrying
-    def park(self, letters: Sequence[tuple[str, str, bytes]]) -> None:
-        super().park(letters)
-
-    @_retrying
-    def dead_letters(
-        self, *, limit: int = 100, ids: Sequence[int] | None = None
-    ) -> list[DeadLetter]:
-        return super().dead_letters(limit=limit, ids=ids)
-
-    @_retrying
-    def discard_dead_letters(self, ids: Sequence[int]) -> int:
-        return super().discard_dead_letters(ids)
-
-    @_retrying
-    def ping(self) -> None:
-        super().ping()
-
-    @_retrying
     def durability_warnings(self) -> list[str]:
-        with self._reading() as cur:
-            cur.execute(READ_DURABILITY_SETTINGS)
-            settings = {str(name): str(value) for name, value in cur.fetchall()}
+        return self._read(self._durability_warnings)
+
+    def _durability_warnings(self, cur: Cursor) -> list[str]:
+        cur.execute(READ_DURABILITY_SETTINGS)
+        settings = {str(name): str(value) for name, value in cur.fetchall()}
         return durability_warnings_of(settings, self.where)
 
     def close(self) -> None:
         self._pool.close()
+
+
+def _revision(cur: Cursor) -> str | None:
+    """The schema's Alembic revision; None if it has none."""
+    cur.execute("SELECT to_regclass('alembic_version') IS NOT NULL")
+    if not cur.fetchone()[0]:
+        return None
+    cur.execute("SELECT version_num FROM alembic_version")
+    row = cur.fetchone()
+    return None if row is None else str(row[0])

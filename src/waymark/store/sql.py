@@ -9,11 +9,11 @@ commutative, so concurrent writers and any arrival order give the same row.
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import hashlib
 from abc import abstractmethod
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
 
 import orjson
 
@@ -33,12 +33,12 @@ from waymark.model import (
 from waymark.pipelines import Pipelines
 from waymark.store.base import (
     AppendResult,
+    DataFlow,
     DatasetDetails,
     DeadLetter,
     EventQuery,
-    Lineage,
     Page,
-    PathHit,
+    PathTouch,
     Store,
     TraceQuery,
     decode_cursor,
@@ -48,6 +48,8 @@ from waymark.summary import Origin, Partial, Step, render
 from waymark.summary import partials as fold
 
 NEVER_US = 1 << 62  # a stall timeout that never passes
+
+T = TypeVar("T")
 
 
 class Cursor(Protocol):
@@ -219,8 +221,13 @@ def path_rows(records: Sequence[Record]) -> list[tuple[Any, ...]]:
 
 class Prepared(list[Record]):
     """An append's records, one per (tenant, event_id) (the first wins), with the rows it
-    stores made ahead of its transaction: they assume every event is new, and the rare
-    append that finds some stored already (a re-send) makes its paths and traces again."""
+    stores made ahead of its transaction, in the calling thread, so that the transaction
+    is held only for the writing: the rows assume every event is new, and the rare append
+    that finds some stored already (a re-send) makes its paths and traces again."""
+
+    @classmethod
+    def of(cls, records: Sequence[Record]) -> Prepared:
+        return records if isinstance(records, Prepared) else cls(records)
 
     def __init__(self, records: Sequence[Record]) -> None:
         unique: dict[tuple[str, str], Record] = {}
@@ -301,7 +308,10 @@ def partial_of(row: Sequence[Any]) -> Partial:
 
 
 class SqlStore(Store):
-    """The shared implementation. Subclasses provide connections and :meth:`_insert_new`."""
+    """The shared implementation. Subclasses provide connections (:meth:`_read`,
+    :meth:`_write`) and :meth:`_insert_new`; every operation here reaches the database
+    through those two hooks only, so that a backend's policy (retries, one writer)
+    applies to all of them."""
 
     #: how a backend spells a query parameter; queries here are written with ``?``.
     placeholder = "?"
@@ -312,12 +322,17 @@ class SqlStore(Store):
     # -- backend hooks -----------------------------------------------------------------------
 
     @abstractmethod
-    def _writing(self) -> contextlib.AbstractContextManager[Cursor]:
-        """A cursor inside a write transaction: committed on exit, rolled back on error."""
+    def _read(self, work: Callable[[Cursor], T]) -> T:
+        """Run ``work`` with a cursor for reads; return what it returns. A backend may run
+        it more than once (a retry), so it must only read."""
 
     @abstractmethod
-    def _reading(self) -> contextlib.AbstractContextManager[Cursor]:
-        """A cursor for reads."""
+    def _write(self, work: Callable[[Cursor], T], size: int = 1) -> T:
+        """Run ``work`` with a cursor inside a write transaction and return what it returns
+        once that is committed. If ``work`` raises, nothing it wrote is kept and the error
+        is raised here. A backend may run it more than once (a retry), so it must do the
+        same each time. ``size``: about how many rows it writes (a backend may group small
+        writes into one transaction)."""
 
     @abstractmethod
     def _insert_new(
@@ -344,23 +359,22 @@ class SqlStore(Store):
 
     # -- writes ------------------------------------------------------------------------------
 
-    def prepare(self, records: Sequence[Record]) -> Prepared:
-        return records if isinstance(records, Prepared) else Prepared(records)
-
     def append(self, records: Sequence[Record], *, partials: bool = False) -> AppendResult:
-        todo = self.prepare(records)
+        todo = Prepared.of(records)
         if not todo:
             return AppendResult(0, [])
+        return self._write(functools.partial(self._store, todo, partials), len(todo))
+
+    def _store(self, todo: Prepared, partials: bool, cur: Cursor) -> AppendResult:
         stored = None
-        with self._writing() as cur:
-            new = self._insert_new(cur, todo, todo.events)
-            if new:
-                paths, traces = (
-                    (todo.paths, todo.traces) if len(new) == len(todo) else _paths_and_traces(new)
-                )
-                if paths:
-                    self._insert_paths(cur, paths)
-                stored = self._upsert_traces(cur, traces, partials)
+        new = self._insert_new(cur, todo, todo.events)
+        if new:
+            paths, traces = (
+                (todo.paths, todo.traces) if len(new) == len(todo) else _paths_and_traces(new)
+            )
+            if paths:
+                self._insert_paths(cur, paths)
+            stored = self._upsert_traces(cur, traces, partials)
         return AppendResult(
             len(new),
             sorted({(r.tenant, r.trace_id) for r in new}),
@@ -416,16 +430,16 @@ class SqlStore(Store):
     def summaries(self, tenant: str, trace_ids: Sequence[str]) -> list[Summary]:
         if not trace_ids:
             return []
-        marks = ", ".join("?" for _ in trace_ids)
-        with self._reading() as cur:
-            cur.execute(
-                self.q(
-                    f"SELECT {SUMMARY_COLUMNS} FROM traces"
-                    f" WHERE tenant = ? AND trace_id IN ({marks})"
-                ),
-                (tenant, *trace_ids),
-            )
+        sql = self.q(
+            f"SELECT {SUMMARY_COLUMNS} FROM traces"
+            f" WHERE tenant = ? AND trace_id IN ({', '.join('?' for _ in trace_ids)})"
+        )
+
+        def read(cur: Cursor) -> list[Summary]:
+            cur.execute(sql, (tenant, *trace_ids))
             return self._render(cur, tenant, cur.fetchall(), now_us())
+
+        return self._read(read)
 
     def events(
         self, tenant: str, trace_id: str, *, limit: int = 100, cursor: str | None = None
@@ -454,9 +468,7 @@ class SqlStore(Store):
             f" WHERE {' AND '.join(where)} ORDER BY time_us, event_id LIMIT ?"
         )
         params.append(limit + 1)
-        with self._reading() as cur:
-            cur.execute(self.q(sql), params)
-            rows = cur.fetchall()
+        rows = self._read(functools.partial(_fetch, self.q(sql), params))
         items = []
         for doc, received_us, _, _ in rows[:limit]:
             item = orjson.loads(doc)
@@ -493,10 +505,13 @@ class SqlStore(Store):
     ) -> Page[Summary]:
         now = now_us()
         sql, params = self.search_sql(tenant, query, limit=limit, cursor=cursor, now=now)
-        with self._reading() as cur:
+
+        def read(cur: Cursor) -> tuple[list[Any], list[Summary]]:
             cur.execute(sql, params)
             rows = cur.fetchall()
-            items = self._render(cur, tenant, rows[:limit], now)
+            return rows, self._render(cur, tenant, rows[:limit], now)
+
+        rows, items = self._read(read)
         next_cursor = None
         if len(rows) > limit:
             last = rows[limit - 1]
@@ -543,29 +558,20 @@ class SqlStore(Store):
         params.append(limit + 1)
         return self.q(sql), params
 
-    def paths(self, tenant: str, path: str, *, limit: int = 100) -> list[PathHit]:
-        with self._reading() as cur:
-            cur.execute(
-                self.q(
-                    "SELECT trace_id, event_id, time_us FROM paths"
-                    " WHERE tenant = ? AND path_key = ? AND path = ?"
-                    " ORDER BY time_us DESC, event_id DESC LIMIT ?"
-                ),
-                (tenant, path_key(path), path, limit),
-            )
-            rows = cur.fetchall()
-        return [PathHit(trace_id, event_id, iso(int(t)) or "") for trace_id, event_id, t in rows]
+    def paths(self, tenant: str, path: str, *, limit: int = 100) -> list[PathTouch]:
+        sql = self.q(
+            "SELECT trace_id, event_id, time_us FROM paths"
+            " WHERE tenant = ? AND path_key = ? AND path = ?"
+            " ORDER BY time_us DESC, event_id DESC LIMIT ?"
+        )
+        rows = self._read(functools.partial(_fetch, sql, (tenant, path_key(path), path, limit)))
+        return [PathTouch(trace_id, event_id, iso(int(t)) or "") for trace_id, event_id, t in rows]
 
-    def lineage(self, tenant: str, trace_id: str) -> Lineage | None:
-        with self._reading() as cur:
-            cur.execute(
-                self.q(
-                    "SELECT doc FROM events WHERE tenant = ? AND trace_id = ?"
-                    " ORDER BY time_us, event_id"
-                ),
-                (tenant, trace_id),
-            )
-            rows = cur.fetchall()
+    def lineage(self, tenant: str, trace_id: str) -> DataFlow | None:
+        sql = self.q(
+            "SELECT doc FROM events WHERE tenant = ? AND trace_id = ? ORDER BY time_us, event_id"
+        )
+        rows = self._read(functools.partial(_fetch, sql, (tenant, trace_id)))
         if not rows:
             return None
         return lineage_of(orjson.loads(doc) for (doc,) in rows)
@@ -573,23 +579,22 @@ class SqlStore(Store):
     def put_dataset_details(self, details: Sequence[DatasetDetails]) -> None:
         if not details:
             return
-        with self._writing() as cur:
-            cur.executemany(
-                self.q(UPSERT_DATASET_DETAILS),
-                [
-                    (
-                        d.tenant,
-                        d.trace_id,
-                        d.dataset_id,
-                        d.dataset_version_id or "",
-                        d.dataset_type,
-                        d.record_count,
-                        d.time_us,
-                        d.received_us,
-                    )
-                    for d in details
-                ],
+        rows = [
+            (
+                d.tenant,
+                d.trace_id,
+                d.dataset_id,
+                d.dataset_version_id or "",
+                d.dataset_type,
+                d.record_count,
+                d.time_us,
+                d.received_us,
             )
+            for d in details
+        ]
+        self._write(
+            functools.partial(_execute_many, self.q(UPSERT_DATASET_DETAILS), rows), len(rows)
+        )
 
     def dataset_details(
         self, tenant: str, *, trace_id: str | None = None, dataset_id: str | None = None
@@ -602,17 +607,13 @@ class SqlStore(Store):
                 params.append(value)
         if len(where) == 1:
             raise ValueError("dataset_details needs a trace_id or a dataset_id")
-        with self._reading() as cur:
-            cur.execute(
-                self.q(
-                    "SELECT tenant, trace_id, dataset_id, dataset_version_id, dataset_type,"
-                    " record_count, time_us, received_us FROM dataset_details"
-                    f" WHERE {' AND '.join(where)}"
-                    " ORDER BY time_us, trace_id, dataset_id, dataset_version_id LIMIT 10000"
-                ),
-                params,
-            )
-            rows = cur.fetchall()
+        sql = self.q(
+            "SELECT tenant, trace_id, dataset_id, dataset_version_id, dataset_type,"
+            " record_count, time_us, received_us FROM dataset_details"
+            f" WHERE {' AND '.join(where)}"
+            " ORDER BY time_us, trace_id, dataset_id, dataset_version_id LIMIT 10000"
+        )
+        rows = self._read(functools.partial(_fetch, sql, params))
         return [
             DatasetDetails(
                 r[0],
@@ -631,14 +632,11 @@ class SqlStore(Store):
         if not letters:
             return
         now = now_us()
-        with self._writing() as cur:
-            cur.executemany(
-                self.q(
-                    "INSERT INTO dead_letters (received_us, subject, reason, raw)"
-                    " VALUES (?, ?, ?, ?)"
-                ),
-                [(now, subject, reason, raw) for subject, reason, raw in letters],
-            )
+        sql = self.q(
+            "INSERT INTO dead_letters (received_us, subject, reason, raw) VALUES (?, ?, ?, ?)"
+        )
+        rows = [(now, subject, reason, raw) for subject, reason, raw in letters]
+        self._write(functools.partial(_execute_many, sql, rows), len(rows))
 
     def dead_letters(
         self, *, limit: int = 100, ids: Sequence[int] | None = None
@@ -649,34 +647,38 @@ class SqlStore(Store):
                 return []
             where = f" WHERE id IN ({', '.join('?' for _ in ids)})"
             params = list(ids)
-        with self._reading() as cur:
-            cur.execute(
-                self.q(
-                    f"SELECT id, received_us, subject, reason, raw FROM dead_letters{where}"
-                    " ORDER BY id DESC LIMIT ?"
-                ),
-                (*params, limit),
-            )
-            rows = cur.fetchall()
+        sql = self.q(
+            f"SELECT id, received_us, subject, reason, raw FROM dead_letters{where}"
+            " ORDER BY id DESC LIMIT ?"
+        )
+        rows = self._read(functools.partial(_fetch, sql, (*params, limit)))
         return [DeadLetter(int(r[0]), int(r[1]), r[2], r[3], bytes(r[4])) for r in rows]
 
     def discard_dead_letters(self, ids: Sequence[int]) -> int:
         if not ids:
             return 0
-        with self._writing() as cur:
-            cur.execute(
-                self.q(f"DELETE FROM dead_letters WHERE id IN ({', '.join('?' for _ in ids)})"),
-                list(ids),
-            )
+        sql = self.q(f"DELETE FROM dead_letters WHERE id IN ({', '.join('?' for _ in ids)})")
+
+        def discard(cur: Cursor) -> int:
+            cur.execute(sql, list(ids))
             return int(cur.rowcount)
 
+        return self._write(discard, len(ids))
+
     def ping(self) -> None:
-        with self._reading() as cur:
-            cur.execute("SELECT 1")
-            cur.fetchone()
+        self._read(functools.partial(_fetch, "SELECT 1", ()))
 
 
-def lineage_of(docs: Any) -> Lineage:
+def _fetch(sql: str, params: Sequence[Any], cur: Cursor) -> list[Any]:
+    cur.execute(sql, params)
+    return cur.fetchall()
+
+
+def _execute_many(sql: str, rows: Sequence[Sequence[Any]], cur: Cursor) -> None:
+    cur.executemany(sql, rows)
+
+
+def lineage_of(docs: Any) -> DataFlow:
     """Nodes are every path a trace's events name; an edge joins each input of an event to
     each of its outputs."""
     nodes: dict[str, None] = {}
@@ -691,4 +693,4 @@ def lineage_of(docs: Any) -> Lineage:
                 if edge not in seen:
                     seen.add(edge)
                     edges.append({"from": src, "to": dst, "event_id": doc["event_id"]})
-    return Lineage(list(nodes), edges)
+    return DataFlow(list(nodes), edges)

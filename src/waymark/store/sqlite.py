@@ -1,34 +1,51 @@
 """The embedded store: one SQLite file in WAL mode.
 
-One writer connection behind a lock (SQLite has one writer at a time anyway) and
-one reader connection per thread. Writers in other processes (the workers of
-``waymark serve --workers N``, the CLI) queue on an advisory lock of their own, the
-file ``<database>-writer``: the next one starts the moment the last one commits,
-where SQLite's own busy handler would have it sleep and retry (1, 2, 5, 10 ms...),
-which left two workers no faster than one. A writer takes its turn in a thread and
-then writes on the event loop (:attr:`Store.inline_writes`). The schema is created or
-upgraded on open (:mod:`waymark.store.migrate`).
+One writer thread per store owns the writing connection: every write (append, dataset
+details, dead letters, the planner's statistics) is a job on its queue, and the caller,
+in whatever thread, waits for the job's result. The thread takes the jobs that are
+waiting into one transaction (group commit), each job in a savepoint of its own, so that
+one job's failure undoes that job alone and is raised to its caller alone; a failed
+commit fails every job of the group. Reads go through one connection per thread.
+
+Writers in other processes (the workers of ``waymark serve --workers N``, the CLI)
+queue on an advisory lock of their own, the file ``<database>-writer``, taken around
+each transaction: the next one starts the moment the last one commits, where SQLite's
+own busy handler would have it sleep and retry. SQLite's own lock is still waited for
+(``busy_timeout``) when another program holds it; that wait, like every write, happens
+in the writer thread. The schema is created or upgraded on open
+(:mod:`waymark.store.migrate`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
+import logging
 import os
+import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from waymark.errors import Unavailable
 from waymark.model import Record
 from waymark.pipelines import Pipelines
 from waymark.store import migrate
 from waymark.store.sql import INSERT_EVENT, Cursor, SqlStore
+from waymark.store.url import StoreURL, parse_store_url
+
+T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 _CHUNK = 500  # parameters per IN (...) lookup
+
+#: at most this many rows (about: events, details, letters) go into one transaction; a
+#: job larger than that has one to itself.
+GROUP_ROWS = 5000
 
 #: a reading connection is opened anew after each ANALYZE of this process, and at least
 #: this often (for other processes' ANALYZE): SQLite reads the planner's statistics when it
@@ -37,166 +54,231 @@ _CHUNK = 500  # parameters per IN (...) lookup
 READER_RENEW_S = 300.0
 
 #: how much of the file each reading connection reads through a memory map (SQLite caps it
-#: at 2 GiB); the rest, and the WAL, are read with a system call per page, as before.
+#: at 2 GiB); the rest, and the WAL, are read with a system call per page.
 MMAP_BYTES = 2 << 30
 
-# sqlite3 binds exact int, float, str and bytearray values directly and sends every other
-# value, None and bool included, through its adapter registry; on a miss it then looks for
-# ``__adapt__`` and ``__conform__``, raising and formatting an AttributeError for each. An
-# event row holds a bool and several NULLs, a summary row a dozen NULLs: that lookup was 12%
-# of the instructions of a 500-event append (docs/BENCHMARKS.md). Registered, they bind as
-# before (NULL, 0 or 1) at the cost of one call; neither is a base type, so the other types
-# keep their direct path.
-sqlite3.register_adapter(type(None), lambda value: value)
-sqlite3.register_adapter(bool, int)
+#: every connection's settings, in one place.
+PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    # FULL: each commit syncs the WAL before it returns, so that what a producer was told is
+    # stored survives a power loss or an OS crash, not only a crash of the process (with
+    # NORMAL, SQLite syncs only at checkpoints). Group commit shares one sync among the
+    # writes that wait while one runs.
+    "PRAGMA synchronous=FULL",
+    "PRAGMA busy_timeout=10000",  # ms another program's write lock is waited for
+    "PRAGMA cache_size=-65536",
+    "PRAGMA temp_store=MEMORY",
+    "PRAGMA wal_autocheckpoint=10000",
+)
+#: a reading connection's, besides: pages read through a memory map instead of a system
+#: call each, which this kind of VM makes dear. The writer keeps read(): a map made it no
+#: faster, and its checkpoints, which grow the file, need not remap.
+READER_PRAGMAS = (f"PRAGMA mmap_size={MMAP_BYTES}",)
 
 
-def path_of(url: str) -> str:
-    """``sqlite:///./waymark.db`` -> ``./waymark.db``; ``sqlite:////tmp/x.db`` -> ``/tmp/x.db``."""
-    if not url.startswith("sqlite:///"):
-        raise ValueError(f"not a SQLite URL: {url!r} (expected sqlite:///path/to/file.db)")
-    if url[len("sqlite:///") :] in ("", ":memory:"):
-        raise ValueError(f"{url!r}: Waymark's SQLite store needs a file (sqlite:///path.db)")
-    return url[len("sqlite:///") :]
+def _bind_none_and_bool_directly() -> None:
+    """Register adapters for None and bool, which a row holds many of.
+
+    sqlite3 binds exact int, float, str and bytearray values directly and sends every other
+    value through its adapter registry; on a miss it then looks for ``__adapt__`` and
+    ``__conform__``, raising and formatting an AttributeError for each, a cost that showed
+    in every append (docs/BENCHMARKS.md). Registered, they bind as before (NULL, 0 or 1)
+    at the cost of one call; neither is a base type, so other types keep their direct path.
+    """
+    sqlite3.register_adapter(type(None), lambda value: value)
+    sqlite3.register_adapter(bool, int)
+
+
+_bind_none_and_bool_directly()
+
+
+class _Job(Generic[T]):
+    """A write for the writer thread: ``work`` runs with its cursor, ``result`` gets what it
+    returns or raises; ``rows`` counts towards :data:`GROUP_ROWS`."""
+
+    __slots__ = ("result", "rows", "work")
+
+    def __init__(self, work: Callable[[Cursor], T], rows: int) -> None:
+        self.work = work
+        self.rows = rows
+        self.result: Future[T] = Future()
+
+
+_STOP: Any = object()  # put on the queue by close(): the writer thread ends
 
 
 class SQLiteStore(SqlStore):
-    inline_reads = True
-    inline_writes = True
-
-    def __init__(self, url: str, pipelines: Pipelines | None = None) -> None:
+    def __init__(self, url: str | StoreURL, pipelines: Pipelines | None = None) -> None:
         super().__init__(pipelines)
-        self.path = path_of(url)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        migrate.upgrade(f"sqlite:///{self.path}", self.path)
-        self._lock = threading.Lock()
+        address = parse_store_url(url) if isinstance(url, str) else url
+        if address.kind != "sqlite":
+            raise ValueError(f"not a SQLite URL: {address.shown} is a {address.kind} store")
+        self.path = address.target
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._writer_lock = _open_writer_lock(self.path)
-        self._turn = False  # this process holds the writers' lock ahead of its next write
+        fcntl.flock(self._writer_lock, fcntl.LOCK_EX)  # the upgrade writes too
+        try:
+            migrate.upgrade(address)
+        except BaseException:
+            os.close(self._writer_lock)  # and with it the lock
+            raise
+        fcntl.flock(self._writer_lock, fcntl.LOCK_UN)
+        #: write transactions this store has committed (for metrics and tests).
+        self.transactions = 0
         self._writer = self._connect()
-        self._data_version = self._writer.execute("PRAGMA data_version").fetchone()[0]
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
+        self._marker = self._connect()  # reads data_version only, under _marker_lock
+        self._marker_lock = threading.Lock()
         row = self._writer.execute("SELECT max(rowid) FROM events").fetchone()
+        self._events = int(row[0] or 0)  # about how many events are stored
         self._analyzed_at = 0
         self._analyses = 0  # how many times this process has refreshed the statistics
-        self._events = int(row[0] or 0)
-        self._analyze_if_grown()
-
-    def _analyze_if_grown(self) -> None:
-        """Refresh the planner's statistics each time the events table has doubled.
-
-        Without them SQLite prefers whichever index matches ``ORDER BY updated_us`` and
-        filters row by row, which a selective search (one dataset's traces) pays for.
-        ``analysis_limit`` keeps the run over the big tables to milliseconds whatever
-        their size; ``traces`` (a tenth of the rows) is analysed in full, since sampled
-        statistics make every one of its indexes look equally selective and a search by
-        dataset then scanned every trace (0.9 s at 10,000,000 events instead of 2 ms).
-        """
-        if self._events < max(1000, 2 * self._analyzed_at):
-            return
-        self._writer.execute("PRAGMA analysis_limit=1000")
-        self._writer.execute("ANALYZE")
-        self._writer.execute("PRAGMA analysis_limit=0")
-        self._writer.execute("ANALYZE traces")
-        self._analyzed_at = self._events
-        self._analyses += 1
+        self._analysis_queued = False
+        self._jobs: queue.SimpleQueue[_Job[Any]] = queue.SimpleQueue()
+        self._closed = False
+        self._closing = threading.Lock()  # no job is queued after the stop
+        self._thread = threading.Thread(
+            target=self._write_jobs, name=f"waymark-sqlite-writer:{self.path}", daemon=True
+        )
+        self._thread.start()
+        self._queue_analysis_if_due()
 
     def _connect(self, *, reader: bool = False) -> sqlite3.Connection:
         try:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            for pragma in (*PRAGMAS, *READER_PRAGMAS) if reader else PRAGMAS:
+                conn.execute(pragma)
         except sqlite3.Error as exc:
             raise Unavailable(f"cannot open {self.path}: {exc}") from exc
-        conn.execute("PRAGMA journal_mode=WAL")
-        # FULL: each commit syncs the WAL before it returns, so that what a producer was told
-        # is stored survives a power loss or an OS crash, not only a crash of the process
-        # (with NORMAL, SQLite syncs only at checkpoints). The direct sink's group commit
-        # shares one sync among the requests that arrive while one runs.
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA busy_timeout=10000")
-        conn.execute("PRAGMA cache_size=-65536")
-        conn.execute("PRAGMA temp_store=MEMORY")
-        conn.execute("PRAGMA wal_autocheckpoint=10000")
-        if reader:
-            # Pages read through a memory map instead of a read() per page: a summary GET
-            # with 1,000,000 events stored touches a dozen pages that SQLite's own cache does
-            # not hold, and a system call costs this kind of VM dearly (summary GETs +36%).
-            # The writer keeps read(): with a map it was no faster (batches and single POSTs
-            # within the noise), and its checkpoints, which grow the file, need not remap.
-            conn.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
         return conn
 
-    @contextlib.contextmanager
-    def _writing(self) -> Iterator[Cursor]:
-        with self._lock, self._holding_the_writers_lock():
-            if not self._turn:  # a turn has begun the transaction already
-                self._begin()
-            self._turn = False
-            cur = self._writer.cursor()
+    # -- writes: jobs for the writer thread ------------------------------------------------
+
+    def _write(self, work: Callable[[Cursor], T], size: int = 1) -> T:
+        job = _Job(work, size)
+        with self._closing:
+            if self._closed:
+                raise Unavailable(f"the store {self.path} is closed")
+            self._jobs.put(job)
+        return job.result.result()
+
+    def _write_jobs(self) -> None:
+        """The writer thread: take what waits, up to :data:`GROUP_ROWS`, into one transaction;
+        until :meth:`close` stops it."""
+        held: _Job[Any] | None = None  # taken off the queue, but for the next group
+        while True:
+            first = held if held is not None else self._jobs.get()
+            held = None
+            if first is _STOP:
+                return
+            group, rows = [first], first.rows
+            while rows < GROUP_ROWS:
+                try:
+                    job = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if job is _STOP or rows + job.rows > GROUP_ROWS:
+                    held = job
+                    break
+                group.append(job)
+                rows += job.rows
             try:
-                yield cur
-            except sqlite3.OperationalError as exc:  # disk full, I/O error, locked
-                self._writer.rollback()
-                raise Unavailable(f"SQLite write failed: {exc}") from exc
-            except BaseException:
-                self._writer.rollback()
-                raise
-            else:
-                try:
+                self._commit(group)
+            except BaseException as exc:  # a fault of this code: no caller may wait for ever
+                log.exception("the SQLite writer failed a group of writes")
+                _settle(group, Unavailable(f"SQLite write failed: {exc!r}"))
+
+    def _commit(self, group: list[_Job[Any]]) -> None:
+        """One transaction for the group, under the writers' lock; each job gets its result
+        once the transaction is over."""
+        jobs = [job for job in group if job.result.set_running_or_notify_cancel()]
+        if not jobs:
+            return
+        cur = self._writer.cursor()
+        fcntl.flock(self._writer_lock, fcntl.LOCK_EX)  # waits without the GIL
+        try:
+            try:
+                cur.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:  # another program held it past busy_timeout
+                _settle(jobs, Unavailable(f"SQLite is busy: {exc}"))
+                return
+            try:
+                outcomes = _run_jobs(cur, jobs)
+                if any(error is None for _, error in outcomes):  # else: rolled back below
                     cur.execute("COMMIT")
-                except sqlite3.OperationalError as exc:
-                    self._writer.rollback()
-                    raise Unavailable(f"SQLite commit failed: {exc}") from exc
-            finally:
-                cur.close()
-
-    def _begin(self) -> None:
-        """Begin a write transaction (the writers' lock held). A refresh of the planner's
-        statistics that the last append made due runs first: ANALYZE writes too, and here
-        it runs in whichever thread is about to write, for the direct sink the writer
-        thread taking its turn, never the event loop that appends inline."""
-        try:
-            self._analyze_if_grown()
-            self._writer.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise Unavailable(f"SQLite is busy: {exc}") from exc
-
-    @contextlib.contextmanager
-    def _holding_the_writers_lock(self) -> Iterator[None]:
-        """Take the writers' lock unless a turn holds it already; either way, give it back
-        after (``flock`` waits without the GIL)."""
-        if not self._turn:
-            fcntl.flock(self._writer_lock, fcntl.LOCK_EX)
-        try:
-            yield
+                    self.transactions += 1
+            except sqlite3.Error as exc:  # the transaction is lost: every job with it
+                _settle(jobs, Unavailable(f"SQLite write failed: {exc}"))
+                return
         finally:
+            if self._writer.in_transaction:  # never leave the writers' lock with it open
+                self._rollback()
             fcntl.flock(self._writer_lock, fcntl.LOCK_UN)
+            cur.close()
+        self._queue_analysis_if_due()  # ahead of whatever the callers write next
+        for job, (value, error) in zip(jobs, outcomes, strict=True):
+            if error is None:
+                job.result.set_result(value)
+            else:
+                job.result.set_exception(error)
 
-    def take_turn(self) -> None:
-        """Take the writers' lock, then SQLite's own (``BEGIN IMMEDIATE``): a program that is
-        not Waymark (a ``sqlite3`` shell) may hold that one, and this wait belongs in the
-        writer thread that calls this, not on the event loop that appends next."""
-        fcntl.flock(self._writer_lock, fcntl.LOCK_EX)
+    def _rollback(self) -> None:
         try:
-            with self._lock:
-                self._begin()
-                self._turn = True
-        except BaseException:
-            fcntl.flock(self._writer_lock, fcntl.LOCK_UN)
-            raise
+            self._writer.execute("ROLLBACK")
+        except sqlite3.Error:
+            log.exception("rolling back a failed SQLite write failed")
 
-    def end_turn(self) -> None:
-        with self._lock:
-            if self._turn:
-                self._turn = False
-                try:
-                    self._writer.rollback()  # nothing was written in it
-                finally:
-                    fcntl.flock(self._writer_lock, fcntl.LOCK_UN)
+    # -- the planner's statistics ------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _reading(self) -> Iterator[Cursor]:
+    def _queue_analysis_if_due(self) -> None:
+        """Refresh the planner's statistics each time the events table has doubled, as a job
+        of its own, behind the writes already waiting. Without them SQLite prefers whichever
+        index matches ``ORDER BY updated_us`` and filters row by row, which a selective
+        search (one dataset's traces) pays for."""
+        if self._analysis_queued or self._events < max(1000, 2 * self._analyzed_at):
+            return
+        self._analysis_queued = True
+        job = _Job(self._analyze, 0)
+        job.result.add_done_callback(self._analyzed)
+        with self._closing:
+            if not self._closed:
+                self._jobs.put(job)
+
+    def _analyze(self, cur: Cursor) -> int:
+        """ANALYZE: ``analysis_limit`` keeps the run over the big tables short whatever their
+        size; ``traces`` is analysed in full, since sampled statistics make every one of
+        its indexes look equally selective and a search by dataset then scanned every
+        trace. Returns the event count it was made for."""
+        events = self._events
+        cur.execute("PRAGMA analysis_limit=1000")
+        cur.execute("ANALYZE")
+        cur.execute("PRAGMA analysis_limit=0")
+        cur.execute("ANALYZE traces")
+        self._analyzed_at = events
+        return events
+
+    def _analyzed(self, done: Future[int]) -> None:
+        """Once the statistics are committed: readers open anew to plan by them."""
+        self._analysis_queued = False
+        if done.exception() is None:
+            self._analyses += 1
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def _read(self, work: Callable[[Cursor], T]) -> T:
+        cur = self._reader().cursor()
+        try:
+            return work(cur)
+        except sqlite3.OperationalError as exc:
+            raise Unavailable(f"SQLite read failed: {exc}") from exc
+        finally:
+            cur.close()
+
+    def _reader(self) -> sqlite3.Connection:
+        """This thread's reading connection, opened anew after this process's ANALYZE and
+        every :data:`READER_RENEW_S`."""
         local = self._local
         conn: sqlite3.Connection | None = getattr(local, "conn", None)
         if conn is not None and (
@@ -213,13 +295,7 @@ class SQLiteStore(SqlStore):
             local.renew_at = time.monotonic() + READER_RENEW_S
             with self._readers_lock:
                 self._readers.append(conn)
-        cur = conn.cursor()
-        try:
-            yield cur
-        except sqlite3.OperationalError as exc:
-            raise Unavailable(f"SQLite read failed: {exc}") from exc
-        finally:
-            cur.close()
+        return conn
 
     def _insert_new(
         self, cur: Cursor, records: Sequence[Record], rows: list[tuple[Any, ...]]
@@ -255,30 +331,81 @@ class SQLiteStore(SqlStore):
             self._events += len(new)
         return [records[i] for i in new]
 
-    def written_elsewhere(self) -> bool | None:
-        """``PRAGMA data_version`` of the writer connection changes only when another
-        connection commits. While our own write holds the connection, say no: the next
-        look will see what the others did meanwhile."""
-        if not self._lock.acquire(blocking=False):
-            return False
-        try:
-            (version,) = self._writer.execute("PRAGMA data_version").fetchone()
-        except sqlite3.Error:
-            return None
-        finally:
-            self._lock.release()
-        changed: bool = version != self._data_version
-        self._data_version = version
-        return changed
+    def commit_marker(self) -> int | None:
+        """``PRAGMA data_version`` of a connection that never writes: it changes whenever
+        any other connection, this store's writer included, commits to the file."""
+        with self._marker_lock:
+            try:
+                version: int = self._marker.execute("PRAGMA data_version").fetchone()[0]
+            except sqlite3.Error:
+                return None
+        return version
 
     def close(self) -> None:
+        """Finish the writes already queued, then release every connection."""
+        with self._closing:
+            if self._closed:
+                return
+            self._closed = True
+            self._jobs.put(_STOP)
+        self._thread.join()
         with self._readers_lock:
             for conn in self._readers:
                 conn.close()
             self._readers.clear()
-        with self._lock:
-            self._writer.close()
-            os.close(self._writer_lock)
+        with self._marker_lock:
+            self._marker.close()
+        self._writer.close()
+        os.close(self._writer_lock)
+
+
+def _run_jobs(cur: Cursor, jobs: list[_Job[Any]]) -> list[tuple[Any, BaseException | None]]:
+    """Run each job, in a savepoint of its own when it shares the transaction; return what
+    each returned or raised. Raises :class:`sqlite3.Error` if the transaction is lost
+    (SQLite rolls it all back on some errors: disk full, I/O error)."""
+    if len(jobs) == 1:
+        return [_run_alone(cur, jobs[0])]
+    outcomes: list[tuple[Any, BaseException | None]] = []
+    for job in jobs:
+        cur.execute("SAVEPOINT job")
+        try:
+            value = job.work(cur)
+        except Exception as exc:
+            try:
+                cur.execute("ROLLBACK TO job")
+            except sqlite3.Error:
+                raise exc from None  # SQLite rolled the whole transaction back on it
+            cur.execute("RELEASE job")
+            outcomes.append((None, _mapped(exc)))
+        else:
+            cur.execute("RELEASE job")
+            outcomes.append((value, None))
+    return outcomes
+
+
+def _run_alone(cur: Cursor, job: _Job[Any]) -> tuple[Any, BaseException | None]:
+    """A job alone in its transaction needs no savepoint: its failure undoes the whole
+    transaction, which holds only that job, and saves two statements per write."""
+    try:
+        return job.work(cur), None
+    except Exception as exc:
+        return None, _mapped(exc)
+
+
+def _mapped(exc: Exception) -> Exception:
+    """What a job's caller is told: a failure of SQLite's (disk full, I/O error) is the
+    store being unavailable; anything else, the job's own error as raised."""
+    if isinstance(exc, sqlite3.OperationalError):
+        unavailable = Unavailable(f"SQLite write failed: {exc}")
+        unavailable.__cause__ = exc
+        return unavailable
+    return exc
+
+
+def _settle(jobs: Iterable[_Job[Any]], error: BaseException) -> None:
+    for job in jobs:
+        if not job.result.done():
+            job.result.set_exception(error)
 
 
 def _open_writer_lock(path: str) -> int:
