@@ -18,7 +18,7 @@ import uvicorn
 from tests.conftest import free_port
 from waymark.api.app import create_app
 from waymark.model import Summary
-from waymark.store.base import EventQuery, Lineage, Page, TraceQuery
+from waymark.store.base import DataFlow, EventQuery, Page, TraceQuery
 from waymark.store.sqlite import SQLiteStore
 
 
@@ -35,7 +35,7 @@ class StuckStore(SQLiteStore):
         if not self.release.wait(30):
             raise TimeoutError("never released")
 
-    def lineage(self, tenant: str, trace_id: str) -> Lineage | None:
+    def lineage(self, tenant: str, trace_id: str) -> DataFlow | None:
         self._hold()
         return super().lineage(tenant, trace_id)
 

@@ -180,6 +180,7 @@ OPERATIONS: dict[str, Callable[[Store], object]] = {
     "dead_letters": lambda s: s.dead_letters(),
     "discard_dead_letters": lambda s: s.discard_dead_letters([1, 2]),
     "ping": lambda s: s.ping(),
+    "durability_warnings": lambda s: s.durability_warnings(),
 }
 #: what needs no connection: nothing to retry.
 WITHOUT_CONNECTIONS = {"close", "commit_marker"}
