@@ -29,8 +29,9 @@ from waymark.model import (
 
 
 @dataclass(frozen=True, slots=True)
-class Step:
-    """The fields of one event that a summary can take over: its key and what it says."""
+class Candidate:
+    """A candidate for a trace's deciding event: the fields of one event that a summary
+    can take over, its key and what it says. (The SDK's ``Step`` is a step being tracked.)"""
 
     time_us: int
     event_id: str
@@ -45,7 +46,7 @@ class Step:
         return (self.time_us, self.event_id)
 
     @classmethod
-    def of(cls, record: Record) -> Step:
+    def of(cls, record: Record) -> Candidate:
         return cls(  # positional: keywords cost a frozen dataclass much more
             record.time_us,
             record.event_id,
@@ -83,8 +84,8 @@ class Partial:
     event_count: int
     started_us: int
     updated_us: int
-    last: Step
-    finish: Step | None
+    last: Candidate
+    finish: Candidate | None
     origin: Origin | None
 
     @property
@@ -92,12 +93,12 @@ class Partial:
         return self.finish is not None
 
     @property
-    def deciding(self) -> Step:
+    def deciding(self) -> Candidate:
         return self.finish if self.finish is not None else self.last
 
     @classmethod
     def of(cls, record: Record) -> Partial:
-        step = Step.of(record)
+        step = Candidate.of(record)
         origin = None
         if record.domain is not None or record.domain_id is not None or record.user is not None:
             origin = Origin(
@@ -113,7 +114,7 @@ class Partial:
         )
 
 
-def _max_step(a: Step | None, b: Step | None) -> Step | None:
+def _max_step(a: Candidate | None, b: Candidate | None) -> Candidate | None:
     if a is None:
         return b
     if b is None:
@@ -188,8 +189,8 @@ def _partial(group: list[Record]) -> Partial:
         len(group),
         started_us,
         updated_us,
-        Step.of(last),
-        Step.of(finish) if has_finish else None,
+        Candidate.of(last),
+        Candidate.of(finish) if has_finish else None,
         Origin(origin.time_us, origin.event_id, origin.domain, origin.domain_id, origin.user)
         if has_origin
         else None,
@@ -345,8 +346,8 @@ def summarize(
         event_count=len(ordered),
         started_us=min(r.start_us if r.start_us is not None else r.time_us for r in ordered),
         updated_us=max(r.time_us for r in ordered),
-        last=Step.of(ordered[-1]),
-        finish=Step.of(deciding) if finishing else None,
+        last=Candidate.of(ordered[-1]),
+        finish=Candidate.of(deciding) if finishing else None,
         origin=(
             Origin(origin.time_us, origin.event_id, origin.domain, origin.domain_id, origin.user)
             if origin

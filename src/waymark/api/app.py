@@ -101,9 +101,9 @@ def serve_app() -> FastAPI:
 
     A 500-event batch makes some ten thousand short-lived containers (models, dicts,
     records, rows) that reference counting frees when the batch is answered; with the
-    default threshold they set off about twenty young collections per batch, and every
-    tenth of those an older one: 3% of the instructions of a batch, and more of its time.
-    Cycles are still collected, after 10,000 net new containers instead of 700.
+    default threshold they set off a score of young collections per batch that find
+    nothing to free (docs/BENCHMARKS.md has the cost). Cycles are still collected, after
+    10,000 net new containers instead of 700.
     """
     gc.set_threshold(SERVER_GC_THRESHOLD, 10, 10)
     return create_app()

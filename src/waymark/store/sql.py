@@ -44,7 +44,7 @@ from waymark.store.base import (
     decode_cursor,
     encode_cursor,
 )
-from waymark.summary import Origin, Partial, Step, render
+from waymark.summary import Origin, Partial, Candidate, render
 from waymark.summary import partials as fold
 
 NEVER_US = 1 << 62  # a stall timeout that never passes
@@ -247,7 +247,7 @@ def _paths_and_traces(
     return path_rows(records), [trace_row(t, tid, p) for (t, tid), p in sorted(merged.items())]
 
 
-def _step_row(step: Step | None) -> tuple[Any, ...]:
+def _step_row(step: Candidate | None) -> tuple[Any, ...]:
     if step is None:
         return (None,) * 7
     return (
@@ -276,10 +276,10 @@ def trace_row(tenant: str, trace_id: str, p: Partial) -> tuple[Any, ...]:
     )
 
 
-def _step_of(values: Sequence[Any]) -> Step | None:
+def _step_of(values: Sequence[Any]) -> Candidate | None:
     if values[1] is None:
         return None
-    return Step(
+    return Candidate(
         int(values[0]),
         values[1],
         Status(values[2]),
