@@ -44,7 +44,7 @@ from waymark.store.base import (
     decode_cursor,
     encode_cursor,
 )
-from waymark.summary import Origin, Partial, Candidate, render
+from waymark.summary import Candidate, Origin, Partial, render
 from waymark.summary import partials as fold
 
 NEVER_US = 1 << 62  # a stall timeout that never passes
