@@ -359,8 +359,12 @@ class SqlStore(Store):
 
     # -- writes ------------------------------------------------------------------------------
 
+    def _prepare(self, records: Sequence[Record]) -> Prepared:
+        """The append's rows, made in the calling thread (a backend may add to them)."""
+        return Prepared.of(records)
+
     def append(self, records: Sequence[Record], *, partials: bool = False) -> AppendResult:
-        todo = Prepared.of(records)
+        todo = self._prepare(records)
         if not todo:
             return AppendResult(0, [])
         return self._write(functools.partial(self._store, todo, partials), len(todo))

@@ -19,6 +19,8 @@ in the writer thread. The schema is created or upgraded on open
 from __future__ import annotations
 
 import fcntl
+import functools
+import itertools
 import logging
 import os
 import queue
@@ -34,7 +36,7 @@ from waymark.errors import Unavailable
 from waymark.model import Record
 from waymark.pipelines import Pipelines
 from waymark.store import migrate
-from waymark.store.sql import INSERT_EVENT, Cursor, SqlStore
+from waymark.store.sql import INSERT_EVENT, INSERT_PATH, UPSERT_TRACE, Cursor, Prepared, SqlStore
 from waymark.store.url import StoreURL, parse_store_url
 
 T = TypeVar("T")
@@ -90,6 +92,68 @@ def _bind_none_and_bool_directly() -> None:
 
 
 _bind_none_and_bool_directly()
+
+#: the most rows one statement writes (fewer if SQLite binds fewer parameters).
+ROWS_PER_STATEMENT = 1024
+
+
+def _write_rows(cur: Cursor, insert: str, rows: Sequence[Sequence[Any]]) -> None:
+    """Run ``insert`` (one row's statement) for every row, as few statements as can hold
+    them (:func:`_statements`)."""
+    for sql, params in rows.statements if isinstance(rows, _Rows) else _statements(insert, rows):
+        cur.execute(sql, params)
+
+
+def _statements(insert: str, rows: Sequence[Sequence[Any]]) -> list[tuple[str, list[Any]]]:
+    """``insert`` (one row's statement) for every row, as few statements of many rows as
+    SQLite takes, with their parameters.
+
+    sqlite3 gives up the GIL for each statement it runs and waits for it after: a writer
+    thread that ran one statement per row waited for the GIL once per row while the event
+    loop ran Python, holding the writers' lock meanwhile. A statement's rows are padded
+    with NULLs (which it skips) to a power of two, so that the few texts there are stay in
+    sqlite3's statement cache: preparing one of many rows costs about what running it
+    does."""
+    most = _rows_per_statement(insert)
+    out = []
+    for start in range(0, len(rows), most):
+        chunk = rows[start : start + most]
+        size = 1 << (len(chunk) - 1).bit_length()
+        params = list(itertools.chain.from_iterable(chunk))
+        if size > len(chunk):
+            params += [None] * ((size - len(chunk)) * len(chunk[0]))
+        out.append((_many_rows(insert, size), params))
+    return out
+
+
+class _Rows(list[tuple[Any, ...]]):
+    """Rows, with their statements (:func:`_statements`) made ahead, in the thread that
+    prepares the append, rather than in the writer's transaction."""
+
+    def __init__(self, insert: str, rows: list[tuple[Any, ...]]) -> None:
+        super().__init__(rows)
+        self.statements = _statements(insert, rows)
+
+
+@functools.cache
+def _rows_per_statement(insert: str) -> int:
+    limit = sqlite3.connect(":memory:").getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    fits = limit // insert.count("?")
+    return min(ROWS_PER_STATEMENT, 1 << (fits.bit_length() - 1))
+
+
+@functools.cache
+def _many_rows(insert: str, rows: int) -> str:
+    """``INSERT INTO t (..) VALUES (?, ..) [ON CONFLICT ..]`` as ``INSERT INTO t (..) SELECT *
+    FROM (VALUES (?, ..), (?, ..), ..) WHERE column1 IS NOT NULL [ON CONFLICT ..]`` for
+    ``rows`` rows, of which those whose first value is NULL are left out."""
+    values = insert.index(" VALUES (")
+    end = insert.index(")", values) + 1
+    row = insert[values + len(" VALUES ") : end]
+    return (
+        f"{insert[:values]} SELECT * FROM (VALUES {', '.join([row] * rows)})"
+        f" WHERE column1 IS NOT NULL{insert[end:]}"
+    )
 
 
 class _Job(Generic[T]):
@@ -265,6 +329,13 @@ class SQLiteStore(SqlStore):
         if done.exception() is None:
             self._analyses += 1
 
+    def _prepare(self, records: Sequence[Record]) -> Prepared:
+        todo = Prepared.of(records)
+        todo.events = _Rows(INSERT_EVENT, todo.events)
+        todo.paths = _Rows(INSERT_PATH, todo.paths)
+        todo.traces = _Rows(UPSERT_TRACE, todo.traces)
+        return todo
+
     # -- reads -------------------------------------------------------------------------------
 
     def _read(self, work: Callable[[Cursor], T]) -> T:
@@ -302,14 +373,7 @@ class SQLiteStore(SqlStore):
     ) -> list[Record]:
         """Insert straight away; only if an event is already stored (a re-send, rare) undo
         that and look up which ones are, then insert the rest."""
-        cur.execute("SAVEPOINT fresh_events")
-        try:
-            cur.executemany(INSERT_EVENT, rows)
-        except sqlite3.IntegrityError:
-            cur.execute("ROLLBACK TO fresh_events")
-            cur.execute("RELEASE fresh_events")
-        else:
-            cur.execute("RELEASE fresh_events")
+        if _insert_all(cur, rows):
             self._events += len(records)
             return list(records)
         existing: set[tuple[str, str]] = set()
@@ -327,9 +391,18 @@ class SQLiteStore(SqlStore):
                 existing.update((tenant, eid) for (eid,) in cur.fetchall())
         new = [i for i, r in enumerate(records) if (r.tenant, r.event_id) not in existing]
         if new:
-            cur.executemany(INSERT_EVENT, [rows[i] for i in new])
+            _write_rows(cur, INSERT_EVENT, [rows[i] for i in new])
             self._events += len(new)
         return [records[i] for i in new]
+
+    def _insert_paths(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
+        _write_rows(cur, INSERT_PATH, rows)
+
+    def _upsert_traces(
+        self, cur: Cursor, rows: list[tuple[Any, ...]], returning: bool
+    ) -> list[Sequence[Any]] | None:
+        _write_rows(cur, UPSERT_TRACE, rows)
+        return None
 
     def commit_marker(self) -> int | None:
         """``PRAGMA data_version`` of a connection that never writes: it changes whenever
@@ -390,6 +463,24 @@ def _run_alone(cur: Cursor, job: _Job[Any]) -> tuple[Any, BaseException | None]:
         return job.work(cur), None
     except Exception as exc:
         return None, _mapped(exc)
+
+
+def _insert_all(cur: Cursor, rows: list[tuple[Any, ...]]) -> bool:
+    """Insert all the event rows, or none if one of them is stored already (False). A
+    statement that fails undoes itself; several need a savepoint to undo the ones before."""
+    alone = len(rows) <= _rows_per_statement(INSERT_EVENT)
+    if not alone:
+        cur.execute("SAVEPOINT fresh_events")
+    try:
+        _write_rows(cur, INSERT_EVENT, rows)
+    except sqlite3.IntegrityError:
+        if not alone:
+            cur.execute("ROLLBACK TO fresh_events")
+            cur.execute("RELEASE fresh_events")
+        return False
+    if not alone:
+        cur.execute("RELEASE fresh_events")
+    return True
 
 
 def _mapped(exc: Exception) -> Exception:
