@@ -82,7 +82,7 @@ def _staging(table: str, columns: Sequence[tuple[str, str]]) -> str:
 
 
 # A batch is COPYed into staging tables, then moved with one INSERT .. SELECT each, in key
-# order (the lock order). COPY is several times faster than a multi-row INSERT or unnest().
+# order (the lock order). COPY is the fastest way in (docs/postgres.md compares the others).
 NEW_EVENTS = "pg_temp.waymark_new_events"
 NEW_TRACES = "pg_temp.waymark_new_traces"
 STAGE_EVENTS = f"COPY {NEW_EVENTS} ({_columns(_EVENT_COLUMNS)}) FROM STDIN"

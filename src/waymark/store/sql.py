@@ -203,8 +203,8 @@ def path_key(path: str) -> str:
 
     Bounded, since an index entry is (2,704 bytes on PostgreSQL); and in the path's own
     order, so that the paths of one folder, which a batch often writes together, share
-    index pages. A digest alone scattered them: one random page per path, which halved
-    SQLite's rate for batches. Migration 0005 re-keys the paths stored before."""
+    index pages; a digest alone put every new path on a random page of the index
+    (docs/BENCHMARKS.md). Migration 0005 re-keys the paths stored before."""
     if len(path) <= PATH_KEY_WHOLE:
         return path
     digest = hashlib.sha256(path.encode("utf-8", "surrogatepass")).hexdigest()[:32]

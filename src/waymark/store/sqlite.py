@@ -73,8 +73,8 @@ PRAGMAS = (
     "PRAGMA wal_autocheckpoint=10000",
 )
 #: a reading connection's, besides: pages read through a memory map instead of a system
-#: call each, which this kind of VM makes dear. The writer keeps read(): a map made it no
-#: faster, and its checkpoints, which grow the file, need not remap.
+#: call each, which virtual machines make dear. The writer keeps read(): its checkpoints
+#: grow the file, and a map would have to follow.
 READER_PRAGMAS = (f"PRAGMA mmap_size={MMAP_BYTES}",)
 
 
@@ -180,20 +180,20 @@ class SQLiteStore(SqlStore):
         self.path = address.target
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._writer_lock = _open_writer_lock(self.path)
-        fcntl.flock(self._writer_lock, fcntl.LOCK_EX)  # the upgrade writes too
         try:
+            fcntl.flock(self._writer_lock, fcntl.LOCK_EX)  # the upgrade writes too
             migrate.upgrade(address)
+            fcntl.flock(self._writer_lock, fcntl.LOCK_UN)
+            self._writer = self._connect()
+            self._marker = self._connect()  # reads data_version only, under _marker_lock
         except BaseException:
             os.close(self._writer_lock)  # and with it the lock
             raise
-        fcntl.flock(self._writer_lock, fcntl.LOCK_UN)
         #: write transactions this store has committed (for metrics and tests).
         self.transactions = 0
-        self._writer = self._connect()
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
-        self._marker = self._connect()  # reads data_version only, under _marker_lock
         self._marker_lock = threading.Lock()
         row = self._writer.execute("SELECT max(rowid) FROM events").fetchone()
         self._events = int(row[0] or 0)  # about how many events are stored
@@ -320,14 +320,16 @@ class SQLiteStore(SqlStore):
         cur.execute("ANALYZE")
         cur.execute("PRAGMA analysis_limit=0")
         cur.execute("ANALYZE traces")
-        self._analyzed_at = events
         return events
 
     def _analyzed(self, done: Future[int]) -> None:
-        """Once the statistics are committed: readers open anew to plan by them."""
-        self._analysis_queued = False
+        """Once the statistics are committed, the next refresh is due at twice the events,
+        and readers open anew to plan by them; if they were not, the next commit queues
+        the refresh again."""
         if done.exception() is None:
+            self._analyzed_at = done.result()
             self._analyses += 1
+        self._analysis_queued = False
 
     def _prepare(self, records: Sequence[Record]) -> Prepared:
         todo = Prepared.of(records)

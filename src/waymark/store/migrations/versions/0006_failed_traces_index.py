@@ -5,7 +5,7 @@ Revises: 0005
 Create Date: 2026-11-22
 
 ``GET /v1/traces?state=FAILED`` walked every summary by recency to find the few that
-failed (320 ms at 1,000,000 traces with ten of them failed). ``ix_traces_failed`` holds
+failed (docs/BENCHMARKS.md has the figures). ``ix_traces_failed`` holds
 (tenant, updated_us, trace_id) of the summaries whose deciding status is FAILED, and
 only theirs, so it costs writes nothing for the traces that succeed.
 """
