@@ -8,6 +8,8 @@
     │   ├── InvalidFields     named fields have wrong values (422)
     │   │   └── BadCursor     a paging cursor this server did not give out
     │   └── TooLarge          body or batch over the limit (413)
+    ├── Unauthenticated       no credential, or one that is not valid (401)
+    ├── Forbidden             a valid credential without the role, tenant or dataset (403)
     ├── NotFound              no such trace (404)
     └── Unavailable           a backend (store, bus) cannot be reached now (503)
         └── SchemaOutdated    the store's schema is older than this code needs
@@ -42,6 +44,23 @@ class BadCursor(InvalidFields):
 
 class TooLarge(BadRequest):
     pass
+
+
+class Unauthenticated(WaymarkError):
+    """No credential, or one that is malformed, unknown, expired or revoked; answered 401
+    with ``WWW-Authenticate: Bearer``. ``detail`` never contains the credential."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class Forbidden(WaymarkError):
+    """A valid credential that lacks the role, tenant or dataset the request needs."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
 
 
 class NotFound(WaymarkError):
