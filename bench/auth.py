@@ -3,11 +3,13 @@ authentication on against the same server with it off, in the same run; prints J
 
     python bench/auth.py [--seconds 8] [--rounds 3]
 
-Each configuration (:data:`CONFIGS`) runs ``waymark serve`` (SQLite, one worker, pinned
-to CPU 0) with wrk on CPU 1 (``post_one.lua``: 64 connections; ``post_batch.lua``: 4),
-sending the configuration's ``Authorization`` header. Configurations take turns, round
-after round, so that a noisy neighbour hurts each alike; the figure of each is its
-median over the rounds, and each ratio is a configuration's figure over auth off's.
+Each configuration (:data:`CONFIGS`) runs a ``waymark serve`` of its own (SQLite, one
+worker, pinned to CPU 0; all are up at once, idle but for their turn), loaded by wrk on
+CPU 1 (``post_one.lua``: 64 connections; ``post_batch.lua``: 4) sending the
+configuration's ``Authorization`` header. Configurations take turns in short samples,
+round after round, so that a noisy neighbour hurts each alike; the figure of each is its
+median over the rounds. Ratios: a configuration's median over auth off's, and the median
+of each round's ratio to auth off in the same round.
 
 Two figures per workload: events/s as wrk saw them, and events per CPU-second of the
 server process (its user and system time over the same window, from ``/proc``). On a
@@ -79,37 +81,40 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
-def measure(config: str, seconds: int, tmp: Path) -> dict[str, float]:
-    """Events/s and events per server CPU-second of each workload under one
-    configuration, on a fresh store."""
-    store = f"sqlite:///{tmp / f'{config}-{free_port()}.db'}"
-    with CONFIGS[config](store) as (env, header):
-        port = free_port()
-        with waymark_server(store, port, **env) as url:
-            pid = server_pid(port)
-            out = {}
-            for name, (script, connections, per_request) in WORKLOADS.items():
-                wenv = {"WAYMARK_BENCH_AUTHORIZATION": header}
-                wrk(url, script, 1, connections, wenv)  # warm up
-                cpu = cpu_seconds(pid)
-                got = wrk(url, script, seconds, connections, wenv)
-                cpu = cpu_seconds(pid) - cpu
-                out[name] = got["rps"] * per_request
-                out[f"{name}_per_cpu_s"] = got["rps"] * per_request * seconds / cpu
-    return out
+def sample(url: str, pid: int, workload: str, seconds: int, header: str) -> dict[str, float]:
+    """One wrk run of ``workload``: events/s, and events per server CPU-second."""
+    script, connections, per_request = WORKLOADS[workload]
+    wenv = {"WAYMARK_BENCH_AUTHORIZATION": header}
+    cpu = cpu_seconds(pid)
+    got = wrk(url, script, seconds, connections, wenv)
+    cpu = cpu_seconds(pid) - cpu
+    rate = got["rps"] * per_request
+    return {workload: rate, f"{workload}_per_cpu_s": rate * seconds / cpu}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=3, help="length of one sample")
+    parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--configs", nargs="*", default=list(CONFIGS), choices=list(CONFIGS))
     args = parser.parse_args()
     runs: dict[str, list[dict[str, float]]] = {c: [] for c in args.configs}
-    with tempfile.TemporaryDirectory() as tmp:
-        for _ in range(args.rounds):
-            for config in args.configs:
-                runs[config].append(measure(config, args.seconds, Path(tmp)))
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        servers = {}
+        for config in args.configs:  # all up at once, each on a store of its own
+            store = f"sqlite:///{Path(tmp) / f'{config}.db'}"
+            env, header = stack.enter_context(CONFIGS[config](store))
+            port = free_port()
+            url = stack.enter_context(waymark_server(store, port, **env))
+            servers[config] = (url, server_pid(port), header)
+            for script, connections, _ in WORKLOADS.values():  # warm up
+                wrk(url, script, 1, connections, {"WAYMARK_BENCH_AUTHORIZATION": header})
+        for _ in range(args.rounds):  # short samples, taking turns
+            for config, (url, pid, header) in servers.items():
+                found: dict[str, float] = {}
+                for workload in WORKLOADS:
+                    found |= sample(url, pid, workload, args.seconds, header)
+                runs[config].append(found)
     figures = list(runs[args.configs[0]][0])
     medians = {
         config: {f: round(statistics.median(r[f] for r in rounds), 1) for f in figures}
@@ -120,7 +125,18 @@ def main() -> None:
         for config, m in medians.items()
         if config != "off"
     }
-    print(json.dumps({"medians": medians, "ratio_to_off": ratios, "runs": runs}, indent=2))
+    paired = {  # each round's figure over auth off's in the same round, the median of those
+        config: {
+            f: round(
+                statistics.median(r[f] / o[f] for r, o in zip(rounds, runs["off"], strict=True)), 3
+            )
+            for f in figures
+        }
+        for config, rounds in runs.items()
+        if config != "off"
+    }
+    out = {"medians": medians, "ratio_to_off": ratios, "paired_ratio_to_off": paired, "runs": runs}
+    print(json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":
