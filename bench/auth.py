@@ -16,6 +16,12 @@ server process (its user and system time over the same window, from ``/proc``). 
 machine shared with other work the second is the steadier measure of what a check
 costs: throughput swings with the neighbours' load, the server's CPU per event much less.
 
+A third, ``--in-process``: the app of each configuration driven in this process through
+ASGI (no HTTP, no load generator), single-event POSTs 32 at a time, taking turns in
+blocks of 160; the figure is the CPU time of the event loop's thread per request, where
+every check runs (the store's threads do the same work in both). The steadiest of the
+three, and the closest to the check's own cost.
+
 A configuration is a function that, given a fresh store URL, prepares whatever it needs
 (a key in the store, an issuer) and returns the server's extra environment and the
 header to send. ``keys`` makes an API key with ``waymark keys create``. A JWT
@@ -31,8 +37,10 @@ import os
 import statistics
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from run import PY, free_port, waymark_server, wrk
 
@@ -92,12 +100,99 @@ def sample(url: str, pid: int, workload: str, seconds: int, header: str) -> dict
     return {workload: rate, f"{workload}_per_cpu_s": rate * seconds / cpu}
 
 
+def in_process(rounds: int, tmp: Path) -> dict[str, float]:
+    """Event-loop CPU µs per single-event POST, auth off and with an API key, in-process."""
+    import asyncio
+
+    import orjson
+
+    from waymark.api.app import create_app
+    from waymark.auth.grants import parse_grant
+    from waymark.auth.keys import make_key
+    from waymark.config import Settings
+    from waymark.store import open_store
+
+    made = make_key([parse_grant("default:writer")], name="bench")
+    keys_store = f"sqlite:///{tmp / 'in-process-keys.db'}"
+    store = open_store(keys_store)
+    store.add_api_key(made.key)
+    store.close()
+    apps = {
+        "off": (create_app(Settings(store=f"sqlite:///{tmp / 'in-process-off.db'}")), []),
+        "keys": (
+            create_app(Settings(store=keys_store, auth=("keys",))),
+            [(b"authorization", f"Bearer {made.secret}".encode())],
+        ),
+    }
+
+    async def post(app: Any, extra: list[tuple[bytes, bytes]], n: int) -> None:
+        body = orjson.dumps(
+            {"trace_id": f"t-{n}", "component": "writer", "end_time": "2026-11-20T10:00:00Z"}
+        )
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+            "method": "POST", "scheme": "http", "path": "/v1/events",
+            "raw_path": b"/v1/events", "root_path": "", "query_string": b"",
+            "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 1),
+            "headers": [(b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()), *extra],
+        }  # fmt: skip
+        statuses = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                statuses.append(message["status"])
+
+        await app(scope, receive, send)
+        if statuses != [202]:
+            raise RuntimeError(f"POST answered {statuses}")
+
+    async def run() -> dict[str, float]:
+        lifespans = []
+        for app, _ in apps.values():  # start each app as a server would
+            started = asyncio.Event()
+            queue: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+            await queue.put({"type": "lifespan.startup"})
+
+            async def sent(message: dict[str, Any], started: asyncio.Event = started) -> None:
+                if message["type"] == "lifespan.startup.complete":
+                    started.set()
+
+            lifespans.append(asyncio.create_task(app({"type": "lifespan"}, queue.get, sent)))
+            await started.wait()
+        per_request: dict[str, list[float]] = {name: [] for name in apps}
+        n = 0
+        for turn in range(rounds * 4):
+            order = list(apps.items()) if turn % 2 else list(reversed(apps.items()))
+            for name, (app, extra) in order:
+                cpu = time.thread_time()
+                for _ in range(5):
+                    await asyncio.gather(*(post(app, extra, n + k) for k in range(32)))
+                    n += 32
+                per_request[name].append((time.thread_time() - cpu) / 160 * 1e6)
+        for task in lifespans:
+            task.cancel()
+        return {name: statistics.median(v) for name, v in per_request.items()}
+
+    return asyncio.run(run())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=3, help="length of one sample")
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--configs", nargs="*", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--in-process", action="store_true", help="only the in-process figure")
     args = parser.parse_args()
+    if args.in_process:
+        with tempfile.TemporaryDirectory() as tmp:
+            loop_us = in_process(args.rounds, Path(tmp))
+        ratio = round(loop_us["off"] / loop_us["keys"], 3)
+        print(json.dumps({"loop_cpu_us_per_request": loop_us, "ratio_to_off": ratio}, indent=2))
+        return
     runs: dict[str, list[dict[str, float]]] = {c: [] for c in args.configs}
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         servers = {}
