@@ -160,13 +160,7 @@ def credential_of(scope: Scope) -> str:
     raise Unauthenticated("no credential: send 'Authorization: Bearer <API key or token>'")
 
 
-async def authenticate(authenticators: Sequence[Authenticator], credential: str) -> Principal:
-    """The principal of a credential: the first authenticator that recognises it decides."""
-    for authenticator in authenticators:
-        principal = await authenticator.authenticate(credential)
-        if principal is not None:
-            return principal
-    raise Unauthenticated("the credential is not an API key or token this server accepts")
+UNKNOWN = "the credential is not an API key or token this server accepts"
 
 
 def tenant_for(principal: Principal, need: Need, scope: Scope) -> str:
@@ -219,25 +213,26 @@ class AccessGuard:
         need = _need(route, scope["method"]) if full else SIGNED_IN
         if not need.open:
             try:
-                await self._check(need, scope)
+                authenticators: Sequence[Authenticator] | None = getattr(
+                    scope["app"].state, "authenticators", None
+                )
+                if not authenticators:
+                    raise Unavailable("the server is starting: its authentication is not ready")
+                credential = credential_of(scope)
+                for authenticator in authenticators:  # the first that recognises it decides
+                    principal = await authenticator.authenticate(credential)
+                    if principal is not None:
+                        break
+                else:
+                    raise Unauthenticated(UNKNOWN)
+                scope[PRINCIPAL] = principal
+                if need.role is not None:
+                    scope[TENANT] = tenant_for(principal, need, scope)
             except WaymarkError:
                 if route is not None:  # answered in the shape of the route's door
                     scope["route"] = route
                 raise
         await self.app(scope, receive, send)
-
-    async def _check(self, need: Need, scope: Scope) -> None:
-        """Authenticate the request and check its tenant; the principal and the tenant go
-        into the scope."""
-        authenticators: Sequence[Authenticator] | None = getattr(
-            scope["app"].state, "authenticators", None
-        )
-        if not authenticators:
-            raise Unavailable("the server is starting: its authentication is not ready")
-        principal = await authenticate(authenticators, credential_of(scope))
-        scope[PRINCIPAL] = principal
-        if need.role is not None:
-            scope[TENANT] = tenant_for(principal, need, scope)
 
     def _route(self, scope: Scope) -> tuple[BaseRoute | None, bool]:
         if self._routes is None:  # every route is in place once requests come
