@@ -156,7 +156,8 @@ def _table(listing: Listing, width: int) -> Table:
         for column, value in zip(listing.columns, listing.rows[0], strict=True):
             grid.add_row(column.name, _text(value))
         return grid
-    table = Table(title=listing.title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    title = Text(printable(listing.title), style="italic") if listing.title else None
+    table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     shown = [[_shown(c) for c in row] for row in listing.rows]
     widest = [
         max([cell_len(c.name), *(cell_len(row[i]) for row in shown)])
