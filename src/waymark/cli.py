@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from enum import StrEnum
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
@@ -38,15 +39,21 @@ app = typer.Typer(
 
 StoreOpt = Annotated[
     str | None,
-    typer.Option("--store", help="Store URL (env WAYMARK_STORE), e.g. sqlite:///./waymark.db"),
+    typer.Option(
+        "--store", metavar="URL", help="Store URL (env WAYMARK_STORE), e.g. sqlite:///./waymark.db"
+    ),
 ]
 BusOpt = Annotated[
     str | None,
-    typer.Option("--bus", help="Bus URL (env WAYMARK_BUS); empty: write to the store directly"),
+    typer.Option(
+        "--bus", metavar="URL", help="Bus URL (env WAYMARK_BUS); empty: write to the store directly"
+    ),
 ]
 PipelinesOpt = Annotated[
     str | None,
-    typer.Option("--pipelines", help="Pipelines file, TOML (env WAYMARK_PIPELINES)"),
+    typer.Option(
+        "--pipelines", metavar="FILE", help="Pipelines file, TOML (env WAYMARK_PIPELINES)"
+    ),
 ]
 
 
@@ -76,6 +83,17 @@ SERVER_PACKAGES = frozenset(
     {"alembic", "fastapi", "nats", "psycopg", "psycopg_pool", "sqlalchemy", "starlette", "uvicorn"}
 )
 """What the ``server`` extra installs, as top-level import names."""
+
+
+class LogLevel(StrEnum):
+    critical = "critical"
+    error = "error"
+    warning = "warning"
+    info = "info"
+    debug = "debug"
+
+
+LogLevelOpt = Annotated[LogLevel, typer.Option(help="Log level")]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -108,13 +126,15 @@ def needs_server_extra(command: Callable[P, R]) -> Callable[P, R]:
 @app.command()
 @needs_server_extra
 def serve(
-    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
+    host: Annotated[
+        str, typer.Option(metavar="ADDRESS", help="Address to listen on")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(metavar="PORT", help="Port to listen on")] = 8000,
     store: StoreOpt = None,
     bus: BusOpt = None,
     pipelines: PipelinesOpt = None,
-    workers: Annotated[int, typer.Option(help="Worker processes")] = 1,
-    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+    workers: Annotated[int, typer.Option(metavar="N", help="Worker processes")] = 1,
+    log_level: LogLevelOpt = LogLevel.info,
 ) -> None:
     """Serve the HTTP API."""
     import os
@@ -149,13 +169,18 @@ def collect(
     bus: BusOpt = None,
     pipelines: PipelinesOpt = None,
     batch_size: Annotated[
-        int, typer.Option(min=1, max=10_000, help="Most messages per batch")
+        int, typer.Option(min=1, max=10_000, metavar="N", help="Most messages per batch")
     ] = 1000,
-    batch_wait_ms: Annotated[int, typer.Option(min=1, help="Longest wait to fill a batch")] = 50,
+    batch_wait_ms: Annotated[
+        int, typer.Option(min=1, metavar="MS", help="Longest wait to fill a batch")
+    ] = 50,
     max_deliveries: Annotated[
-        int, typer.Option(min=1, help="Deliveries before a message the store rejects is parked")
+        int,
+        typer.Option(
+            min=1, metavar="N", help="Deliveries before a message the store rejects is parked"
+        ),
     ] = 10,
-    log_level: Annotated[str, typer.Option(help="Log level")] = "info",
+    log_level: LogLevelOpt = LogLevel.info,
 ) -> None:
     """Move events from the bus (JetStream) into the store until SIGTERM."""
     import logging
@@ -185,14 +210,19 @@ def collect(
 def dead_letters(
     store: StoreOpt = None,
     bus: BusOpt = None,
-    limit: Annotated[int, typer.Option(min=1, max=10_000, help="Most letters to list")] = 100,
-    output: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+    limit: Annotated[
+        int, typer.Option(min=1, max=10_000, metavar="N", help="Most letters to list")
+    ] = 100,
+    output: Annotated[str, typer.Option("--format", metavar="table|json")] = "table",
     replay: Annotated[
         list[int] | None,
-        typer.Option(help="Publish this letter again to its subject, then remove it (repeat)"),
+        typer.Option(
+            metavar="ID", help="Publish this letter again to its subject, then remove it (repeat)"
+        ),
     ] = None,
     discard: Annotated[
-        list[int] | None, typer.Option(help="Remove this letter, given up on (repeat)")
+        list[int] | None,
+        typer.Option(metavar="ID", help="Remove this letter, given up on (repeat)"),
     ] = None,
 ) -> None:
     """List messages the collector parked (could not use), newest first; or replay or
@@ -223,15 +253,17 @@ def dead_letters(
 def streams(
     bus: BusOpt = None,
     apply: Annotated[
-        bool, typer.Option("--apply", help="Create or change them to match the bus URL")
+        bool,
+        typer.Option("--apply", metavar="", help="Create or change them to match the bus URL"),
     ] = False,
-    output: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+    output: Annotated[str, typer.Option("--format", metavar="table|json")] = "table",
     monitor: Annotated[
         list[str] | None,
         typer.Option(
+            metavar="URL",
             help="A NATS server's monitoring URL (the http: of its configuration), to read its"
             " JetStream sync setting; repeat for each server. Default: port 8222 on each host"
-            " of the bus URL"
+            " of the bus URL",
         ),
     ] = None,
 ) -> None:

@@ -18,7 +18,7 @@ import csv
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
@@ -89,7 +89,8 @@ class Listing:
     data: Any
     title: str | None = None
     record: bool = False
-    notes: list[str] = field(default_factory=list)  # lines after a table (terminal only)
+    csv: list[list[str]] | None = None
+    """CSV of other columns than the table's, header first (what scripts already read)."""
 
 
 def cell(value: Any, short: str | None = None) -> Cell:
@@ -107,14 +108,15 @@ def emit(listing: Listing, fmt: Format | str) -> None:
         sys.stdout.write(dumps(listing.data) + "\n")
     elif fmt == Format.csv:
         writer = csv.writer(sys.stdout)
-        writer.writerow([c.name for c in listing.columns])
-        writer.writerows([printable(c.text) for c in row] for row in listing.rows)
+        if listing.csv is not None:
+            writer.writerows([printable(v) for v in row] for row in listing.csv)
+        else:
+            writer.writerow([c.name for c in listing.columns])
+            writer.writerows([printable(c.text) for c in row] for row in listing.rows)
     else:
         console = stdout_console()
         if console.is_terminal:
             console.print(_table(listing, console.width))
-            for note in listing.notes:
-                console.print(Text(printable(note), style="dim"))
         else:
             sys.stdout.write(plain(listing))
 

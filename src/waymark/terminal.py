@@ -107,19 +107,7 @@ def step_name(current: Any) -> str:
     return " / ".join(p for p in parts if p)
 
 
-STATUS_COLUMNS = (
-    Column("Trace ID"),
-    Column("State"),
-    Column("Current step", fold=True),
-    Column("Last moved"),
-    Column("Started"),
-    Column("Duration"),
-    Column("Events"),
-    Column("Done"),
-    Column("Trace status"),
-    Column("Event status"),
-    Column("Errors", fold=True),
-)
+STATUS_FOLDS = {"Current step", "Errors"}
 
 
 def status_listing(found: Summary, now: datetime | None = None) -> Listing:
@@ -129,20 +117,27 @@ def status_listing(found: Summary, now: datetime | None = None) -> Listing:
     current = summary["current"]
     step = step_name(current)
     moved = summary["updated_at"]
-    row = [
-        cell(summary["trace_id"]),
-        cell(summary["state"]),
-        cell(f"{step} ({current['status']})" if step else current["status"]),
-        cell(f"{moved} ({ago(moved, now)})", short=ago(moved, now)),
-        cell(summary["started_at"]),
-        cell(duration(summary["duration_ms"])),
-        cell(summary["event_count"]),
-        cell(summary["done"]),
-        cell(summary["trace_status"]),
-        cell(summary["trace_event_status"]),
-        cell(error_text(summary["errors"])),
-    ]
-    return Listing(STATUS_COLUMNS, [row], summary, record=True)
+    errors = error_text(summary["errors"])
+    cells = {
+        "Trace ID": cell(summary["trace_id"]),
+        "State": cell(summary["state"]),
+        "Current step": cell(f"{step} ({current['status']})" if step else current["status"]),
+        "Last moved": cell(f"{moved} ({ago(moved, now)})", short=ago(moved, now)),
+        "Started": cell(summary["started_at"]),
+        "Duration": cell(duration(summary["duration_ms"])),
+        "Events": cell(summary["event_count"]),
+        "Done": cell(summary["done"]),
+        "Trace status": cell(summary["trace_status"]),
+        "Event status": cell(summary["trace_event_status"]),
+        "Errors": cell(errors),
+    }
+    columns = [Column(name, fold=name in STATUS_FOLDS) for name in cells]
+    okdata = [  # the CSV: what `okdata status` shows
+        ["Done", "Trace ID", "Status", "Event status", "Errors"],
+        [cells["Done"].text, summary["trace_id"], summary["trace_status"],
+         summary["trace_event_status"], errors],
+    ]  # fmt: skip
+    return Listing(columns, [list(cells.values())], summary, record=True, csv=okdata)
 
 
 # -- history --------------------------------------------------------------------------------------
@@ -210,7 +205,34 @@ def history_listing(trace_id: str, events: list[dict[str, Any]], wide: bool) -> 
     elif days:
         title += " (UTC)"
     rows = [history_row(e, wide, with_day) for e in events]
-    return Listing(history_columns(wide), rows, events, title=title)
+    okdata = [OKDATA_HISTORY, *map(okdata_history_row, events)]
+    return Listing(history_columns(wide), rows, events, title=title, csv=okdata)
+
+
+OKDATA_HISTORY = [
+    "Event ID",
+    "Start",
+    "End",
+    "Domain",
+    "Domain ID",
+    "Component",
+    "Operation",
+    "Status",
+    "Event status",
+    "Errors",
+]
+"""The history's CSV columns: those of ``okdata status --history``."""
+
+
+def okdata_history_row(event: dict[str, Any]) -> list[str]:
+    fields = ("event_id", "start_time", "end_time", "domain", "domain_id", "component")
+    return [
+        *(str(event.get(f) or "") for f in fields),
+        str(event.get("operation") or ""),
+        str(event.get("trace_status") or ""),
+        "FAILED" if event.get("status") == "FAILED" else "OK",
+        error_text(event.get("errors") or []),
+    ]
 
 
 # -- path -----------------------------------------------------------------------------------------
