@@ -2,8 +2,9 @@
 
 The convention, for whoever writes docs:
 
-- A fenced block tagged ``sh``, ``bash``, ``shell`` or ``python`` is run. Blocks with any
-  other tag (``toml``, ``text``, none) are shown to readers, not run.
+- A fenced block tagged ``sh``, ``bash``, ``shell`` or ``python`` is run; one tagged
+  ``toml`` is a pipelines file and must load (``waymark serve --pipelines`` would take
+  it). Blocks with any other tag (``text``, none) are shown to readers, not run.
 - A block that needs something this test does not have starts with a comment line
   ``# needs: <what>``, which tells the reader too: ``# needs: AWS Lambda``, ``# needs:
   Airflow``, ``# needs: a PostgreSQL database and NATS with JetStream``, ``# needs: port
@@ -40,7 +41,13 @@ from tests.conftest import LiveServer
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-RUN_TAGS = {"sh": "shell", "bash": "shell", "shell": "shell", "python": "python"}
+RUN_TAGS = {
+    "sh": "shell",
+    "bash": "shell",
+    "shell": "shell",
+    "python": "python",
+    "toml": "pipelines",
+}
 NEEDS = re.compile(r"#\s*needs:(.*)")
 FENCE = re.compile(
     r"^(?P<indent> *)```(?P<tag>[\w-]*)[^\n]*\n(?P<body>.*?)^(?P=indent)```", re.M | re.S
@@ -50,6 +57,7 @@ BLOCK_TIMEOUT_S = 120
 TENANTS = ("default", "demo", "opendes")
 """The tenants the examples use; each is checked for STALLED traces."""
 
+LOAD_PIPELINES = "from waymark.pipelines import load; load('pipelines.toml')"
 SHELL_PRELUDE = """\
 set -e -o pipefail
 curl() { command curl --fail-with-body "$@"; }
@@ -128,6 +136,9 @@ def run(block: Block, server: LiveServer, cwd: Path) -> subprocess.CompletedProc
         env.pop(name, None)
     if block.kind == "shell":
         command = ["bash", "-c", SHELL_PRELUDE + code + SHELL_EPILOGUE]
+    elif block.kind == "pipelines":
+        (cwd / "pipelines.toml").write_text(code)
+        command = [sys.executable, "-c", LOAD_PIPELINES]
     else:
         command = [sys.executable, "-c", code]
     return subprocess.run(
@@ -165,10 +176,12 @@ def test_blocks_are_found_as_a_reader_sees_them(tmp_path: Path) -> None:
         "Intro\n\n```sh\necho one\n```\n\n```toml\n[default]\n```\n\n"
         "1. a step:\n\n   ```python\n   print(2)\n   ```\n\n"
         "```bash\n# needs: AWS Lambda\naws lambda invoke\n```\n\n```\nplain\n```\n"
+        "```text\n$ shown\n```\n"
     )
     found = blocks(doc)
     assert [(b.line, b.kind, b.code, b.needs) for b in found] == [
         (3, "shell", "echo one\n", None),
+        (7, "pipelines", "[default]\n", None),
         (13, "python", "print(2)\n", None),
         (17, "shell", "# needs: AWS Lambda\naws lambda invoke\n", "AWS Lambda"),
     ]
