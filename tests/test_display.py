@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from waymark.display import Cell, Column, Listing, ago, duration, plain, share
+from waymark.terminal import status_listing
 
 
 def test_durations_as_people_say_them() -> None:
@@ -40,3 +42,31 @@ def test_plain_aligns_and_keeps_every_value_whole() -> None:
         "x       -    a long value, whole\\x0awith a break",
         "longer  y    z",
     ]
+
+
+class _Summary:
+    """A summary as the API answers it once errors are bounded: the first and last few,
+    and their count."""
+
+    def __init__(self, **fields: Any) -> None:
+        self.fields = fields
+
+    def model_dump(self, mode: str) -> dict[str, Any]:
+        return self.fields
+
+
+def test_status_says_how_many_errors_a_bounded_summary_has() -> None:
+    summary = _Summary(
+        trace_id="t", state="FAILED", updated_at="2026-12-03T10:00:00Z", started_at=None,
+        duration_ms=None, event_count=40, done=True, trace_status="FINISHED",
+        trace_event_status="FAILED",
+        current={"component": "c", "stage": None, "operation": None, "status": "FAILED"},
+        errors=[{"message": {"en": "row 1 is bad"}}],
+        last_errors=[{"message": {"en": "row 40 is bad"}}], error_count=40,
+    )  # fmt: skip
+    listing = status_listing(summary, datetime(2026, 12, 3, 10, 1, tzinfo=UTC))  # type: ignore[arg-type]
+    shown = dict(line.split("  ", 1) for line in plain(listing).splitlines())
+    assert shown["Errors"].strip() == (
+        "row 1 is bad; row 40 is bad (40 in all: waymark history shows each)"
+    )
+    assert shown["Last moved"].strip() == "2026-12-03T10:00:00Z (1 min ago)"

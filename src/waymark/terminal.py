@@ -117,7 +117,9 @@ def status_listing(found: Summary, now: datetime | None = None) -> Listing:
     current = summary["current"]
     step = step_name(current)
     moved = summary["updated_at"]
-    errors = error_text(summary["errors"])
+    errors = error_text(summary["errors"] + summary.get("last_errors", []))
+    if summary.get("error_count", 0) > len(summary["errors"]) + len(summary.get("last_errors", [])):
+        errors += f" ({summary['error_count']} in all: waymark history shows each)"
     cells = {
         "Trace ID": cell(summary["trace_id"]),
         "State": cell(summary["state"]),
