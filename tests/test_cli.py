@@ -319,6 +319,7 @@ def test_wait_shows_steps_escaped(server: LiveServer) -> None:
 
 def test_wait_exit_codes(server: LiveServer) -> None:
     assert piped(server, "wait", TRACE).code == 0
+    assert piped(server, "wait", TRACE, "--timeout", "0").code == 0  # done already: no wait
     assert piped(server, "wait", "broken").code == 1
     post(server, {"trace_id": "open", "status": "IN_PROGRESS"})
     ran = piped(server, "wait", "open", "--timeout", "0.5")

@@ -281,10 +281,7 @@ def wait_for(trace_id: str, timeout: float, url: str | None, tenant: str | None)
     with reader(url, tenant) as api:
         while True:
             remaining = deadline - time.monotonic()
-            try:
-                summary = api.wait(trace_id, max(0.001, min(remaining, STEP_POLL_S)))
-            except WaitTimeout as exc:
-                summary = exc.summary or summary
+            summary = look(api, trace_id, min(remaining, STEP_POLL_S)) or summary
             if summary is not None and summary.event_count != count:
                 count = summary.event_count
                 fresh = [
@@ -302,6 +299,17 @@ def wait_for(trace_id: str, timeout: float, url: str | None, tenant: str | None)
     if not summary.done:
         return EXIT_NOT_DONE
     return EXIT_FAILED if summary.state == "FAILED" else 0
+
+
+def look(api: Client, trace_id: str, seconds: float) -> Summary | None:
+    """The summary, once the trace is done or after ``seconds`` (none: at once); None while
+    the trace has no events."""
+    try:
+        return api.wait(trace_id, seconds) if seconds > 0 else api.summary(trace_id)
+    except WaitTimeout as exc:
+        return exc.summary
+    except TraceNotFound:
+        return None
 
 
 def show_steps(console: Console, events: Iterable[dict[str, Any]]) -> None:
