@@ -11,6 +11,9 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	@# the distribution was named "waymark" (an unrelated project's name on PyPI): remove it
+	$(BIN)/pip uninstall --yes --quiet waymark 2>/dev/null || true
+	rm -rf src/waymark.egg-info
 	$(BIN)/pip install --quiet -e '.[server,test]'
 	touch $(STAMP)
 

@@ -175,7 +175,7 @@ def test_a_server_command_names_the_extra_to_install(
     done = run(base_env, "-m", "waymark.cli", *command, cwd=work)
     assert done.returncode == 1
     assert f"waymark {command[0]} needs " in done.stderr
-    assert "pip install 'waymark[server]'" in done.stderr
+    assert "pip install 'waymark-status[server]'" in done.stderr
     assert "Traceback" not in done.stderr
     assert not list(work.iterdir())  # no store file was made on the way
 
@@ -228,4 +228,4 @@ def test_a_fresh_install_without_extras(tmp_path: Path, live_server: LiveServer)
     assert json.loads(status.stdout)["state"] == "SUCCEEDED"
     serve = in_venv("waymark", "serve", "--port", "9")
     assert serve.returncode == 1
-    assert "pip install 'waymark[server]'" in serve.stderr
+    assert "pip install 'waymark-status[server]'" in serve.stderr

@@ -12,20 +12,19 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from enum import StrEnum
-from typing import Annotated, ParamSpec, TypeVar
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 
+from waymark import __version__
 from waymark.config import Settings
+from waymark.display import Format, emit
 from waymark.terminal import (
-    HISTORY_COLUMNS,
-    PATH_COLUMNS,
-    STATUS_COLUMNS,
-    emit,
-    history_row,
+    history_listing,
+    path_listing,
     reader,
     send_events,
-    status_row,
+    status_listing,
     wait_for,
 )
 
@@ -35,19 +34,26 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 
 StoreOpt = Annotated[
     str | None,
-    typer.Option("--store", help="Store URL (env WAYMARK_STORE), e.g. sqlite:///./waymark.db"),
+    typer.Option(
+        "--store", metavar="URL", help="Store URL (env WAYMARK_STORE), e.g. sqlite:///./waymark.db"
+    ),
 ]
 BusOpt = Annotated[
     str | None,
-    typer.Option("--bus", help="Bus URL (env WAYMARK_BUS); empty: write to the store directly"),
+    typer.Option(
+        "--bus", metavar="URL", help="Bus URL (env WAYMARK_BUS); empty: write to the store directly"
+    ),
 ]
 PipelinesOpt = Annotated[
     str | None,
-    typer.Option("--pipelines", help="Pipelines file, TOML (env WAYMARK_PIPELINES)"),
+    typer.Option(
+        "--pipelines", metavar="FILE", help="Pipelines file, TOML (env WAYMARK_PIPELINES)"
+    ),
 ]
 AuthOpt = Annotated[
     str | None,
@@ -75,8 +81,25 @@ OidcRolesClaimOpt = Annotated[
 ]
 
 
+def _show_version(asked: bool) -> None:
+    if asked:
+        typer.echo(f"waymark {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_show_version,
+            is_eager=True,
+            metavar="",
+            help="Show the version and exit.",
+        ),
+    ] = False,
+) -> None:
     """Status tracking for asynchronous data pipelines."""
 
 
@@ -85,13 +108,24 @@ SERVER_PACKAGES = frozenset(
 )
 """What the ``server`` extra installs, as top-level import names."""
 
+
+class LogLevel(StrEnum):
+    critical = "critical"
+    error = "error"
+    warning = "warning"
+    info = "info"
+    debug = "debug"
+
+
+LogLevelOpt = Annotated[LogLevel, typer.Option(help="Log level")]
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
 def needs_server_extra(command: Callable[P, R]) -> Callable[P, R]:
     """Mark a server command: if one of the ``server`` extra's packages turns out to be
-    missing while it runs, it ends with exit code 1 and ``pip install 'waymark[server]'``
+    missing while it runs, it ends with exit code 1 and ``pip install 'waymark-status[server]'``
     instead of a traceback. Any other missing module is a bug and is raised as it is."""
     name = command.__name__.replace("_", "-")
 
@@ -105,7 +139,7 @@ def needs_server_extra(command: Callable[P, R]) -> Callable[P, R]:
                 raise
             typer.echo(
                 f"waymark {name} needs {missing}, which the server extra installs: "
-                "pip install 'waymark[server]'",
+                "pip install 'waymark-status[server]'",
                 err=True,
             )
             raise typer.Exit(1) from exc
@@ -116,13 +150,15 @@ def needs_server_extra(command: Callable[P, R]) -> Callable[P, R]:
 @app.command()
 @needs_server_extra
 def serve(
-    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
+    host: Annotated[
+        str, typer.Option(metavar="ADDRESS", help="Address to listen on")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(metavar="PORT", help="Port to listen on")] = 8000,
     store: StoreOpt = None,
     bus: BusOpt = None,
     pipelines: PipelinesOpt = None,
-    workers: Annotated[int, typer.Option(help="Worker processes")] = 1,
-    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+    workers: Annotated[int, typer.Option(metavar="N", help="Worker processes")] = 1,
+    log_level: LogLevelOpt = LogLevel.info,
     auth: AuthOpt = None,
     oidc_issuer: OidcIssuerOpt = None,
     oidc_audience: OidcAudienceOpt = None,
@@ -177,13 +213,18 @@ def collect(
     bus: BusOpt = None,
     pipelines: PipelinesOpt = None,
     batch_size: Annotated[
-        int, typer.Option(min=1, max=10_000, help="Most messages per batch")
+        int, typer.Option(min=1, max=10_000, metavar="N", help="Most messages per batch")
     ] = 1000,
-    batch_wait_ms: Annotated[int, typer.Option(min=1, help="Longest wait to fill a batch")] = 50,
+    batch_wait_ms: Annotated[
+        int, typer.Option(min=1, metavar="MS", help="Longest wait to fill a batch")
+    ] = 50,
     max_deliveries: Annotated[
-        int, typer.Option(min=1, help="Deliveries before a message the store rejects is parked")
+        int,
+        typer.Option(
+            min=1, metavar="N", help="Deliveries before a message the store rejects is parked"
+        ),
     ] = 10,
-    log_level: Annotated[str, typer.Option(help="Log level")] = "info",
+    log_level: LogLevelOpt = LogLevel.info,
 ) -> None:
     """Move events from the bus (JetStream) into the store until SIGTERM."""
     import logging
@@ -213,14 +254,19 @@ def collect(
 def dead_letters(
     store: StoreOpt = None,
     bus: BusOpt = None,
-    limit: Annotated[int, typer.Option(min=1, max=10_000, help="Most letters to list")] = 100,
-    output: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+    limit: Annotated[
+        int, typer.Option(min=1, max=10_000, metavar="N", help="Most letters to list")
+    ] = 100,
+    output: Annotated[str, typer.Option("--format", metavar="table|json")] = "table",
     replay: Annotated[
         list[int] | None,
-        typer.Option(help="Publish this letter again to its subject, then remove it (repeat)"),
+        typer.Option(
+            metavar="ID", help="Publish this letter again to its subject, then remove it (repeat)"
+        ),
     ] = None,
     discard: Annotated[
-        list[int] | None, typer.Option(help="Remove this letter, given up on (repeat)")
+        list[int] | None,
+        typer.Option(metavar="ID", help="Remove this letter, given up on (repeat)"),
     ] = None,
 ) -> None:
     """List messages the collector parked (could not use), newest first; or replay or
@@ -251,15 +297,17 @@ def dead_letters(
 def streams(
     bus: BusOpt = None,
     apply: Annotated[
-        bool, typer.Option("--apply", help="Create or change them to match the bus URL")
+        bool,
+        typer.Option("--apply", metavar="", help="Create or change them to match the bus URL"),
     ] = False,
-    output: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+    output: Annotated[str, typer.Option("--format", metavar="table|json")] = "table",
     monitor: Annotated[
         list[str] | None,
         typer.Option(
+            metavar="URL",
             help="A NATS server's monitoring URL (the http: of its configuration), to read its"
             " JetStream sync setting; repeat for each server. Default: port 8222 on each host"
-            " of the bus URL"
+            " of the bus URL",
         ),
     ] = None,
 ) -> None:
@@ -401,94 +449,142 @@ def migrate(store: StoreOpt = None) -> None:
 
 
 UrlOpt = Annotated[
-    str | None, typer.Option("--url", help="Waymark server (env WAYMARK_URL)", show_default=False)
+    str | None,
+    typer.Option(
+        "--url", metavar="URL", help="Waymark server (env WAYMARK_URL)", show_default=False
+    ),
 ]
 TenantOpt = Annotated[
-    str | None, typer.Option("--tenant", help="Tenant (env WAYMARK_TENANT)", show_default=False)
+    str | None,
+    typer.Option(
+        "--tenant", metavar="TENANT", help="Tenant (env WAYMARK_TENANT)", show_default=False
+    ),
 ]
-
-
-class Format(StrEnum):
-    table = "table"
-    json = "json"
-    csv = "csv"
-
-
-FormatOpt = Annotated[Format, typer.Option("--format", help="Output format")]
+TraceArg = Annotated[str, typer.Argument(metavar="TRACE_ID", help="The trace", show_default=False)]
+FormatOpt = Annotated[
+    Format,
+    typer.Option(
+        "--format",
+        metavar="table|json|csv",
+        help="table: fits the terminal, plain text when piped; json: the API's fields",
+    ),
+]
+WideOpt = Annotated[bool, typer.Option("--wide", help="Add the ids", metavar="")]
 
 
 @app.command()
 def status(
-    trace_id: Annotated[str, typer.Argument(help="The trace to show")],
-    history: Annotated[bool, typer.Option("--history", help="List every event")] = False,
+    trace_id: TraceArg,
+    history: Annotated[
+        bool, typer.Option("--history", help="List every event", metavar="")
+    ] = False,
+    wide: WideOpt = False,
     fmt: FormatOpt = Format.table,
     url: UrlOpt = None,
     tenant: TenantOpt = None,
 ) -> None:
-    """Where a trace stands (like `okdata status`), or its whole history."""
+    """Where a trace stands: its state, current step, how long ago it last moved, and
+    okdata's Done, Trace status and Event status; or, with --history, every event."""
     with reader(url, tenant) as api:
         if history:
-            rows = [history_row(e) for e in api.events(trace_id, page_size=1000)]
-            emit(rows, HISTORY_COLUMNS, fmt, title=f"History of {trace_id}")
+            events = list(api.events(trace_id, page_size=1000))
+            listing = history_listing(trace_id, events, wide)
         else:
-            summary = api.summary(trace_id)
-            emit([status_row(summary)], STATUS_COLUMNS, fmt)
+            listing = status_listing(api.summary(trace_id))
+    emit(listing, fmt)
 
 
 @app.command()
 def history(
-    trace_id: Annotated[str, typer.Argument(help="The trace to show")],
+    trace_id: TraceArg,
+    wide: WideOpt = False,
     fmt: FormatOpt = Format.table,
     url: UrlOpt = None,
     tenant: TenantOpt = None,
 ) -> None:
-    """Every event of a trace, in order (same as `status --history`)."""
-    status(trace_id, history=True, fmt=fmt, url=url, tenant=tenant)
+    """Every event of a trace, in order (the same as `status --history`)."""
+    status(trace_id, history=True, wide=wide, fmt=fmt, url=url, tenant=tenant)
 
 
 @app.command()
 def wait(
-    trace_id: Annotated[str, typer.Argument(help="The trace to wait for")],
-    timeout: Annotated[float, typer.Option(help="Give up after this many seconds")] = 300.0,
+    trace_id: TraceArg,
+    timeout: Annotated[
+        float, typer.Option(metavar="SECONDS", help="Give up after this many seconds")
+    ] = 300.0,
     url: UrlOpt = None,
     tenant: TenantOpt = None,
 ) -> None:
-    """Wait until a trace is done. Exit 0: succeeded, 1: failed, 2: not done in time,
-    4: cannot be read."""
+    """Show each step of a trace as it arrives, until it is done. Exit 0: succeeded,
+    1: failed, 2: not done in time (or never appeared), 4: cannot be read."""
     raise typer.Exit(wait_for(trace_id, timeout, url, tenant))
+
+
+def _text_opt(help: str, metavar: str = "TEXT") -> Any:
+    return typer.Option(help=help, metavar=metavar, show_default=False)
 
 
 @app.command()
 def send(
     file: Annotated[
         str | None,
-        typer.Argument(help="JSON file of one event or a list ('-' for stdin)", show_default=False),
+        typer.Argument(
+            metavar="FILE",
+            help="JSON file of one event or a list ('-' for stdin)",
+            show_default=False,
+        ),
     ] = None,
-    trace_id: Annotated[
-        str | None, typer.Option(help="Trace id (for one event from flags)")
-    ] = None,
+    trace_id: Annotated[str | None, _text_opt("Trace id (for one event from flags)", "ID")] = None,
     event_status: Annotated[
-        str | None, typer.Option("--status", help="SUCCESS, FAILED, IN_PROGRESS, ...")
+        str | None,
+        typer.Option(
+            "--status",
+            metavar="STATUS",
+            help="SUBMITTED, IN_PROGRESS, SUCCESS (default), FAILED, SKIPPED, PARTIAL_SUCCESS",
+            show_default=False,
+        ),
     ] = None,
-    trace_status: Annotated[str | None, typer.Option(help="STARTED, CONTINUE, FINISHED")] = None,
-    component: Annotated[str | None, typer.Option()] = None,
-    stage: Annotated[str | None, typer.Option()] = None,
-    operation: Annotated[str | None, typer.Option()] = None,
-    message: Annotated[str | None, typer.Option()] = None,
-    path: Annotated[str | None, typer.Option(help="The file or object the step worked on")] = None,
+    trace_status: Annotated[
+        str | None, _text_opt("STARTED, CONTINUE (default), FINISHED", "STATUS")
+    ] = None,
+    component: Annotated[str | None, _text_opt("The service or job that did the step")] = None,
+    stage: Annotated[str | None, _text_opt("The stage of the pipeline")] = None,
+    operation: Annotated[str | None, _text_opt("What the step did, e.g. a function")] = None,
+    domain: Annotated[str | None, _text_opt("What the trace is about, e.g. dataset")] = None,
+    domain_id: Annotated[str | None, _text_opt("Its id, e.g. parking-fees/1", "ID")] = None,
+    message: Annotated[str | None, _text_opt("What the step says")] = None,
+    error: Annotated[
+        list[str] | None, _text_opt("An error message (repeat for several)", "MESSAGE")
+    ] = None,
+    error_code: Annotated[int | None, _text_opt("A numeric error code", "CODE")] = None,
+    path: Annotated[str | None, _text_opt("The file or object the step worked on", "PATH")] = None,
+    input_: Annotated[
+        list[str] | None,
+        typer.Option("--input", metavar="PATH", help="A file or object read (repeat)"),
+    ] = None,
+    output: Annotated[
+        list[str] | None,
+        typer.Option("--output", metavar="PATH", help="A file or object written (repeat)"),
+    ] = None,
     url: UrlOpt = None,
     tenant: TenantOpt = None,
 ) -> None:
     """Send events: from a JSON file or stdin, or one event from flags."""
-    flags = {
+    flags: dict[str, Any] = {
         "trace_id": trace_id,
         "status": event_status,
         "trace_status": trace_status,
         "component": component,
         "stage": stage,
         "operation": operation,
+        "domain": domain,
+        "domain_id": domain_id,
         "message": message,
+        "errors": [{"message": {"en": e}} for e in error] if error else None,
+        "error_code": error_code,
         "path": path,
+        "inputs": input_ or None,
+        "outputs": output or None,
     }
     raise typer.Exit(
         send_events(file, {k: v for k, v in flags.items() if v is not None}, url, tenant)
@@ -497,16 +593,20 @@ def send(
 
 @app.command("path")
 def path_lookup(
-    path: Annotated[str, typer.Argument(help="A file or object path")],
+    path: Annotated[
+        str, typer.Argument(metavar="PATH", help="A file or object path", show_default=False)
+    ],
+    limit: Annotated[
+        int, typer.Option(min=1, max=1000, metavar="N", help="Most lookups of the path")
+    ] = 100,
     fmt: FormatOpt = Format.table,
     url: UrlOpt = None,
     tenant: TenantOpt = None,
 ) -> None:
-    """Every trace whose events touched a path, newest first."""
+    """Every trace whose events touched a path, once each with its state, newest first."""
     with reader(url, tenant) as api:
-        hits = api.paths(path)
-    rows = [{"Trace ID": h.trace_id, "Event ID": h.event_id, "At": h.at} for h in hits]
-    emit(rows, PATH_COLUMNS, fmt, title=f"Traces that touched {path}")
+        listing = path_listing(api, path, limit)
+    emit(listing, fmt)
 
 
 def main() -> None:

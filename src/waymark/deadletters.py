@@ -9,12 +9,12 @@ import sys
 from collections.abc import Sequence
 
 import orjson
-from rich.console import Console
-from rich.table import Table
 
 from waymark import wire
 from waymark.bus import open_bus
+from waymark.display import Column, Format, Listing, cell, emit
 from waymark.model import iso
+from waymark.printable import json_printable
 from waymark.store import open_store
 from waymark.store.base import DeadLetter, Store
 
@@ -42,19 +42,23 @@ def show(store_url: str, *, limit: int, as_json: bool) -> None:
         letters = store.dead_letters(limit=limit)
     finally:
         store.close()
-    if as_json:
-        sys.stdout.buffer.write(orjson.dumps([letter_json(x) for x in letters]) + b"\n")
+    if as_json:  # producers' bytes: control characters as JSON escapes, the same value
+        sys.stdout.write(json_printable(orjson.dumps([letter_json(x) for x in letters]).decode()))
+        sys.stdout.write("\n")
         return
-    table = Table(title=f"Dead letters ({len(letters)})")
-    for column in ("id", "received at", "subject", "reason", "message"):
-        table.add_column(column, overflow="fold")
-    for letter in letters:
-        text = letter.raw.decode(errors="replace")
-        preview = text if len(text) <= PREVIEW else text[:PREVIEW] + "…"
-        table.add_row(
-            str(letter.id), iso(letter.received_us), letter.subject, letter.reason, preview
-        )
-    Console().print(table)
+    columns = [Column("ID"), Column("Received at"), Column("Subject", fold=True),
+               Column("Reason", fold=True), Column("Message", fold=True)]  # fmt: skip
+    rows = [
+        [cell(x.id), cell(iso(x.received_us)), cell(x.subject), cell(x.reason), cell(preview(x))]
+        for x in letters
+    ]
+    emit(Listing(columns, rows, None, title=f"Dead letters ({len(letters)})"), Format.table)
+
+
+def preview(letter: DeadLetter) -> str:
+    """The start of the raw message (``--format json`` has all of it)."""
+    text = letter.raw.decode(errors="replace")
+    return text if len(text) <= PREVIEW else text[:PREVIEW] + "…"
 
 
 def _letters(store: Store, ids: Sequence[int]) -> list[DeadLetter]:

@@ -1,53 +1,51 @@
-"""What the CLI's reading commands do: talk to the API, and print tables, JSON or CSV.
+"""What the CLI's client commands do: read and send through the API, and say what they found.
 
-Exit codes: 0 success; for ``wait`` 1 when the trace failed and 2 when it is not
-done in time; 4 when the server cannot be reached or answers with an error
-(unknown trace, bad input).
+Exit codes: 0 success; for ``wait`` 1 when the trace failed and 2 when it is not done in
+time (also when it never appeared); 4 when the server cannot be reached or answers with an
+error (unknown trace, bad input). How the answers are printed: :mod:`waymark.display`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
-import json
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.text import Text
 
 from waymark.config import server_url
+from waymark.display import (
+    Cell,
+    Column,
+    Listing,
+    ago,
+    cell,
+    clock,
+    duration,
+    parse_time,
+    plain_line,
+    stdout_console,
+)
 from waymark.model import Summary
+from waymark.printable import printable
 from waymark.sdk import Client
-from waymark.sdk.errors import APIError, ClientError, WaitTimeout
+from waymark.sdk.errors import APIError, ClientError, ConnectionFailed, TraceNotFound, WaitTimeout
 
 EXIT_FAILED = 1
 EXIT_NOT_DONE = 2
 EXIT_UNREADABLE = 4
 LONG_POLL_S = 60.0
-PROGRESS_EVERY_S = 5.0
+STEP_POLL_S = 1.0
+"""``wait`` asks at least this often whether new events arrived."""
 
-STATUS_COLUMNS = ("Done", "Trace ID", "Status", "Event status", "Errors")
-HISTORY_COLUMNS = (
-    "Event ID",
-    "Start",
-    "End",
-    "Domain",
-    "Domain ID",
-    "Component",
-    "Operation",
-    "Status",
-    "Event status",
-    "Errors",
-)
-PATH_COLUMNS = ("Trace ID", "Event ID", "At")
-
-err = Console(stderr=True)
+err = Console(stderr=True, highlight=False)
 
 
 def error_text(errors: Sequence[Any]) -> str:
@@ -74,139 +72,281 @@ def reader(url: str | None, tenant: str | None) -> Iterator[Client]:
     try:
         yield api
     except ClientError as exc:
-        report(exc)
+        report(exc, api.url)
         raise typer.Exit(EXIT_UNREADABLE) from exc
     finally:
         api.close()
 
 
-def report(exc: ClientError) -> None:
-    lines = [str(exc)]
-    if isinstance(exc, APIError):
-        lines += [".".join(map(str, e["loc"])) + ": " + e["msg"] for e in exc.errors]
-    err.print("[red]error:[/red] " + "\n  ".join(lines), highlight=False)
+def say_error(message: str, *details: str) -> None:
+    """An error on stderr, each detail on a line of its own, never wrapped or cut."""
+    lines = [printable(message), *("  " + printable(d) for d in details)]
+    err.print(Text.assemble(("error: ", "red"), "\n".join(lines)), soft_wrap=True)
 
 
-def status_row(found: Summary) -> dict[str, Any]:
-    summary = found.model_dump(mode="json")
-    return {
-        "Done": summary["done"],
-        "Trace ID": summary["trace_id"],
-        "Status": summary["trace_status"],
-        "Event status": summary["trace_event_status"],
-        "Errors": error_text(summary["errors"]),
-        # json only:
-        "done": summary["done"],
-        "trace_id": summary["trace_id"],
-        "trace_status": summary["trace_status"],
-        "trace_event_status": summary["trace_event_status"],
-        "errors": summary["errors"],
-        "state": summary["state"],
-        "outcome": summary["outcome"],
-    }
-
-
-def history_row(event: dict[str, Any]) -> dict[str, Any]:
-    event_status = "FAILED" if event.get("status") == "FAILED" else "OK"
-    return {
-        "Event ID": event["event_id"],
-        "Start": event.get("start_time", ""),
-        "End": event.get("end_time", ""),
-        "Domain": event.get("domain", ""),
-        "Domain ID": event.get("domain_id", ""),
-        "Component": event.get("component", ""),
-        "Operation": event.get("operation", ""),
-        "Status": event.get("trace_status", ""),
-        "Event status": event_status,
-        "Errors": error_text(event.get("errors", [])),
-        "event": event,
-    }
-
-
-def emit(
-    rows: list[dict[str, Any]], columns: Sequence[str], fmt: str, title: str | None = None
-) -> None:
-    """Print rows: a rich table, CSV of the columns, or JSON (the API's own fields)."""
-    if fmt == "json":
-        data = [_json_of(row, columns) for row in rows]
-        payload: Any = data[0] if columns is STATUS_COLUMNS else data
-        typer.echo(json.dumps(payload, indent=2, ensure_ascii=False))
-    elif fmt == "csv":
-        writer = csv.writer(sys.stdout)
-        writer.writerow(columns)
-        for row in rows:
-            writer.writerow([_cell(row[c]) for c in columns])
+def report(exc: ClientError, url: str) -> None:
+    """An error in one message: the URL tried when it could not be reached; each rejected
+    field once (the problem's ``detail`` repeats the first of them)."""
+    if isinstance(exc, ConnectionFailed):
+        say_error(f"cannot reach the Waymark server at {url}: {exc}")
+    elif isinstance(exc, APIError) and exc.errors:
+        fields = [
+            ".".join(map(str, e.get("loc", []))) + ": " + str(e.get("msg")) for e in exc.errors
+        ]
+        say_error(f"{exc.status} rejected:", *fields)
     else:
-        table = Table(title=title)
-        for column in columns:
-            table.add_column(column, overflow="fold")
-        for row in rows:
-            table.add_row(*(_cell(row[c]) for c in columns))
-        Console().print(table)
+        say_error(str(exc))
 
 
-def _json_of(row: dict[str, Any], columns: Sequence[str]) -> Any:
-    if columns is STATUS_COLUMNS:
-        keys = ("done", "trace_id", "trace_status", "trace_event_status", "errors", "state")
-        return {k: row[k] for k in (*keys, "outcome")}
-    if columns is HISTORY_COLUMNS:
-        return row["event"]
-    return {"trace_id": row["Trace ID"], "event_id": row["Event ID"], "at": row["At"]}
+# -- status ---------------------------------------------------------------------------------------
 
 
-def _cell(value: Any) -> str:
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    return "" if value is None else str(value)
+def step_name(current: Any) -> str:
+    """A step as one text: its component, stage and operation, those it has."""
+    parts = (current.get("component"), current.get("stage"), current.get("operation"))
+    return " / ".join(p for p in parts if p)
+
+
+STATUS_FOLDS = {"Current step", "Errors"}
+
+
+def status_listing(found: Summary, now: datetime | None = None) -> Listing:
+    """Where a trace stands: its state, the step it is at and how long ago it last moved,
+    and okdata's Done, Trace status and Event status."""
+    summary = found.model_dump(mode="json")
+    current = summary["current"]
+    step = step_name(current)
+    moved = summary["updated_at"]
+    errors = error_text(summary["errors"] + summary.get("last_errors", []))
+    if summary.get("error_count", 0) > len(summary["errors"]) + len(summary.get("last_errors", [])):
+        errors += f" ({summary['error_count']} in all: waymark history shows each)"
+    cells = {
+        "Trace ID": cell(summary["trace_id"]),
+        "State": cell(summary["state"]),
+        "Current step": cell(f"{step} ({current['status']})" if step else current["status"]),
+        "Last moved": cell(f"{moved} ({ago(moved, now)})", short=ago(moved, now)),
+        "Started": cell(summary["started_at"]),
+        "Duration": cell(duration(summary["duration_ms"])),
+        "Events": cell(summary["event_count"]),
+        "Done": cell(summary["done"]),
+        "Trace status": cell(summary["trace_status"]),
+        "Event status": cell(summary["trace_event_status"]),
+        "Errors": cell(errors),
+    }
+    columns = [Column(name, fold=name in STATUS_FOLDS) for name in cells]
+    okdata = [  # the CSV: what `okdata status` shows
+        ["Done", "Trace ID", "Status", "Event status", "Errors"],
+        [cells["Done"].text, summary["trace_id"], summary["trace_status"],
+         summary["trace_event_status"], errors],
+    ]  # fmt: skip
+    return Listing(columns, [list(cells.values())], summary, record=True, csv=okdata)
+
+
+# -- history --------------------------------------------------------------------------------------
+
+
+def history_columns(wide: bool) -> tuple[Column, ...]:
+    ids = (Column("Event ID", fold=True), Column("Trace"), Column("Domain ID", fold=True))
+    return (
+        Column("Time"),
+        Column("Took", justify="right"),
+        Column("Component", fold=True),
+        Column("Step", fold=True),  # the stage, else the operation
+        Column("Status"),
+        *(ids if wide else ()),
+        Column("Error or message", fold=True),
+    )
+
+
+def event_time(event: dict[str, Any]) -> str:
+    """The event's time by the sort key: its end, else its start, else its arrival."""
+    found = event.get("time") or event.get("end_time") or event.get("start_time")
+    return str(found or event.get("received_at") or "")
+
+
+def event_duration(event: dict[str, Any]) -> str:
+    if event.get("duration_ms") is not None:
+        return duration(float(event["duration_ms"]))
+    start, end = parse_time(event.get("start_time")), parse_time(event.get("end_time"))
+    if start is None or end is None:
+        return ""
+    return duration((end - start).total_seconds() * 1000)
+
+
+def event_says(event: dict[str, Any]) -> str:
+    """What went wrong or what the step said: its errors, exception and message."""
+    said = (error_text(event.get("errors") or []), event.get("exception"), event.get("message"))
+    return "; ".join(dict.fromkeys(str(s) for s in said if s))
+
+
+def history_row(event: dict[str, Any], wide: bool, with_day: bool) -> list[Cell]:
+    at = event_time(event)
+    moment = parse_time(at)
+    ids = (
+        [cell(event.get("event_id")), cell(event.get("trace_status")), cell(event.get("domain_id"))]
+        if wide
+        else []
+    )
+    return [
+        cell(at, short=clock(moment, with_day) if moment else None),
+        cell(event_duration(event)),
+        cell(event.get("component")),
+        cell(event.get("stage") or event.get("operation")),
+        cell(event.get("status")),
+        *ids,
+        cell(event_says(event)),
+    ]
+
+
+def history_listing(trace_id: str, events: list[dict[str, Any]], wide: bool) -> Listing:
+    days = {m.astimezone(UTC).date() for m in map(parse_time, map(event_time, events)) if m}
+    with_day = len(days) > 1
+    title = f"History of {trace_id}"
+    if len(days) == 1:
+        title += f", {next(iter(days)).isoformat()} (UTC)"
+    elif days:
+        title += " (UTC)"
+    rows = [history_row(e, wide, with_day) for e in events]
+    okdata = [OKDATA_HISTORY, *map(okdata_history_row, events)]
+    return Listing(history_columns(wide), rows, events, title=title, csv=okdata)
+
+
+OKDATA_HISTORY = [
+    "Event ID",
+    "Start",
+    "End",
+    "Domain",
+    "Domain ID",
+    "Component",
+    "Operation",
+    "Status",
+    "Event status",
+    "Errors",
+]
+"""The history's CSV columns: those of ``okdata status --history``."""
+
+
+def okdata_history_row(event: dict[str, Any]) -> list[str]:
+    fields = ("event_id", "start_time", "end_time", "domain", "domain_id", "component")
+    return [
+        *(str(event.get(f) or "") for f in fields),
+        str(event.get("operation") or ""),
+        str(event.get("trace_status") or ""),
+        "FAILED" if event.get("status") == "FAILED" else "OK",
+        error_text(event.get("errors") or []),
+    ]
+
+
+# -- path -----------------------------------------------------------------------------------------
+
+PATH_COLUMNS = (
+    Column("Trace ID", fold=True),
+    Column("State"),
+    Column("Touched"),
+    Column("Current step", fold=True),
+)
+
+
+def path_listing(api: Client, path: str, limit: int) -> Listing:
+    """Each trace that touched ``path`` once (newest touch first), with its state."""
+    newest: dict[str, Any] = {}
+    for hit in api.paths(path, limit=limit):
+        newest.setdefault(hit.trace_id, hit)
+    rows, data = [], []
+    for trace_id, hit in newest.items():
+        try:
+            summary: Summary | None = api.summary(trace_id)
+        except TraceNotFound:  # pruned since the lookup
+            summary = None
+        state = summary.state if summary is not None else ""
+        step = step_name(summary.current.model_dump()) if summary is not None else ""
+        rows.append([cell(trace_id), cell(state), cell(hit.at, short=ago(hit.at)), cell(step)])
+        data.append({"trace_id": trace_id, "state": state or None, "event_id": hit.event_id,
+                     "at": hit.at})  # fmt: skip
+    return Listing(PATH_COLUMNS, rows, data, title=f"Traces that touched {path}")
+
+
+# -- wait -----------------------------------------------------------------------------------------
 
 
 def wait_for(trace_id: str, timeout: float, url: str | None, tenant: str | None) -> int:
-    """Long-poll until done, showing progress on a terminal; the exit code says how it ended."""
+    """Show each step of the trace as it arrives until it is done; the exit code says how it
+    ended. Waits on the server (``?wait``) and reads the events again only when their
+    number changed."""
     deadline = time.monotonic() + max(0.0, timeout)
-    progress = err.status(f"waiting for {trace_id}") if err.is_terminal else None
+    console = stdout_console()
+    shown: set[str] = set()
+    count = 0
     summary: Summary | None = None
     with reader(url, tenant) as api:
-        if progress is not None:
-            progress.start()
-        try:
-            while (remaining := deadline - time.monotonic()) > 0:
-                try:
-                    summary = api.wait(trace_id, min(remaining, PROGRESS_EVERY_S))
-                    break
-                except WaitTimeout as exc:
-                    summary = exc.summary or summary
-                if progress is not None and summary is not None:
-                    where = summary.current.stage or summary.current.component or "?"
-                    progress.update(f"waiting for {trace_id}: {summary.state} at {where}")
-            if summary is None:  # never seen: one last plain read says why
-                summary = api.summary(trace_id)
-        finally:
-            if progress is not None:
-                progress.stop()
-    typer.echo(f"{trace_id}: {summary.state} ({summary.outcome})")
+        while True:
+            remaining = deadline - time.monotonic()
+            summary = look(api, trace_id, min(remaining, STEP_POLL_S)) or summary
+            if summary is not None and summary.event_count != count:
+                count = summary.event_count
+                fresh = [
+                    e for e in api.events(trace_id, page_size=1000) if e["event_id"] not in shown
+                ]
+                shown.update(e["event_id"] for e in fresh)
+                show_steps(console, fresh)
+            if (summary is not None and summary.done) or deadline - time.monotonic() <= 0:
+                break
+    if summary is None:
+        say_error(f"trace {trace_id!r} did not appear within {timeout:g} s")
+        return EXIT_NOT_DONE
+    line = f"{trace_id}: {summary.state} ({summary.outcome})"
+    console.print(Text(printable(line), style=Cell(summary.state).style or ""))
     if not summary.done:
         return EXIT_NOT_DONE
     return EXIT_FAILED if summary.state == "FAILED" else 0
 
 
+def look(api: Client, trace_id: str, seconds: float) -> Summary | None:
+    """The summary, once the trace is done or after ``seconds`` (none: at once); None while
+    the trace has no events."""
+    try:
+        return api.wait(trace_id, seconds) if seconds > 0 else api.summary(trace_id)
+    except WaitTimeout as exc:
+        return exc.summary
+    except TraceNotFound:
+        return None
+
+
+def show_steps(console: Console, events: Iterable[dict[str, Any]]) -> None:
+    """Events as lines, one a step: the history's columns without the header."""
+    for event in events:
+        row = history_row(event, wide=False, with_day=False)
+        if console.is_terminal:
+            line = Text("  ").join(
+                Text(printable(c.short or c.text), style=c.style or "") for c in row if c.text
+            )
+            console.print(line, overflow="fold")
+        else:
+            sys.stdout.write(plain_line(row) + "\n")
+            sys.stdout.flush()
+
+
+# -- send -----------------------------------------------------------------------------------------
+
+
 def send_events(
-    file: str | None, flags: dict[str, str], url: str | None, tenant: str | None
+    file: str | None, flags: dict[str, Any], url: str | None, tenant: str | None
 ) -> int:
     """POST events from a file, stdin or flags; print the accepted ids."""
     if file is not None and flags:
-        err.print("[red]error:[/red] give either a file or event flags, not both")
+        say_error("give either a file or event flags, not both")
         return EXIT_UNREADABLE
     if file is not None:
         raw = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
         try:
             events = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            err.print(f"[red]error:[/red] {file} is not JSON: {exc}")
+            say_error(f"{file} is not JSON: {exc}")
             return EXIT_UNREADABLE
     elif "trace_id" in flags:
         events = flags
     else:
-        err.print("[red]error:[/red] give a file ('-' for stdin) or at least --trace-id")
+        say_error("give a file ('-' for stdin) or at least --trace-id")
         return EXIT_UNREADABLE
     with reader(url, tenant) as api:
         result = api.send(events)

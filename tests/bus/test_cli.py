@@ -34,10 +34,31 @@ def test_dead_letters_lists_parked_messages_as_table_and_json(store_url: str) ->
     assert letters[1]["raw"] == '{"events": [{}]}'
     assert letters[1]["reason"] == "body.0.trace_id: Field required"
 
-    table = runner.invoke(app, ["dead-letters", "--store", store_url], env={"COLUMNS": "200"})
-    assert table.exit_code == 0, table.output
-    assert "Dead letters (2)" in table.stdout
-    assert "body.0.trace_id: Field required" in table.stdout
+    plain = runner.invoke(app, ["dead-letters", "--store", store_url])
+    assert plain.exit_code == 0, plain.output
+    header, *lines = plain.stdout.splitlines()
+    assert header.split() == ["ID", "Received", "at", "Subject", "Reason", "Message"]
+    assert len(lines) == 2 and "body.0.trace_id: Field required" in lines[1]
+
+
+def test_dead_letters_show_control_characters_escaped(store_url: str) -> None:
+    """A parked message is whatever a producer published: none of its control characters
+    reach the terminal, in the table or in JSON (which keeps the same value)."""
+    hostile = '{"trace_id": "\x1b[2J\x1b[H\x1b[32mOK\x1b[0m\u202e"}'
+    store = open_store(store_url)
+    try:
+        store.park([("waymark.events.acme", "reason \x9b2J", hostile.encode())])
+    finally:
+        store.close()
+    runner = CliRunner()
+    plain = runner.invoke(app, ["dead-letters", "--store", store_url])
+    assert plain.exit_code == 0, plain.output
+    assert "\x1b" not in plain.stdout and "\x9b" not in plain.stdout
+    assert "\u202e" not in plain.stdout
+    assert r"\x1b[2J\x1b[H\x1b[32mOK" in plain.stdout and r"reason \x9b2J" in plain.stdout
+    as_json = runner.invoke(app, ["dead-letters", "--store", store_url, "--format", "json"])
+    assert "\x1b" not in as_json.stdout and "\u202e" not in as_json.stdout
+    assert orjson.loads(as_json.stdout)[0]["raw"] == hostile
 
 
 def test_dead_letters_refuses_an_unknown_format(store_url: str) -> None:

@@ -78,7 +78,7 @@ def test_the_tracker_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_nats_without_nats_py_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "nats", None)  # as if nats-py were not installed
-    with pytest.raises(MissingExtra, match=r"pip install 'waymark\[nats\]'") as caught:
+    with pytest.raises(MissingExtra, match=r"pip install 'waymark-status\[nats\]'") as caught:
         make("nats", "nats://127.0.0.1:4222")
     assert isinstance(caught.value, ImportError)
     assert caught.value.extra == "nats"

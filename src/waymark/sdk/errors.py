@@ -87,7 +87,7 @@ class MissingExtra(ClientError, ImportError):
 
     def __init__(self, feature: str, extra: str, package: str) -> None:
         super().__init__(
-            f"the {feature} needs {package}: install it with pip install 'waymark[{extra}]'"
+            f"the {feature} needs {package}: install it with pip install 'waymark-status[{extra}]'"
         )
         self.extra = extra
 

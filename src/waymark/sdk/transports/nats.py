@@ -1,8 +1,8 @@
 """``nats``: publish to JetStream in the bus format of :mod:`waymark.jetstream`, for the
 collector.
 
-Needs nats-py (``pip install 'waymark[nats]'``), imported only when this transport is
-made. nats-py is asyncio-based: the transport runs one event loop in its own daemon
+Needs nats-py (``pip install 'waymark-status[nats]'``), imported only when this transport
+is made. nats-py is asyncio-based: the transport runs one event loop in its own daemon
 thread, which also answers the server's pings between batches, and the tracker's sender
 waits on each publish. Each message is one :func:`waymark.jetstream.encode` of a run of
 events (within the server's payload limit); its ``Nats-Msg-Id`` lets the stream's
