@@ -3,7 +3,9 @@ answer said: the fault tests compare what was acknowledged with what was stored.
 
 Each client posts batches with event ids of their own. A batch answered 503 (with
 ``Retry-After``, in problem details) is sent again, the same events with the same ids,
-as a client following ``Retry-After`` would (sooner, to keep the load up). A batch
+as a client following ``Retry-After`` would (sooner, to keep the load up); the first
+``abandoning`` clients give such a batch up instead (its ids go to ``abandoned``) and go
+on with the next, as a client would that takes a 503 to mean "not stored". A batch
 whose answer never came (the connection failed: the server died) has an unknown fate:
 it is kept in ``unknown`` and that client stops. Any other answer is ``wrong`` and
 stops that client too."""
@@ -25,11 +27,14 @@ class Load:
     url: str
     docs: list[dict[str, Any]]  # every event the clients may send, in the order they take them
     clients: int = 4
+    abandoning: int = 0  # clients that give up a batch answered 503 instead of sending it again
     batch: int = 5  # events per POST
     pause_s: float = 0.01  # between one client's POSTs: a steady load, not a flood
     accepted: list[str] = field(default_factory=list)  # every event id answered 202
     sent: set[str] = field(default_factory=set)  # every event id sent, whatever the answer
-    refused: list[float] = field(default_factory=list)  # when each 503 came (monotonic)
+    # (when it came, monotonic; its status; seconds waited) of each 202 and 503
+    answers: list[tuple[float, int, float]] = field(default_factory=list)
+    abandoned: set[str] = field(default_factory=set)  # ids of batches given up after a 503
     unknown: list[list[dict[str, Any]]] = field(default_factory=list)  # batches never answered
     wrong: list[str] = field(default_factory=list)  # answers that are neither 202 nor 503
     taken: int = 0  # docs taken by the clients (sent, or dropped when stopped)
@@ -38,8 +43,8 @@ class Load:
     _threads: list[threading.Thread] = field(default_factory=list)
 
     def start(self) -> None:
-        for _ in range(self.clients):
-            thread = threading.Thread(target=self._client, daemon=True)
+        for n in range(self.clients):
+            thread = threading.Thread(target=self._client, args=(n < self.abandoning,), daemon=True)
             thread.start()
             self._threads.append(thread)
 
@@ -69,13 +74,14 @@ class Load:
             start, self.taken = self.taken, self.taken + self.batch
         return self.docs[start : start + self.batch] or None
 
-    def _client(self) -> None:
+    def _client(self, abandoning: bool) -> None:
         with httpx.Client(base_url=self.url, timeout=30) as http:
             batch = self._take()
             while batch is not None and not self._stop.is_set():
                 ids = [d["event_id"] for d in batch]
                 with self._lock:
                     self.sent.update(ids)
+                started = time.monotonic()
                 try:
                     answer = http.post("/v1/events", json=batch)
                 except httpx.TransportError:
@@ -85,10 +91,15 @@ class Load:
                 if answer.status_code == 202 and answer.json()["event_ids"] == ids:
                     with self._lock:
                         self.accepted += ids
+                        self.answers.append((time.monotonic(), 202, time.monotonic() - started))
                     batch = self._take()
                 elif answer.status_code == 503 and _retry_after(answer) >= 1:
                     with self._lock:
-                        self.refused.append(time.monotonic())
+                        self.answers.append((time.monotonic(), 503, time.monotonic() - started))
+                        if abandoning:
+                            self.abandoned.update(ids)
+                    if abandoning:
+                        batch = self._take()
                 else:
                     with self._lock:
                         self.wrong.append(f"{ids[0]}: {answer.status_code} {answer.text[:300]}")

@@ -54,6 +54,9 @@ class BusSettings:
     ack_wait_s: float = 30.0  # an unacknowledged delivery is redelivered after this
     max_ack_pending: int = 20_000  # deliveries in flight across all collectors
     publish_timeout_s: float = 2.0  # how long the API waits for the server's ack
+    # after an ack that did not come in time (the message may have been stored), how long the
+    # API keeps publishing it again, under the same Nats-Msg-Id, to learn whether it was.
+    publish_settle_s: float = 10.0
     # how long the API gives a collector to store what it published, where it must read it
     # back (okdata's update of a trace just started) before it answers "not found".
     readable_within_s: float = 10.0
