@@ -36,6 +36,7 @@ class Load:
     answers: list[tuple[float, int, float]] = field(default_factory=list)
     abandoned: set[str] = field(default_factory=set)  # ids of batches given up after a 503
     unknown: list[list[dict[str, Any]]] = field(default_factory=list)  # batches never answered
+    cut_off: int = 0  # of those, the ones sent (the connection failed after it was made)
     wrong: list[str] = field(default_factory=list)  # answers that are neither 202 nor 503
     taken: int = 0  # docs taken by the clients (sent, or dropped when stopped)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -84,9 +85,10 @@ class Load:
                 started = time.monotonic()
                 try:
                     answer = http.post("/v1/events", json=batch)
-                except httpx.TransportError:
+                except httpx.TransportError as exc:
                     with self._lock:
                         self.unknown.append(batch)
+                        self.cut_off += not isinstance(exc, httpx.ConnectError)
                     return
                 if answer.status_code == 202 and answer.json()["event_ids"] == ids:
                     with self._lock:
