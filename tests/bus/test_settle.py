@@ -95,3 +95,12 @@ def test_a_message_without_an_id_is_not_published_twice_to_settle_it() -> None:
     with pytest.raises(Unavailable, match="may have been stored"):
         publish(js, jetstream.Message("waymark.events.acme", {}, b"{}"))
     assert len(js.headers) == 1
+
+
+def test_a_settle_time_the_duplicate_window_would_not_cover_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"publish_settle_s \(10\) must be shorter than"):
+        BusSettings.from_url("nats://127.0.0.1:4222?duplicate_window_s=10")
+    settings = BusSettings.from_url(
+        "nats://127.0.0.1:4222?duplicate_window_s=10&publish_settle_s=5"
+    )
+    assert (settings.duplicate_window_s, settings.publish_settle_s) == (10, 5)

@@ -86,7 +86,14 @@ class BusSettings:
                 ) from exc
             if not values[name] and not isinstance(default, str) and name != "replicas":
                 raise ValueError(f"bus URL: {name} must be positive")
-        return cls(servers=servers, **values)
+        settings = cls(servers=servers, **values)
+        if settings.publish_settle_s >= settings.duplicate_window_s:
+            # a message published again after the window would be stored twice
+            raise ValueError(
+                f"bus URL: publish_settle_s ({settings.publish_settle_s:g}) must be shorter"
+                f" than duplicate_window_s ({settings.duplicate_window_s:g})"
+            )
+        return settings
 
     def events_subject(self, tenant: str) -> str:
         return f"{self.prefix}.events.{wire.subject_token(tenant)}"
