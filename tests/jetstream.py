@@ -12,6 +12,7 @@ NATS 2.10 or later."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import signal
 import subprocess
@@ -20,8 +21,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
+import nats
+import orjson
 
 from tests.conftest import free_port, terminate
 
@@ -167,10 +171,61 @@ class JetStreamCluster:
             self.stop()
             raise
 
+    def running(self) -> list[JetStreamServer]:
+        return [s for s in self.servers if s.running()]
+
+    def stream(self, name: str) -> dict[str, Any]:
+        """What a running member's monitoring endpoint says of stream ``name``: its
+        ``config`` and its ``cluster`` (``leader``, ``replicas``)."""
+        jsz = httpx.get(
+            f"{self.running()[0].monitor_url}/jsz?streams=true&config=true", timeout=5
+        ).json()
+        for account in jsz.get("account_details", []):
+            for stream in account.get("stream_detail", []):
+                if stream["name"] == name:
+                    return dict(stream)
+        raise LookupError(f"no stream {name} in the cluster")
+
+    def leader(self, stream: str, timeout_s: float = 20) -> JetStreamServer:
+        """The member leading ``stream``, once it has one (none during an election)."""
+        deadline = time.monotonic() + timeout_s
+        while (name := self.stream(stream).get("cluster", {}).get("leader")) is None:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{stream} has no leader after {timeout_s} s")
+            time.sleep(0.1)
+        return self.server(name)
+
+    def move_leader(self, stream: str, to: JetStreamServer, timeout_s: float = 20) -> None:
+        """Have ``stream``'s leader step down in favour of ``to``, and wait until it has."""
+
+        async def step_down() -> None:
+            nc = await nats.connect([s.url for s in self.running()])
+            try:
+                body = orjson.dumps({"placement": {"preferred": to.name}})
+                answer = await nc.request(f"$JS.API.STREAM.LEADER.STEPDOWN.{stream}", body, 5)
+                assert orjson.loads(answer.data).get("success"), answer.data
+            finally:
+                await nc.close()
+
+        asyncio.run(step_down())
+        deadline = time.monotonic() + timeout_s
+        while self.leader(stream) is not to:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{to.name} did not become the leader of {stream}")
+            time.sleep(0.1)
+
+    def connected(self, client: str) -> JetStreamServer:
+        """The member that a client connection of this name (``waymark-api``) is on."""
+        for server in self.running():
+            connz = httpx.get(f"{server.monitor_url}/connz", timeout=5).json()
+            if any(c.get("name") == client for c in connz.get("connections") or []):
+                return server
+        raise LookupError(f"no connection named {client}")
+
     def wait_healthy(self, timeout_s: float) -> None:
         """Wait until every running member is current."""
         deadline = time.monotonic() + timeout_s
-        while not all(s.healthy() for s in self.servers if s.running()):
+        while not all(s.healthy() for s in self.running()):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the JetStream cluster is not healthy after {timeout_s} s")
             time.sleep(0.1)

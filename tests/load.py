@@ -30,6 +30,7 @@ class Load:
     abandoning: int = 0  # clients that give up a batch answered 503 instead of sending it again
     batch: int = 5  # events per POST
     pause_s: float = 0.01  # between one client's POSTs: a steady load, not a flood
+    pause_after_503_s: float = 0.1  # Retry-After asks for more; sooner keeps the load up
     accepted: list[str] = field(default_factory=list)  # every event id answered 202
     sent: set[str] = field(default_factory=set)  # every event id sent, whatever the answer
     # (when it came, monotonic; its status; seconds waited) of each 202 and 503
@@ -95,6 +96,7 @@ class Load:
                         self.accepted += ids
                         self.answers.append((time.monotonic(), 202, time.monotonic() - started))
                     batch = self._take()
+                    pause = self.pause_s
                 elif answer.status_code == 503 and _retry_after(answer) >= 1:
                     with self._lock:
                         self.answers.append((time.monotonic(), 503, time.monotonic() - started))
@@ -102,11 +104,12 @@ class Load:
                             self.abandoned.update(ids)
                     if abandoning:
                         batch = self._take()
+                    pause = self.pause_after_503_s
                 else:
                     with self._lock:
                         self.wrong.append(f"{ids[0]}: {answer.status_code} {answer.text[:300]}")
                     return
-                time.sleep(self.pause_s)
+                time.sleep(pause)
 
 
 def _retry_after(answer: httpx.Response) -> int:

@@ -196,8 +196,9 @@ class NatsSource(Source):
 
 
 class NatsBus(Bus):
-    def __init__(self, settings: BusSettings) -> None:
+    def __init__(self, settings: BusSettings, name: str = "waymark") -> None:
         super().__init__(settings)
+        self.name = name  # the connection's name, as the servers show it
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._connecting = asyncio.Lock()
@@ -205,8 +206,8 @@ class NatsBus(Bus):
         self._failed_at = -RETRY_CONNECT_S
 
     @classmethod
-    def from_url(cls, url: str) -> NatsBus:
-        return cls(BusSettings.from_url(url))
+    def from_url(cls, url: str, name: str = "waymark") -> NatsBus:
+        return cls(BusSettings.from_url(url), name)
 
     # -- connection ------------------------------------------------------------------------
 
@@ -219,7 +220,7 @@ class NatsBus(Bus):
             try:
                 nc = await nats.connect(
                     servers=list(self.settings.servers),
-                    name="waymark",
+                    name=self.name,
                     connect_timeout=2,
                     reconnect_time_wait=0.5,
                     max_reconnect_attempts=-1,
