@@ -51,10 +51,10 @@ class Connected:
     is_connected = True
 
 
-def publish(js: ScriptedJetStream, message: jetstream.Message, **settings: Any) -> None:
+def publish(js: ScriptedJetStream, *messages: jetstream.Message, **settings: Any) -> None:
     bus = NatsBus(BusSettings(**settings))
     bus._js, bus._nc = js, Connected()  # type: ignore[assignment]
-    asyncio.run(bus.publish([message]))
+    asyncio.run(bus.publish(messages))
 
 
 EVENTS = jetstream.encode("acme", [{"event_id": "e-1", "trace_id": "t-1"}], 1)
@@ -88,6 +88,15 @@ def test_an_outcome_still_unknown_after_publish_settle_s_is_refused_saying_so() 
     assert 0.6 <= time.monotonic() - started < 2
     assert 2 <= len(js.headers) <= 4  # one attempt per SETTLE_PAUSE_S, no faster
     assert "same event ids" in refused.value.detail
+
+
+def test_a_request_is_answered_once_every_message_of_it_is_settled() -> None:
+    other = jetstream.encode("acme", [{"event_id": "e-2", "trace_id": "t-2"}], 1)
+    refused, unknown = nats.js.errors.NoStreamResponseError(), nats.errors.TimeoutError()
+    js = ScriptedJetStream(refused, unknown, refused, STORED)  # e-1; e-2, settled the 2nd time
+    with pytest.raises(Unavailable, match="did not store"):
+        publish(js, EVENTS, other)
+    assert [h and h[jetstream.MSG_ID] for h in js.headers] == ["e-1", "e-2", "e-2", "e-2"]
 
 
 def test_a_message_without_an_id_is_not_published_twice_to_settle_it() -> None:

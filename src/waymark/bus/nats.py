@@ -285,7 +285,15 @@ class NatsBus(Bus):
 
     async def publish(self, messages: Sequence[wire.Message]) -> None:
         js = await self._jetstream()
-        acks = await asyncio.gather(*(self._publish_one(js, m) for m in messages))
+        # Every message's outcome is awaited, so that none is still being published (or
+        # settled) after the answer.
+        outcomes = await asyncio.gather(
+            *(self._publish_one(js, m) for m in messages), return_exceptions=True
+        )
+        acks = [o for o in outcomes if isinstance(o, PubAck)]
+        failed = [o for o in outcomes if not isinstance(o, PubAck)]
+        if failed:
+            raise failed[0]
         log.debug(
             "bus published messages=%d duplicates=%d",
             len(acks),
