@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -53,6 +54,16 @@ def terminate(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
+def wait_for(predicate: Callable[[], object], timeout_s: float) -> bool:
+    """Poll ``predicate`` every 50 ms until it is true (True) or ``timeout_s`` passed (False)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -61,7 +72,9 @@ def free_port() -> int:
 
 
 class LiveServer:
-    """``waymark serve`` in a subprocess on a free loopback port."""
+    """``waymark serve`` in a subprocess on a free loopback port, in a process group of its
+    own (with its workers, if ``args`` asks for them), so that :meth:`kill` takes down all
+    of it at once."""
 
     def __init__(
         self,
@@ -69,6 +82,7 @@ class LiveServer:
         env: dict[str, str] | None = None,
         port: int | None = None,
         stderr: int | None = None,
+        args: Sequence[str] = (),
     ) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -84,9 +98,11 @@ class LiveServer:
                 store,
                 "--log-level",
                 "warning",
+                *args,
             ],
             env={**os.environ, **(env or {})},
             stderr=stderr,
+            start_new_session=True,
         )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -100,6 +116,11 @@ class LiveServer:
 
     def stop(self) -> None:
         terminate(self.proc)
+
+    def kill(self) -> None:
+        """SIGKILL to the server and its workers at once: a crash, no shutdown of any kind."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
 
 
 @pytest.fixture

@@ -419,7 +419,8 @@ def main(settings: Settings, **options: Any) -> Counters:
     if not settings.bus:
         raise ValueError("the collector needs a bus: give --bus nats://... or WAYMARK_BUS")
     pipelines = load(settings.pipelines) if settings.pipelines else Pipelines()
-    bus = open_bus(settings.bus)  # reads its URL only (a bad setting is named before any I/O)
+    # reads its URL only (a bad setting is named before any I/O)
+    bus = open_bus(settings.bus, "waymark-collector")
     store = open_store(settings.store, pipelines)
 
     async def go() -> Counters:

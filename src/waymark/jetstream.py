@@ -34,6 +34,7 @@ EVENTS_PREFIX = "waymark.events"
 EVENTS_SUBJECTS = f"{EVENTS_PREFIX}.>"  # the events stream's subjects
 CHANGES_PREFIX = "waymark.changes"
 GSM_SUBJECT = "statuschangedtopic"
+MSG_ID = "Nats-Msg-Id"  # the header the stream's duplicate window keys on
 
 # How a Waymark stream is created when whoever comes first (an API, a collector, the SDK)
 # finds it missing; an existing stream is never changed on the fly (`waymark streams`).
@@ -100,6 +101,6 @@ def encode(
     payload = orjson.dumps(body)
     return Message(
         events_subject(tenant),
-        {"Nats-Msg-Id": msg_id([d["event_id"] for d in docs])},
+        {MSG_ID: msg_id([d["event_id"] for d in docs])},
         payload,
     )

@@ -8,12 +8,14 @@ import asyncio
 import contextlib
 import random
 import sqlite3
+import subprocess
+import sys
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import nats
 import psycopg
@@ -221,3 +223,38 @@ def collect_until(
             await bus.close()
 
     return asyncio.run(go())
+
+
+def start_collector(
+    store_url: str, bus_url: str, *extra: str, stderr: int | IO[bytes] = subprocess.PIPE
+) -> subprocess.Popen[bytes]:
+    """``waymark collect`` in a subprocess; its log to ``stderr`` (a pipe, read after it
+    stopped, or a file for one that logs more than a pipe holds)."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "waymark.cli",
+            "collect",
+            "--store",
+            store_url,
+            "--bus",
+            bus_url,
+            *extra,
+        ],
+        stderr=stderr,
+    )
+
+
+@pytest.fixture
+def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+    try:
+        yield started
+    finally:
+        for proc in started:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            if proc.stderr:
+                proc.stderr.close()

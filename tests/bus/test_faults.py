@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,51 +22,12 @@ from tests.bus.conftest import (
     make_events,
     publish,
     records_of,
+    start_collector,
     stored_ids,
 )
-from tests.conftest import LiveServer, pg_schema
+from tests.conftest import LiveServer, pg_schema, wait_for
 from tests.jetstream import JetStreamServer
 from waymark.store import open_store
-
-
-def start_collector(store_url: str, bus_url: str, *extra: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "waymark.cli",
-            "collect",
-            "--store",
-            store_url,
-            "--bus",
-            bus_url,
-            *extra,
-        ],
-        stderr=subprocess.PIPE,
-    )
-
-
-def wait_for(predicate: object, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.05)
-    return False
-
-
-@pytest.fixture
-def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    try:
-        yield started
-    finally:
-        for proc in started:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
-            if proc.stderr:
-                proc.stderr.close()
 
 
 def test_two_collectors_one_killed_halfway_store_every_event_exactly_once(

@@ -14,12 +14,14 @@ from waymark.watch import Watcher
 log = logging.getLogger("waymark.bus")
 
 
-def open_bus(url: str) -> Bus:
-    """The bus a URL names (``nats://...``); nats-py is imported only when asked for."""
+def open_bus(url: str, name: str = "waymark") -> Bus:
+    """The bus a URL names (``nats://...``); nats-py is imported only when asked for.
+    ``name`` tells the bus's servers who is connected (NATS shows it in ``/connz``):
+    ``waymark-api``, ``waymark-collector``, or ``waymark`` for the CLI's commands."""
     if url.startswith(("nats://", "tls://")):
         from waymark.bus.nats import NatsBus
 
-        return NatsBus.from_url(url)
+        return NatsBus.from_url(url, name)
     raise ValueError(f"unsupported bus URL {url!r}: use nats://host:4222")
 
 
@@ -45,7 +47,7 @@ def sink_for(bus_url: str, store: Store, watcher: Watcher) -> Sink:
     """Direct to the store when no bus is configured, else through the bus."""
     if not bus_url:
         return DirectSink(store, watcher)
-    return WatchingBusSink(open_bus(bus_url), watcher)
+    return WatchingBusSink(open_bus(bus_url, "waymark-api"), watcher)
 
 
 __all__ = ["Bus", "BusSettings", "BusSink", "InboundMessage", "Source", "open_bus", "sink_for"]

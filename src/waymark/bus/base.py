@@ -54,6 +54,9 @@ class BusSettings:
     ack_wait_s: float = 30.0  # an unacknowledged delivery is redelivered after this
     max_ack_pending: int = 20_000  # deliveries in flight across all collectors
     publish_timeout_s: float = 2.0  # how long the API waits for the server's ack
+    # after an ack that did not come in time (the message may have been stored), how long the
+    # API keeps publishing it again, under the same Nats-Msg-Id, to learn whether it was.
+    publish_settle_s: float = 10.0
     # how long the API gives a collector to store what it published, where it must read it
     # back (okdata's update of a trace just started) before it answers "not found".
     readable_within_s: float = 10.0
@@ -83,7 +86,14 @@ class BusSettings:
                 ) from exc
             if not values[name] and not isinstance(default, str) and name != "replicas":
                 raise ValueError(f"bus URL: {name} must be positive")
-        return cls(servers=servers, **values)
+        settings = cls(servers=servers, **values)
+        if settings.publish_settle_s >= settings.duplicate_window_s:
+            # a message published again after the window would be stored twice
+            raise ValueError(
+                f"bus URL: publish_settle_s ({settings.publish_settle_s:g}) must be shorter"
+                f" than duplicate_window_s ({settings.duplicate_window_s:g})"
+            )
+        return settings
 
     def events_subject(self, tenant: str) -> str:
         return f"{self.prefix}.events.{wire.subject_token(tenant)}"

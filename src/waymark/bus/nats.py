@@ -20,8 +20,12 @@ the collector decides when to give up (see :mod:`waymark.collector`), so that a
 long store outage never drops an event.
 
 The connection reconnects forever on its own. Publishes are never buffered while
-disconnected (``pending_size=0``): they fail at once with :class:`Unavailable`,
-so a 503 never hides a publish that goes through later.
+disconnected (``pending_size=0``): they fail at once with :class:`Unavailable`. A publish
+whose ack does not come within ``publish_timeout_s`` may still have been stored (a stream
+leader that stored it and died before answering, whose followers elect a new leader
+holding it); it is published again under the same ``Nats-Msg-Id`` until the stream
+answers, for up to ``publish_settle_s``, so that a 503 means "not stored" unless it says
+otherwise.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
     DeliverPolicy,
+    PubAck,
     RetentionPolicy,
     StorageType,
     StreamConfig,
@@ -64,6 +69,11 @@ log = logging.getLogger("waymark.bus")
 
 CHANGES_BYTES = 256 * 1024  # most bytes per change-feed message (the server's limit: 1 MB)
 RETRY_CONNECT_S = 1.0  # after a failed first connect, answer Unavailable at once for this long
+SETTLE_PAUSE_S = 0.25  # between attempts to settle a publish whose outcome is unknown
+_UNKNOWN = (
+    "NATS did not acknowledge the publish within {:g} s: it may have been stored. Send the"
+    " same events again with the same event ids; nothing is stored twice"
+)
 
 
 class NatsInboundMessage(InboundMessage):
@@ -186,8 +196,9 @@ class NatsSource(Source):
 
 
 class NatsBus(Bus):
-    def __init__(self, settings: BusSettings) -> None:
+    def __init__(self, settings: BusSettings, name: str = "waymark") -> None:
         super().__init__(settings)
+        self.name = name  # the connection's name, as the servers show it
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._connecting = asyncio.Lock()
@@ -195,8 +206,8 @@ class NatsBus(Bus):
         self._failed_at = -RETRY_CONNECT_S
 
     @classmethod
-    def from_url(cls, url: str) -> NatsBus:
-        return cls(BusSettings.from_url(url))
+    def from_url(cls, url: str, name: str = "waymark") -> NatsBus:
+        return cls(BusSettings.from_url(url), name)
 
     # -- connection ------------------------------------------------------------------------
 
@@ -209,7 +220,7 @@ class NatsBus(Bus):
             try:
                 nc = await nats.connect(
                     servers=list(self.settings.servers),
-                    name="waymark",
+                    name=self.name,
                     connect_timeout=2,
                     reconnect_time_wait=0.5,
                     max_reconnect_attempts=-1,
@@ -274,25 +285,63 @@ class NatsBus(Bus):
 
     async def publish(self, messages: Sequence[wire.Message]) -> None:
         js = await self._jetstream()
-        try:
-            acks = await asyncio.gather(
-                *(
-                    js.publish(
-                        m.subject,
-                        m.payload,
-                        timeout=self.settings.publish_timeout_s,
-                        stream=self._stream_of(m.subject),
-                        headers=m.headers or None,
-                    )
-                    for m in messages
-                )
-            )
-        except (nats.errors.Error, TimeoutError) as exc:
-            raise Unavailable(f"NATS did not acknowledge the publish: {exc!r}", 2) from exc
+        # Every message's outcome is awaited, so that none is still being published (or
+        # settled) after the answer.
+        outcomes = await asyncio.gather(
+            *(self._publish_one(js, m) for m in messages), return_exceptions=True
+        )
+        acks = [o for o in outcomes if isinstance(o, PubAck)]
+        failed = [o for o in outcomes if not isinstance(o, PubAck)]
+        if failed:
+            raise failed[0]
         log.debug(
             "bus published messages=%d duplicates=%d",
             len(acks),
             sum(a.duplicate or 0 for a in acks),
+        )
+
+    async def _publish_one(self, js: JetStreamContext, message: wire.Message) -> PubAck:
+        """Publish and wait for the stream's ack. An error answer, or no stream to answer
+        (no leader during an election), means not stored: :class:`Unavailable` at once. An
+        ack that does not come in time leaves the outcome unknown (the leader may have
+        stored it and died before answering), so it is settled first (:meth:`_settle`)."""
+        try:
+            return await self._send(js, message, self.settings.publish_timeout_s)
+        except TimeoutError:  # nats-py's own TimeoutError is one too
+            pass
+        except nats.errors.Error as exc:
+            raise Unavailable(f"NATS did not store the publish: {exc!r}", 2) from exc
+        if jetstream.MSG_ID not in message.headers:  # nothing would tell a repeat from the first
+            raise Unavailable(_UNKNOWN.format(self.settings.publish_timeout_s), 2)
+        return await self._settle(js, message)
+
+    async def _settle(self, js: JetStreamContext, message: wire.Message) -> PubAck:
+        """The same message again, under the same ``Nats-Msg-Id``, until the stream answers:
+        if the first one was stored, its duplicate window drops this one and acknowledges it
+        as a duplicate; if not, this one is stored. Either way, an ack means stored once.
+        Attempts that fail (no leader yet, connection not back) are repeated every
+        :data:`SETTLE_PAUSE_S` for ``publish_settle_s``; then :class:`Unavailable`, saying
+        that the outcome is unknown."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.publish_settle_s
+        while (remaining := deadline - loop.time()) > 0:
+            try:
+                return await self._send(
+                    js, message, min(remaining, self.settings.publish_timeout_s)
+                )
+            except (nats.errors.Error, TimeoutError) as exc:
+                log.debug("bus settling subject=%s error=%r", message.subject, exc)
+            await asyncio.sleep(min(SETTLE_PAUSE_S, max(0.0, deadline - loop.time())))
+        waited = self.settings.publish_timeout_s + self.settings.publish_settle_s
+        raise Unavailable(_UNKNOWN.format(waited), 2)
+
+    async def _send(self, js: JetStreamContext, message: wire.Message, timeout: float) -> PubAck:
+        return await js.publish(
+            message.subject,
+            message.payload,
+            timeout=timeout,
+            stream=self._stream_of(message.subject),
+            headers=dict(message.headers) or None,
         )
 
     def _stream_of(self, subject: str) -> str:
