@@ -312,16 +312,51 @@ def test_lineage_from_inputs_outputs_and_body_files(client: TestClient) -> None:
                   "body": {"files_incoming": ["processed/green/parking-fees/fees.parquet"],
                            "files_outgoing": ["indexed/fees"]}})  # fmt: skip
     lineage = client.get(f"/v1/traces/{TRACE}/lineage").json()
-    assert lineage["nodes"] == [
+    assert lineage["trace_id"] == TRACE
+    assert (lineage["truncated"], lineage["next"]) == (False, None)
+    paths = [n["path"] for n in lineage["nodes"] if n["kind"] == "path"]
+    assert paths == [
         "raw/green/parking-fees/fees.csv",
         "processed/green/parking-fees/fees.parquet",
         "indexed/fees",
     ]
-    assert [(e["from"], e["to"]) for e in lineage["edges"]] == [
-        ("raw/green/parking-fees/fees.csv", "processed/green/parking-fees/fees.parquet"),
-        ("processed/green/parking-fees/fees.parquet", "indexed/fees"),
+    steps = {n["id"]: n for n in lineage["nodes"] if n["kind"] == "step"}
+    assert steps["step:w"]["event_id"] == "w" and steps["step:w"]["status"] == "SUCCESS"
+    assert [(e["from"], e["to"]) for e in lineage["edges"]][-2:] == [
+        ("path:processed/green/parking-fees/fees.parquet", "step:w"),
+        ("step:w", "path:indexed/fees"),
     ]
-    assert lineage["edges"][1]["event_id"] == "w"
+
+
+def test_lineage_is_paged_and_says_when_it_was_cut(client: TestClient) -> None:
+    """Row 1 of the hardening issue: 3 events with 1,000 inputs and 1,000 outputs each. The
+    answer grows with the inputs and outputs (6,000 edges over pages of at most ``limit``),
+    never with their product (3,000,000 edges, 161 MB)."""
+    post(client, [{"trace_id": "wide", "event_id": f"e{n}",
+                   "inputs": [f"s3://in/{n}/{i}.csv" for i in range(1000)],
+                   "outputs": [f"s3://out/{n}/{i}.parquet" for i in range(1000)]}
+                  for n in range(3)])  # fmt: skip
+    edges: set[tuple[str, str]] = set()
+    pages, largest = 0, 0
+    params: dict[str, Any] = {"limit": 5000}
+    while True:
+        r = client.get("/v1/traces/wide/lineage", params=params)
+        assert r.status_code == 200
+        largest = max(largest, len(r.content))
+        page = r.json()
+        pages += 1
+        edges |= {(e["from"], e["to"]) for e in page["edges"]}
+        assert page["truncated"] is (page["next"] is not None)
+        if page["next"] is None:
+            break
+        params["cursor"] = page["next"]
+    assert len(edges) == 6000 and pages == 2
+    assert largest < 1024 * 1024
+    first = client.get("/v1/traces/wide/lineage").json()  # the default: 1,000 a page
+    assert first["truncated"] is True and len(first["edges"]) == 999
+    for limit in (1, 5001):
+        r = client.get("/v1/traces/wide/lineage", params={"limit": limit})
+        assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["query", "limit"]
 
 
 def test_healthz(client: TestClient) -> None:
@@ -396,7 +431,8 @@ def test_trace_ids_may_hold_slashes(client: TestClient) -> None:
                   "outputs": ["b"]})  # fmt: skip
     assert client.get("/v1/traces/ds/1/run-7").json()["trace_id"] == "ds/1/run-7"
     assert len(client.get("/v1/traces/ds/1/run-7/events").json()["items"]) == 1
-    assert client.get("/v1/traces/ds/1/run-7/lineage").json()["nodes"] == ["a", "b"]
+    nodes = client.get("/v1/traces/ds/1/run-7/lineage").json()["nodes"]
+    assert [n["id"] for n in nodes if n["kind"] == "path"] == ["path:a", "path:b"]
 
 
 def test_the_served_app_collects_garbage_less_often(

@@ -10,7 +10,13 @@ from tests.store.conftest import rec, write_concurrently
 from waymark.errors import BadCursor
 from waymark.model import State, Status, now_us
 from waymark.store import open_store
-from waymark.store.base import DatasetDetails, EventQuery, TraceQuery
+from waymark.store.base import (
+    LINEAGE_SCAN_EVENTS,
+    DatasetDetails,
+    EventQuery,
+    TraceQuery,
+    encode_cursor,
+)
 from waymark.store.sql import SqlStore
 from waymark.summary import head, head_of
 
@@ -224,19 +230,102 @@ def test_a_path_longer_than_an_index_entry_is_found(store: SqlStore) -> None:
 def test_lineage_of_a_trace(store: SqlStore) -> None:
     store.append(
         [
-            rec("t", "e1", at=10, inputs=["raw"], outputs=["clean"]),
+            rec("t", "e1", at=10, inputs=["raw"], outputs=["clean"], component="conv"),
             rec("t", "e2", at=20, body={"files_incoming": ["clean"], "files_outgoing": ["idx"]}),
-            rec("t", "e3", at=30, path="report"),
+            rec("t", "e3", at=30, path="report"),  # names a path, reads and writes nothing
+            rec("t", "e4", at=40, inputs=["idx", "idx"], status="FAILED"),  # only read
         ]
     )
     lineage = store.lineage("default", "t")
-    assert lineage is not None
-    assert lineage.nodes == ["raw", "clean", "idx", "report"]
-    assert lineage.edges == [
-        {"from": "raw", "to": "clean", "event_id": "e1"},
-        {"from": "clean", "to": "idx", "event_id": "e2"},
+    assert lineage is not None and lineage.next_cursor is None
+    assert [n["id"] for n in lineage.nodes] == [
+        "step:e1", "path:raw", "path:clean", "step:e2", "path:idx", "step:e4",
+    ]  # fmt: skip
+    assert lineage.nodes[0] == {
+        "id": "step:e1",
+        "kind": "step",
+        "event_id": "e1",
+        "component": "conv",
+        "stage": None,
+        "operation": None,
+        "status": "SUCCESS",
+        "time": "1970-01-01T00:00:00.000010Z",
+    }
+    assert lineage.nodes[1] == {"id": "path:raw", "kind": "path", "path": "raw"}
+    assert lineage.nodes[5]["status"] == "FAILED"
+    assert [(e["from"], e["to"]) for e in lineage.edges] == [
+        ("path:raw", "step:e1"),
+        ("step:e1", "path:clean"),
+        ("path:clean", "step:e2"),
+        ("step:e2", "path:idx"),
+        ("path:idx", "step:e4"),
     ]
     assert store.lineage("default", "unknown") is None
+    past_the_end = store.lineage("default", "t", cursor=encode_cursor(1 << 40, "zz", 0))
+    assert past_the_end is not None and past_the_end.nodes == []
+
+
+Edges = set[tuple[str, str]]
+
+
+def all_lineage(
+    store: SqlStore, trace_id: str, limit: int
+) -> tuple[list[list[str]], Edges, dict[str, dict[str, object]]]:
+    """Every page's node ids, every edge, every node by id."""
+    pages: list[list[str]] = []
+    edges: Edges = set()
+    nodes: dict[str, dict[str, object]] = {}
+    cursor = None
+    while True:
+        page = store.lineage("default", trace_id, limit=limit, cursor=cursor)
+        assert page is not None
+        ids = [n["id"] for n in page.nodes]
+        assert len(ids) <= limit and len(page.edges) <= limit
+        assert len(set(ids)) == len(ids)
+        for edge in page.edges:  # both ends of every edge are on its page
+            assert edge["from"] in ids and edge["to"] in ids
+            assert (edge["from"], edge["to"]) not in edges
+            edges.add((edge["from"], edge["to"]))
+        nodes.update({n["id"]: n for n in page.nodes})
+        pages.append(ids)
+        if page.next_cursor is None:
+            return pages, edges, nodes
+        cursor = page.next_cursor
+
+
+def test_lineage_grows_with_inputs_and_outputs_not_their_product(store: SqlStore) -> None:
+    """3 steps of 1,000 inputs and 1,000 outputs each: 6,000 edges (not 3,000,000) on pages
+    of at most ``limit`` nodes and edges, every edge once, every path a node."""
+    store.append(
+        [
+            rec(
+                "big",
+                f"e{n}",
+                at=n,
+                inputs=[f"in/{n}/{i}" for i in range(1000)],
+                outputs=[f"out/{n}/{i}" for i in range(1000)],
+            )
+            for n in range(3)
+        ]
+    )
+    pages, edges, nodes = all_lineage(store, "big", limit=1000)
+    assert len(edges) == 6000
+    assert len(pages) == 7  # 6,000 edges at 999 or 1,000 a page
+    assert ("path:in/1/999", "step:e1") in edges and ("step:e2", "path:out/2/0") in edges
+    assert sum(1 for n in nodes.values() if n["kind"] == "step") == 3
+    assert len(nodes) == 6003
+    first = store.lineage("default", "big")
+    assert first is not None and first.next_cursor is not None  # said when it was cut
+
+
+def test_lineage_pages_read_a_bounded_number_of_events(store: SqlStore) -> None:
+    quiet = [rec("long", f"q{n:05}", at=n) for n in range(LINEAGE_SCAN_EVENTS + 10)]
+    store.append([*quiet, rec("long", "w", at=10**6, inputs=["a"], outputs=["b"])])
+    first = store.lineage("default", "long")
+    assert first is not None and first.nodes == [] and first.next_cursor is not None
+    pages, edges, _ = all_lineage(store, "long", limit=10)
+    assert edges == {("path:a", "step:w"), ("step:w", "path:b")}
+    assert len(pages) == 2
 
 
 def test_summary_errors_and_paths_in_key_order(store: SqlStore) -> None:
@@ -369,7 +458,8 @@ def test_every_query_is_tenant_scoped(store: SqlStore) -> None:
         assert len(store.paths(tenant, "/shared")) == 1
         assert store.paths(tenant, f"in-{other}") == []
         lineage = store.lineage(tenant, "t")
-        assert lineage is not None and f"in-{other}" not in lineage.nodes
+        assert lineage is not None
+        assert f"path:in-{other}" not in [n["id"] for n in lineage.nodes]
         found = store.find_events(tenant, EventQuery(record_id="r")).items
         assert [e["component"] for e in found] == [tenant]
         assert [d.dataset_type for d in store.dataset_details(tenant, trace_id="t")] == [tenant]

@@ -22,6 +22,7 @@ from starlette.convertors import Convertor, register_url_convertor
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from waymark import lineage
 from waymark.api.deps import (
     TENANT_PARAMETER,
     Services,
@@ -35,6 +36,7 @@ from waymark.api.deps import (
 )
 from waymark.errors import NotFound
 from waymark.ingest import invalid, load_json, malformed, parse_events
+from waymark.lineage import Lineage
 from waymark.model import (
     TRACE_ID_MAX,
     State,
@@ -44,7 +46,7 @@ from waymark.model import (
     dataset_trace_id,
     to_us,
 )
-from waymark.store.base import DataFlow, Page, PathTouch, TraceQuery
+from waymark.store.base import Page, PathTouch, TraceQuery
 
 router = APIRouter(prefix="/v1", tags=["v1"])
 
@@ -158,13 +160,44 @@ async def get_paths(
     )
 
 
-@router.get("/traces/{trace_id:path}/lineage", summary="What went in and out of each step")
-async def get_lineage(request: Request, trace_id: TraceIdPath, tenant: Tenant) -> Response:
+@router.get(
+    "/traces/{trace_id:path}/lineage",
+    summary="What went in and out of each step",
+    response_model=Lineage,
+)
+async def get_lineage(
+    request: Request,
+    trace_id: TraceIdPath,
+    tenant: Tenant,
+    limit: Annotated[
+        int,
+        Query(ge=2, le=lineage.MAX_LIMIT, description="the most nodes, and edges, on the page"),
+    ] = lineage.DEFAULT_LIMIT,
+    cursor: Annotated[str | None, Query(max_length=2000)] = None,
+) -> Response:
+    """Steps and paths as nodes, an edge from each path a step read to the step and from
+    the step to each path it wrote; paged (`next`), `truncated` when there is more."""
     svc = services(request)
-    lineage: DataFlow | None = await svc.in_thread(svc.store.lineage, tenant, trace_id)
-    if lineage is None:
+
+    def page() -> bytes | None:  # encoded in the thread too: up to MAX_LIMIT nodes and edges
+        flow = svc.store.lineage(tenant, trace_id, limit=limit, cursor=cursor)
+        if flow is None:
+            return None
+        nxt = flow.next_cursor
+        return orjson.dumps(
+            {
+                "trace_id": trace_id,
+                "nodes": flow.nodes,
+                "edges": flow.edges,
+                "truncated": nxt is not None,
+                "next": nxt,
+            }
+        )
+
+    body = await svc.in_thread(page)
+    if body is None:
         raise NotFound(f"no trace {trace_id!r}")
-    return json_response({"nodes": lineage.nodes, "edges": lineage.edges})
+    return json_bytes(body)
 
 
 # -- the summary ---------------------------------------------------------------------------

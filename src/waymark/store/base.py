@@ -22,6 +22,12 @@ from waymark.summary import Partial
 
 T = TypeVar("T")
 
+LINEAGE_SCAN_EVENTS = 2000
+"""The most events one lineage page reads (most events name no inputs or outputs)."""
+
+LINEAGE_SCAN_BYTES = 8 * 1024 * 1024
+"""About the most bytes of stored events one lineage page reads."""
+
 
 @dataclass(frozen=True, slots=True)
 class Page(Generic[T]):
@@ -103,11 +109,12 @@ class DeadLetter:
 
 @dataclass(frozen=True, slots=True)
 class DataFlow:
-    """A trace's lineage: every path its events name, and an edge from each input of an
-    event to each of its outputs (``{"from", "to", "event_id"}``)."""
+    """One page of a trace's lineage (:mod:`waymark.lineage`): step and path nodes, edges
+    ``{"from", "to"}`` between them, and the cursor of the next page (None on the last)."""
 
-    nodes: list[str]
+    nodes: list[dict[str, Any]]
     edges: list[dict[str, str]]
+    next_cursor: str | None
 
 
 def encode_cursor(*parts: Any) -> str:
@@ -187,8 +194,13 @@ class Store(ABC):
         body), newest first."""
 
     @abstractmethod
-    def lineage(self, tenant: str, trace_id: str) -> DataFlow | None:
-        """The trace's data flow: an edge from each input to each output of an event."""
+    def lineage(
+        self, tenant: str, trace_id: str, *, limit: int = 1000, cursor: str | None = None
+    ) -> DataFlow | None:
+        """A page of the trace's lineage graph (:mod:`waymark.lineage`): at most ``limit``
+        nodes and ``limit`` edges, its steps in sort-key order; None if the trace has no
+        events. A page reads a bounded number of events (:data:`LINEAGE_SCAN_EVENTS`,
+        :data:`LINEAGE_SCAN_BYTES`) and may end early, with a cursor, to keep to it."""
 
     @abstractmethod
     def find_events(

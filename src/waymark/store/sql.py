@@ -17,6 +17,7 @@ from typing import Any, Protocol, TypeVar
 
 import orjson
 
+from waymark.lineage import Graph, links
 from waymark.model import (
     TEXT,
     Record,
@@ -24,14 +25,13 @@ from waymark.model import (
     Status,
     Summary,
     TraceStatus,
-    inputs_of,
     iso,
     now_us,
-    outputs_of,
-    touched_paths,
 )
 from waymark.pipelines import Pipelines
 from waymark.store.base import (
+    LINEAGE_SCAN_BYTES,
+    LINEAGE_SCAN_EVENTS,
     AppendResult,
     DataFlow,
     DatasetDetails,
@@ -48,6 +48,7 @@ from waymark.summary import Candidate, Origin, Partial, render
 from waymark.summary import partials as fold
 
 NEVER_US = 1 << 62  # a stall timeout that never passes
+LINEAGE_CHUNK = 200  # events a lineage page reads at a time
 
 T = TypeVar("T")
 
@@ -571,14 +572,49 @@ class SqlStore(Store):
         rows = self._read(functools.partial(_fetch, sql, (tenant, path_key(path), path, limit)))
         return [PathTouch(trace_id, event_id, iso(int(t)) or "") for trace_id, event_id, t in rows]
 
-    def lineage(self, tenant: str, trace_id: str) -> DataFlow | None:
-        sql = self.q(
-            "SELECT doc FROM events WHERE tenant = ? AND trace_id = ? ORDER BY time_us, event_id"
+    def lineage(
+        self, tenant: str, trace_id: str, *, limit: int = 1000, cursor: str | None = None
+    ) -> DataFlow | None:
+        # A cursor is where the next page starts: an event's key and the index of its first
+        # link (lineage.links) not yet given.
+        at, eid, link = (
+            (-NEVER_US, "", 0) if cursor is None else decode_cursor(cursor, int, str, int)
         )
-        rows = self._read(functools.partial(_fetch, sql, (tenant, trace_id)))
-        if not rows:
-            return None
-        return lineage_of(orjson.loads(doc) for (doc,) in rows)
+        sql = {
+            op: self.q(
+                "SELECT time_us, event_id, doc FROM events WHERE tenant = ? AND trace_id = ?"
+                f" AND (time_us, event_id) {op} (?, ?) ORDER BY time_us, event_id LIMIT ?"
+            )
+            for op in (">=", ">")
+        }
+
+        def read(cur: Cursor) -> DataFlow | None:
+            graph = Graph(limit)
+            key: tuple[Any, ...] = (at, eid)
+            op, scanned, size = ">=", 0, 0
+            while True:
+                chunk = min(LINEAGE_CHUNK, LINEAGE_SCAN_EVENTS - scanned)
+                cur.execute(sql[op], (tenant, trace_id, *key, chunk))
+                rows = cur.fetchall()
+                if not rows and cursor is None and scanned == 0:
+                    return None
+                for time_us, event_id, text in rows:
+                    scanned += 1
+                    size += len(text)
+                    doc = orjson.loads(text)
+                    cut = graph.add(doc, link if (time_us, event_id) == (at, eid) else 0)
+                    if cut is None and (
+                        scanned >= LINEAGE_SCAN_EVENTS or size >= LINEAGE_SCAN_BYTES
+                    ):
+                        cut = len(links(doc))  # this event is done; the next page goes on
+                    if cut is not None:
+                        next_cursor = encode_cursor(int(time_us), event_id, cut)
+                        return DataFlow(graph.nodes, graph.edges, next_cursor)
+                if len(rows) < chunk:
+                    return DataFlow(graph.nodes, graph.edges, None)
+                key, op = (int(rows[-1][0]), rows[-1][1]), ">"
+
+        return self._read(read)
 
     def put_dataset_details(self, details: Sequence[DatasetDetails]) -> None:
         if not details:
@@ -680,21 +716,3 @@ def _fetch(sql: str, params: Sequence[Any], cur: Cursor) -> list[Any]:
 
 def _execute_many(sql: str, rows: Sequence[Sequence[Any]], cur: Cursor) -> None:
     cur.executemany(sql, rows)
-
-
-def lineage_of(docs: Any) -> DataFlow:
-    """Nodes are every path a trace's events name; an edge joins each input of an event to
-    each of its outputs."""
-    nodes: dict[str, None] = {}
-    edges: list[dict[str, str]] = []
-    seen: set[tuple[str, str, str]] = set()
-    for doc in docs:
-        inputs, outputs = inputs_of(doc), outputs_of(doc)
-        nodes.update(dict.fromkeys(touched_paths(doc)))
-        for src in inputs:
-            for dst in outputs:
-                edge = (src, dst, doc["event_id"])
-                if edge not in seen:
-                    seen.add(edge)
-                    edges.append({"from": src, "to": dst, "event_id": doc["event_id"]})
-    return DataFlow(list(nodes), edges)

@@ -169,9 +169,20 @@ async function showLineage(traceId) {
   const list = $("lineage");
   list.replaceChildren();
   const lineage = await api(traceUrl(traceId, "/lineage"));
-  for (const edge of lineage ? lineage.edges : []) {
+  if (!lineage) return;
+  const nodes = new Map(lineage.nodes.map((node) => [node.id, node]));
+  const label = (id) => {
+    const node = nodes.get(id);
+    return node.kind === "path" ? node.path : "[" + (step(node) || node.event_id) + "]";
+  };
+  for (const edge of lineage.edges) {
     const li = document.createElement("li");
-    li.textContent = edge.from + " → " + edge.to;
+    li.textContent = label(edge.from) + " → " + label(edge.to);
+    list.appendChild(li);
+  }
+  if (lineage.truncated) {
+    const li = document.createElement("li");
+    li.textContent = "… more than " + lineage.edges.length + " inputs and outputs";
     list.appendChild(li);
   }
   if (!list.children.length) list.textContent = "no inputs or outputs reported";
