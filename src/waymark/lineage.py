@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from waymark.model import Status, inputs_of, outputs_of
+from waymark.model import Current, inputs_of, outputs_of
 
 DEFAULT_LIMIT = 1000
 """Nodes (and edges) on a page when ``?limit`` is not given."""
@@ -34,17 +34,11 @@ PAGE_BYTES = 1024 * 1024
 (paths may be 10,000 characters long)."""
 
 
-class StepNode(BaseModel):
-    """An event that read or wrote something."""
+class StepNode(Current):
+    """An event that read or wrote something (who it was, as a summary's ``current``)."""
 
     id: str
     kind: Literal["step"] = "step"
-    event_id: str
-    component: str | None
-    stage: str | None
-    operation: str | None
-    status: Status
-    time: str
 
 
 class PathNode(BaseModel):
