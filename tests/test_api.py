@@ -57,6 +57,47 @@ def test_post_batch_then_summary(client: TestClient) -> None:
     ]
 
 
+def test_a_summary_stays_small_at_20000_events_with_a_path_and_an_error_each(
+    client: TestClient,
+) -> None:
+    """Row 2 of the hardening issue: the summary of 20,000 events, each with a path and an
+    error, was 1.7 MB (every error and path). It counts them and shows the first and last
+    few, under 64 KiB; the lists page through the rest."""
+    for batch in range(20):
+        post(client, [{"trace_id": "huge", "event_id": f"e{n:05}",
+                       "start_time": 1_790_000_000_000 + n,
+                       "path": f"s3://bucket/raw/2026/11/20/part-{n:05}.csv",
+                       "errors": [{"message": {"en": f"row {n}: value out of range in column 7",
+                                               "nb": f"rad {n}: verdi utenfor gyldig område"}}]}
+                      for n in range(batch * 1000, batch * 1000 + 1000)])  # fmt: skip
+    r = client.get("/v1/traces/huge")
+    assert r.status_code == 200 and len(r.content) < 64 * 1024
+    s = r.json()
+    assert (s["event_count"], s["error_count"], s["path_count"]) == (20000, 20000, 20000)
+    assert [e["message"]["en"][:6] for e in s["errors"]] == [f"row {n}:" for n in range(5)]
+    assert s["last_paths"][-1] == "s3://bucket/raw/2026/11/20/part-19999.csv"
+    assert s["links"] == {
+        "events": "/v1/traces/huge/events",
+        "errors": "/v1/traces/huge/errors",
+        "paths": "/v1/traces/huge/paths",
+        "lineage": "/v1/traces/huge/lineage",
+    }
+    seen, params = 0, {"limit": 1000}
+    while True:
+        page = client.get(s["links"]["paths"], params=params).json()
+        assert page["items"][0] == f"s3://bucket/raw/2026/11/20/part-{seen:05}.csv"
+        seen += len(page["items"])
+        if page["next_cursor"] is None:
+            break
+        params["cursor"] = page["next_cursor"]
+    assert seen == 20000
+    errors = client.get(s["links"]["errors"], params={"limit": 2}).json()
+    assert [e["message"]["en"][:6] for e in errors["items"]] == ["row 0:", "row 1:"]
+    assert client.get("/v1/traces/nope/errors").status_code == 404
+    bad = client.get(s["links"]["errors"], params={"limit": 1001})
+    assert bad.status_code == 422 and bad.json()["errors"][0]["loc"] == ["query", "limit"]
+
+
 def test_single_event_gets_an_id_and_defaults(client: TestClient) -> None:
     r = post(client, {"trace_id": "solo"})
     assert r.status_code == 202 and r.json()["accepted"] == 1

@@ -54,6 +54,8 @@ def test_status_table_json_and_csv(loaded: LiveServer) -> None:
         "errors": [{"message": {"nb": "Ugyldig verdi.", "en": "Invalid value."}}],
         "state": "FAILED",
         "outcome": "FAILED",
+        "last_errors": [],
+        "error_count": 1,
     }
     code, out = run(loaded, "status", "broken", "--format", "csv")
     rows = list(csv.reader(io.StringIO(out)))
@@ -61,6 +63,20 @@ def test_status_table_json_and_csv(loaded: LiveServer) -> None:
         ["Done", "Trace ID", "Status", "Event status", "Errors"],
         ["yes", "broken", "FINISHED", "FAILED", "Invalid value."],
     ]
+
+
+def test_status_shows_the_first_and_last_errors_of_many(loaded: LiveServer) -> None:
+    events = [
+        {"trace_id": "many", "event_id": f"m{n:02}", "start_time": f"2026-11-20T10:00:{n:02}Z",
+         "errors": [{"message": {"en": f"bad row {n}"}}]}
+        for n in range(30)
+    ]  # fmt: skip
+    assert httpx.post(f"{loaded.url}/v1/events", json=events).status_code == 202
+    code, out = run(loaded, "status", "many", "--format", "csv")
+    assert code == 0
+    shown = list(csv.reader(io.StringIO(out)))[1][4]
+    first, last = "; ".join(f"bad row {n}" for n in range(5)), "bad row 25"
+    assert shown.startswith(first + "; (20 more); " + last)
 
 
 def test_history(loaded: LiveServer) -> None:

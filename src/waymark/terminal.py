@@ -62,6 +62,15 @@ def error_text(errors: Sequence[Any]) -> str:
     return "; ".join(out)
 
 
+def shown_errors(summary: dict[str, Any]) -> str:
+    """A summary's errors: the first and the last ones, and how many are left out between
+    (``waymark history`` lists every event's)."""
+    first, last = summary["errors"], summary["last_errors"]
+    left_out = summary["error_count"] - len(first) - len(last)
+    gap = [f"({left_out} more)"] if left_out else []
+    return "; ".join(text for text in (error_text(first), *gap, error_text(last)) if text)
+
+
 def client(url: str | None, tenant: str | None) -> Client:
     """The SDK client the CLI reads and sends with: one retry, long enough for ``?wait``."""
     return Client(server_url(url), tenant, timeout=LONG_POLL_S + 10, retries=1)
@@ -94,13 +103,15 @@ def status_row(found: Summary) -> dict[str, Any]:
         "Trace ID": summary["trace_id"],
         "Status": summary["trace_status"],
         "Event status": summary["trace_event_status"],
-        "Errors": error_text(summary["errors"]),
+        "Errors": shown_errors(summary),
         # json only:
         "done": summary["done"],
         "trace_id": summary["trace_id"],
         "trace_status": summary["trace_status"],
         "trace_event_status": summary["trace_event_status"],
         "errors": summary["errors"],
+        "last_errors": summary["last_errors"],
+        "error_count": summary["error_count"],
         "state": summary["state"],
         "outcome": summary["outcome"],
     }
@@ -148,7 +159,7 @@ def emit(
 def _json_of(row: dict[str, Any], columns: Sequence[str]) -> Any:
     if columns is STATUS_COLUMNS:
         keys = ("done", "trace_id", "trace_status", "trace_event_status", "errors", "state")
-        return {k: row[k] for k in (*keys, "outcome")}
+        return {k: row[k] for k in (*keys, "outcome", "last_errors", "error_count")}
     if columns is HISTORY_COLUMNS:
         return row["event"]
     return {"trace_id": row["Trace ID"], "event_id": row["Event ID"], "at": row["At"]}

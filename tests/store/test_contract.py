@@ -14,6 +14,7 @@ from waymark.store.base import (
     LINEAGE_SCAN_EVENTS,
     DatasetDetails,
     EventQuery,
+    Page,
     TraceQuery,
     encode_cursor,
 )
@@ -337,6 +338,67 @@ def test_summary_errors_and_paths_in_key_order(store: SqlStore) -> None:
     assert summary is not None
     assert summary.errors == [oops, late]
     assert summary.paths == ["/a", "/b"]
+
+
+def all_items(store: SqlStore, trace_id: str, kind: str, limit: int) -> list[list[object]]:
+    pages: list[list[object]] = []
+    cursor = None
+    while True:
+        page = store.trace_items("default", trace_id, kind, limit=limit, cursor=cursor)
+        assert page is not None
+        pages.append(page.items)
+        if page.next_cursor is None:
+            return pages
+        cursor = page.next_cursor
+
+
+def test_a_summary_counts_errors_and_paths_and_shows_their_ends(store: SqlStore) -> None:
+    """Many errors and paths, some repeated, arriving out of order and in several batches:
+    the summary counts the distinct ones and shows the first and last five; the lists page
+    through all of them, each once, in key order."""
+
+    def error(n: int) -> dict[str, object]:
+        return {"message": {"en": f"failed {n}"}}
+
+    made = [
+        rec("t", f"e{n:04}", at=n, errors=[error(n), error(0)], path=f"/p/{n % 700}")
+        for n in range(1000)
+    ]
+    for start in (600, 0, 300):  # out of order
+        store.append(made[start : start + 300])
+    store.append(made[900:])
+    summary = store.summary("default", "t")
+    assert summary is not None
+    assert (summary.error_count, summary.path_count) == (1000, 700)
+    assert summary.errors == [error(n) for n in range(5)]
+    assert summary.last_errors == [error(n) for n in range(995, 1000)]
+    assert summary.paths == [f"/p/{n}" for n in range(5)]
+    assert summary.last_paths == [f"/p/{n}" for n in range(695, 700)]
+    assert summary.links.errors == "/v1/traces/t/errors"
+    pages = all_items(store, "t", "error", limit=300)
+    assert [len(p) for p in pages] == [300, 300, 300, 100]
+    assert [e for p in pages for e in p] == [error(n) for n in range(1000)]
+    assert [p for page in all_items(store, "t", "path", limit=1000) for p in page] == [
+        f"/p/{n}" for n in range(700)
+    ]
+    with pytest.raises(BadCursor):
+        store.trace_items("default", "t", "error", cursor="bad")
+
+
+def test_a_summary_leaves_out_what_would_make_it_large(store: SqlStore) -> None:
+    """Each end of a list holds at most LIST_END_BYTES of JSON; a larger item ends its run
+    (it is counted, and paged like any other: a page of large items holds at least one)."""
+    big = [{"message": {"en": f"{n}" + "x" * 400_000}} for n in range(3)]
+    small = {"message": {"en": "small"}}
+    store.append([rec("t", "e1", at=1, errors=[small, big[0]]), rec("t", "e2", at=2, errors=big)])
+    summary = store.summary("default", "t")
+    assert summary is not None
+    assert (summary.error_count, summary.errors, summary.last_errors) == (4, [small], [])
+    assert len(summary.model_dump_json()) < 1000
+    pages = all_items(store, "t", "error", limit=100)
+    assert pages == [[small, big[0], big[1]], [big[2]]]  # about 1 MiB a page
+    assert store.trace_items("default", "nope", "error") is None
+    assert store.trace_items("default", "t", "path") == Page([], None)
 
 
 def test_find_events(store: SqlStore) -> None:

@@ -109,6 +109,44 @@ async def get_events(
     return json_response({"items": page.items, "next_cursor": page.next_cursor})
 
 
+def _list_route(kind: str, plural: str, order: str) -> None:
+    """``GET /v1/traces/{trace_id}/<plural>``: the trace's distinct errors or paths, paged."""
+
+    async def get_items(
+        request: Request,
+        trace_id: TraceIdPath,
+        tenant: Tenant,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        cursor: Annotated[str | None, Query(max_length=2000)] = None,
+    ) -> Response:
+        svc = services(request)
+
+        def page() -> bytes | None:  # up to 1,000 items, about 1 MiB: encoded in the thread
+            found = svc.store.trace_items(tenant, trace_id, kind, limit=limit, cursor=cursor)
+            if found is None:
+                return None
+            return orjson.dumps({"items": found.items, "next_cursor": found.next_cursor})
+
+        body = await svc.in_thread(page)
+        if body is None:
+            raise NotFound(f"no trace {trace_id!r}")
+        return json_bytes(body)
+
+    router.add_api_route(
+        f"/traces/{{trace_id:path}}/{plural}",
+        get_items,
+        methods=["GET"],
+        name=f"get_{plural}",
+        summary=f"A trace's distinct {plural} in order",
+        description=f"Every distinct {kind} of the trace's events, {order}; at most `limit`"
+        " and about 1 MiB a page (`next_cursor`).",
+    )
+
+
+_list_route("error", "errors", "in the order of the first event that reported each")
+_list_route("path", "paths", "in first-seen order")
+
+
 @router.get("/traces", summary="Search traces, most recently updated first")
 async def search_traces(
     request: Request,
@@ -251,10 +289,10 @@ async def get_trace(request: Request) -> Response:
 
 class SummaryTraceId(Convertor[str]):
     """A trace id on the summary route: anything, slashes included, but a path that ends
-    in ``/events`` or ``/lineage`` after some id (the routes of a trace's events and
-    lineage). So the summary route can be matched first without taking theirs."""
+    in ``/events``, ``/errors``, ``/paths`` or ``/lineage`` after some id (the routes of a
+    trace's lists). So the summary route can be matched first without taking theirs."""
 
-    regex = r"(?!.+/(?:events|lineage)$).*"
+    regex = r"(?!.+/(?:events|errors|paths|lineage)$).*"
 
     def convert(self, value: str) -> str:
         return value

@@ -183,6 +183,21 @@ class Store(ABC):
         """The trace's events in sort-key order, each as stored plus ``received_at``."""
 
     @abstractmethod
+    def trace_items(
+        self,
+        tenant: str,
+        trace_id: str,
+        kind: str,
+        *,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Page[Any] | None:
+        """The trace's distinct errors (``kind`` "error", in key order) or paths ("path", in
+        first-seen order): what a summary counts and shows the ends of. A page holds at
+        most ``limit`` items and about 1 MiB of them (at least one); None if the trace
+        has no events."""
+
+    @abstractmethod
     def search(
         self, tenant: str, query: TraceQuery, *, limit: int = 50, cursor: str | None = None
     ) -> Page[Summary]:

@@ -19,6 +19,8 @@ import orjson
 
 from waymark.lineage import Graph, links
 from waymark.model import (
+    LIST_END_BYTES,
+    LIST_ENDS,
     TEXT,
     Record,
     State,
@@ -44,10 +46,18 @@ from waymark.store.base import (
     decode_cursor,
     encode_cursor,
 )
-from waymark.summary import Candidate, Origin, Partial, render
+from waymark.summary import Candidate, Ends, Origin, Partial, error_key, render
 from waymark.summary import partials as fold
 
 NEVER_US = 1 << 62  # a stall timeout that never passes
+NO_ENDS = Ends(0, [], [])  # a trace without errors (or paths)
+ENDS_PER_STATEMENT = 400  # index ranges one statement reads (SQLite compounds at most 500)
+_END_RANGE = (
+    "SELECT * FROM (SELECT trace_id, kind, {tail} AS tail, size,"
+    " CASE WHEN size <= ? THEN item END AS item FROM trace_items"
+    " WHERE tenant = ? AND trace_id = ? AND kind = ?"
+    " ORDER BY time_us{order}, event_id{order}, ord{order} LIMIT {limit}) AS ends{tail}"
+)
 LINEAGE_CHUNK = 200  # events a lineage page reads at a time
 
 T = TypeVar("T")
@@ -157,6 +167,19 @@ INSERT_PATH = f"INSERT INTO paths ({PATH_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
 
 SUMMARY_COLUMNS = ", ".join(_TRACE_COLUMNS)
 
+#: the columns of a ``trace_items`` row, in :func:`item_rows` order.
+ITEM_COLUMNS = "tenant, trace_id, kind, digest, time_us, event_id, ord, size, item"
+#: keeps the least key of each distinct error and path of a trace: commutative, like traces.
+UPSERT_ITEM = (
+    f"INSERT INTO trace_items ({ITEM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (tenant, trace_id, kind, digest) DO UPDATE SET time_us = excluded.time_us,"
+    " event_id = excluded.event_id, ord = excluded.ord, size = excluded.size,"
+    " item = excluded.item WHERE (excluded.time_us, excluded.event_id, excluded.ord)"
+    " < (trace_items.time_us, trace_items.event_id, trace_items.ord)"
+)
+ERROR, PATH = "error", "path"  # the kinds of trace_items
+ITEM_PAGE_BYTES = 1024 * 1024  # about the most bytes of errors or paths one page holds
+
 UPSERT_DATASET_DETAILS = (
     "INSERT INTO dataset_details (tenant, trace_id, dataset_id, dataset_version_id, dataset_type,"
     " record_count, time_us, received_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
@@ -220,6 +243,26 @@ def path_rows(records: Sequence[Record]) -> list[tuple[Any, ...]]:
     ]
 
 
+def item_rows(records: Sequence[Record]) -> list[tuple[Any, ...]]:
+    """The ``trace_items`` rows of newly stored records: each distinct error and path of a
+    trace once, at the least key it has among them, sorted by the table's key (the order
+    concurrent writers lock rows in)."""
+    best: dict[tuple[str, str, str, str], tuple[Any, ...]] = {}
+    for r in records:
+        if not r.errors and not r.paths:
+            continue
+        for kind, items in ((ERROR, r.errors), (PATH, r.paths)):
+            for ord_, item in enumerate(items):
+                text = orjson.dumps(item)
+                same = error_key(item) if kind == ERROR else text
+                key = (r.tenant, r.trace_id, kind, hashlib.sha256(same).hexdigest()[:32])
+                row = (*key, r.time_us, r.event_id, ord_, len(text), text.decode())
+                held = best.get(key)
+                if held is None or row[4:7] < held[4:7]:
+                    best[key] = row
+    return [best[key] for key in sorted(best)]
+
+
 class Prepared(list[Record]):
     """An append's records, one per (tenant, event_id) (the first wins), with the rows it
     stores made ahead of its transaction, in the calling thread, so that the transaction
@@ -236,16 +279,19 @@ class Prepared(list[Record]):
             unique.setdefault((record.tenant, record.event_id), record)
         super().__init__(unique.values())
         self.events = [event_row(r) for r in self]
-        self.paths, self.traces = _paths_and_traces(self)
+        self.paths, self.items, self.traces = _rows_of_new(self)
 
 
-def _paths_and_traces(
-    records: Sequence[Record],
-) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """The ``paths`` rows of newly stored records, and their traces' partial summaries as
-    ``traces`` rows sorted by (tenant, trace_id), so that concurrent writers lock alike."""
+Rows = list[tuple[Any, ...]]
+
+
+def _rows_of_new(records: Sequence[Record]) -> tuple[Rows, Rows, Rows]:
+    """The ``paths`` and ``trace_items`` rows of newly stored records, and their traces'
+    partial summaries as ``traces`` rows sorted by (tenant, trace_id), so that concurrent
+    writers lock alike."""
     merged = fold(records)
-    return path_rows(records), [trace_row(t, tid, p) for (t, tid), p in sorted(merged.items())]
+    traces = [trace_row(t, tid, p) for (t, tid), p in sorted(merged.items())]
+    return path_rows(records), item_rows(records), traces
 
 
 def _step_row(step: Candidate | None) -> tuple[Any, ...]:
@@ -346,6 +392,10 @@ class SqlStore(Store):
         """Insert the path rows of newly stored events (they cannot exist yet)."""
         cur.executemany(self.q(INSERT_PATH), rows)
 
+    def _upsert_items(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
+        """Fold the distinct errors and paths of newly stored events into ``trace_items``."""
+        cur.executemany(self.q(UPSERT_ITEM), rows)
+
     def _upsert_traces(
         self, cur: Cursor, rows: list[tuple[Any, ...]], returning: bool
     ) -> list[Sequence[Any]] | None:
@@ -374,11 +424,15 @@ class SqlStore(Store):
         stored = None
         new = self._insert_new(cur, todo, todo.events)
         if new:
-            paths, traces = (
-                (todo.paths, todo.traces) if len(new) == len(todo) else _paths_and_traces(new)
+            paths, items, traces = (
+                (todo.paths, todo.items, todo.traces)
+                if len(new) == len(todo)
+                else _rows_of_new(new)
             )
             if paths:
                 self._insert_paths(cur, paths)
+            if items:
+                self._upsert_items(cur, items)
             stored = self._upsert_traces(cur, traces, partials)
         return AppendResult(
             len(new),
@@ -391,25 +445,23 @@ class SqlStore(Store):
     def _render(
         self, cur: Cursor, tenant: str, rows: list[Sequence[Any]], now: int
     ) -> list[Summary]:
+        """Summaries of ``traces`` rows: each with the count and the first and last few of
+        its errors and paths (:class:`~waymark.summary.Ends`), read from ``trace_items``
+        in a bounded number of index ranges per trace."""
         if not rows:
             return []
         ids = [row[1] for row in rows]
-        marks = ", ".join("?" for _ in ids)
-        errors: dict[str, list[Any]] = {i: [] for i in ids}
-        paths: dict[str, list[str]] = {i: [] for i in ids}
+        counts: dict[tuple[str, str], int] = {}
         cur.execute(
             self.q(
-                f"SELECT trace_id, errors, paths FROM events WHERE tenant = ?"
-                f" AND trace_id IN ({marks}) AND (errors IS NOT NULL OR paths IS NOT NULL)"
-                " ORDER BY trace_id, time_us, event_id"
+                "SELECT trace_id, kind, count(*) FROM trace_items WHERE tenant = ?"
+                f" AND trace_id IN ({', '.join('?' for _ in ids)}) GROUP BY trace_id, kind"
             ),
             (tenant, *ids),
         )
-        for trace_id, error_list, path_list in cur.fetchall():
-            if error_list is not None:
-                errors[trace_id].extend(orjson.loads(error_list))
-            if path_list is not None:
-                paths[trace_id].extend(orjson.loads(path_list))
+        for trace_id, kind, count in cur.fetchall():
+            counts[(trace_id, kind)] = int(count)
+        ends = self._ends(cur, tenant, counts)
         out = []
         for row in rows:
             partial = partial_of(row)
@@ -420,13 +472,46 @@ class SqlStore(Store):
                     tenant,
                     row[1],
                     partial,
-                    errors[row[1]],
-                    paths[row[1]],
+                    ends.get((row[1], ERROR), NO_ENDS),
+                    ends.get((row[1], PATH), NO_ENDS),
                     now_us=now,
                     stall_timeout_us=pipeline.stall_timeout_us,
                 )
             )
         return out
+
+    def _ends(
+        self, cur: Cursor, tenant: str, counts: dict[tuple[str, str], int]
+    ) -> dict[tuple[str, str], Ends]:
+        """The first and last few items of each (trace, kind) with a count, in statements
+        of at most :data:`ENDS_PER_STATEMENT` index ranges; an item too large for a
+        summary is not read (its size says it would not fit)."""
+        ranges: list[tuple[str, list[Any]]] = []
+        for (trace_id, kind), count in counts.items():
+            params = [LIST_END_BYTES, tenant, trace_id, kind]
+            ranges.append((_END_RANGE.format(tail=0, order="", limit=LIST_ENDS), params))
+            if count > LIST_ENDS:
+                tail = min(LIST_ENDS, count - LIST_ENDS)
+                ranges.append((_END_RANGE.format(tail=1, order=" DESC", limit=tail), params))
+        found: dict[tuple[str, str, int], list[tuple[Any, int]]] = {}
+        for start in range(0, len(ranges), ENDS_PER_STATEMENT):
+            chunk = ranges[start : start + ENDS_PER_STATEMENT]
+            cur.execute(
+                self.q(" UNION ALL ".join(sql for sql, _ in chunk)),
+                [p for _, params in chunk for p in params],
+            )
+            for trace_id, kind, tail, size, item in cur.fetchall():
+                found.setdefault((trace_id, kind, int(tail)), []).append(
+                    (None if item is None else orjson.loads(item), int(size))
+                )
+        return {
+            (trace_id, kind): Ends.of(
+                count,
+                found.get((trace_id, kind, 0), []),
+                found.get((trace_id, kind, 1), [])[::-1],
+            )
+            for (trace_id, kind), count in counts.items()
+        }
 
     def summary(self, tenant: str, trace_id: str) -> Summary | None:
         found = self.summaries(tenant, [trace_id])
@@ -484,6 +569,53 @@ class SqlStore(Store):
             last = rows[limit - 1]
             next_cursor = encode_cursor(int(last[2]), last[3])
         return Page(items, next_cursor)
+
+    def trace_items(
+        self,
+        tenant: str,
+        trace_id: str,
+        kind: str,
+        *,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Page[Any] | None:
+        after: tuple[Any, ...] = (-NEVER_US, "", -1)
+        if cursor is not None:
+            after = decode_cursor(cursor, int, str, int)
+        where = (
+            "WHERE tenant = ? AND trace_id = ? AND kind = ?"
+            " AND (time_us, event_id, ord) > (?, ?, ?)"
+        )
+        params = (tenant, trace_id, kind, *after)
+        sizes = self.q(
+            f"SELECT time_us, event_id, ord, size FROM trace_items {where}"
+            " ORDER BY time_us, event_id, ord LIMIT ?"
+        )
+        items = self.q(
+            f"SELECT item FROM trace_items {where} AND (time_us, event_id, ord) <= (?, ?, ?)"
+            " ORDER BY time_us, event_id, ord"
+        )
+        exists = self.q("SELECT 1 FROM traces WHERE tenant = ? AND trace_id = ?")
+
+        def read(cur: Cursor) -> Page[Any] | None:
+            cur.execute(sizes, (*params, limit + 1))
+            keys = cur.fetchall()
+            if not keys:
+                if cursor is None and not _fetch(exists, (tenant, trace_id), cur):
+                    return None
+                return Page([], None)
+            room, n = ITEM_PAGE_BYTES, 0
+            for *_, size in keys[:limit]:  # the longest run that fits, at least one
+                room -= int(size)
+                if n and room < 0:
+                    break
+                n += 1
+            last = (int(keys[n - 1][0]), keys[n - 1][1], int(keys[n - 1][2]))
+            cur.execute(items, (*params, *last))
+            found = [orjson.loads(item) for (item,) in cur.fetchall()]
+            return Page(found, encode_cursor(*last) if len(keys) > n else None)
+
+        return self._read(read)
 
     def _state_clause(self, tenant: str, state: State, now: int) -> tuple[str, list[Any]]:
         if state is State.SUCCEEDED:
