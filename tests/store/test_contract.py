@@ -401,6 +401,14 @@ def test_a_summary_leaves_out_what_would_make_it_large(store: SqlStore) -> None:
     assert store.trace_items("default", "t", "path") == Page([], None)
 
 
+def test_event_counts_of_traces_in_any_tenants(store: SqlStore) -> None:
+    store.append([rec("t", "e1"), rec("t", "e2"), rec("t", "e3", tenant="west")])
+    store.append([rec("u", "e4"), rec("t", "e2")])  # e2 again: stored once
+    keys = [("default", "t"), ("west", "t"), ("default", "u"), ("default", "nope")]
+    assert store.event_counts(keys) == {("default", "t"): 2, ("west", "t"): 1, ("default", "u"): 1}
+    assert store.event_counts([]) == {}
+
+
 def test_find_events(store: SqlStore) -> None:
     store.append(
         [

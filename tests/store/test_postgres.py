@@ -167,6 +167,7 @@ OPERATIONS: dict[str, Callable[[Store], object]] = {
     "append": lambda s: s.append([rec("t", f"e-{uuid.uuid4().hex}", path="/p")]),
     "summary": lambda s: s.summary("default", "t"),
     "summaries": lambda s: s.summaries("default", ["t", "u"]),
+    "event_counts": lambda s: s.event_counts([("default", "t"), ("other", "t")]),
     "events": lambda s: s.events("default", "t"),
     "search": lambda s: s.search("default", TraceQuery()),
     "paths": lambda s: s.paths("default", "/p"),

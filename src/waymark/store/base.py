@@ -177,6 +177,11 @@ class Store(ABC):
         """The summaries of those of the traces that exist (any order)."""
 
     @abstractmethod
+    def event_counts(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """How many events each of the (tenant, trace_id) traces has, for those that exist:
+        what waiters compare to hear of changes nobody told them of (one query)."""
+
+    @abstractmethod
     def events(
         self, tenant: str, trace_id: str, *, limit: int = 100, cursor: str | None = None
     ) -> Page[dict[str, Any]]:

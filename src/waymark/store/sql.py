@@ -531,6 +531,21 @@ class SqlStore(Store):
 
         return self._read(read)
 
+    def event_counts(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        if not keys:
+            return {}
+        by_tenant: dict[str, list[str]] = {}
+        for tenant, trace_id in keys:
+            by_tenant.setdefault(tenant, []).append(trace_id)
+        where = " OR ".join(
+            f"(tenant = ? AND trace_id IN ({', '.join('?' for _ in ids)}))"
+            for ids in by_tenant.values()
+        )
+        params = [p for tenant, ids in by_tenant.items() for p in (tenant, *ids)]
+        sql = self.q(f"SELECT tenant, trace_id, event_count FROM traces WHERE {where}")
+        rows = self._read(functools.partial(_fetch, sql, params))
+        return {(tenant, trace_id): int(count) for tenant, trace_id, count in rows}
+
     def events(
         self, tenant: str, trace_id: str, *, limit: int = 100, cursor: str | None = None
     ) -> Page[dict[str, Any]]:

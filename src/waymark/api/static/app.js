@@ -117,7 +117,7 @@ function showSummary(summary) {
     ["finished", summary.finished_at],
     ["duration", summary.duration_ms == null ? null : summary.duration_ms + " ms"],
     ["events", summary.event_count],
-    ["files", summary.paths.join(", ")],
+    ["files", listed(summary.paths, summary.last_paths, summary.path_count).join(", ")],
   ];
   const dl = $("summary");
   dl.replaceChildren();
@@ -132,13 +132,19 @@ function showSummary(summary) {
   }
   const errors = $("errors");
   errors.replaceChildren();
-  for (const error of summary.errors) {
+  for (const error of listed(summary.errors, summary.last_errors, summary.error_count)) {
     const li = document.createElement("li");
     li.className = "error";
     li.textContent = errorText(error);
     errors.appendChild(li);
   }
-  if (!summary.errors.length) errors.textContent = "none";
+  if (!summary.error_count) errors.textContent = "none";
+}
+
+// A summary's list: its first items, how many are left out, its last items.
+function listed(first, last, count) {
+  const left = count - first.length - last.length;
+  return [...first, ...(left ? ["… " + left + " more …"] : []), ...last];
 }
 
 async function showEvents(traceId) {
