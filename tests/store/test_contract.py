@@ -401,6 +401,18 @@ def test_a_summary_leaves_out_what_would_make_it_large(store: SqlStore) -> None:
     assert store.trace_items("default", "t", "path") == Page([], None)
 
 
+def test_a_page_of_events_holds_about_a_mebibyte(store: SqlStore) -> None:
+    store.append([rec("t", f"e{n}", at=n, meta={"blob": "x" * 400_000}) for n in range(4)])
+    store.append([rec("t", f"s{n}", at=10 + n) for n in range(3)])
+    first = store.events("default", "t", limit=100)
+    assert [e["event_id"] for e in first.items] == ["e0", "e1", "e2"]  # past 1 MiB with e2
+    assert first.next_cursor is not None
+    rest = store.events("default", "t", limit=100, cursor=first.next_cursor)
+    assert [e["event_id"] for e in rest.items] == ["e3", "s0", "s1", "s2"]
+    assert rest.next_cursor is None
+    assert [len(store.events("default", "t", limit=2).items)] == [2]
+
+
 def test_event_counts_of_traces_in_any_tenants(store: SqlStore) -> None:
     store.append([rec("t", "e1"), rec("t", "e2"), rec("t", "e3", tenant="west")])
     store.append([rec("u", "e4"), rec("t", "e2")])  # e2 again: stored once

@@ -69,6 +69,7 @@ class Cursor(Protocol):
     def execute(self, query: Any, params: Any = ..., /) -> Any: ...
     def executemany(self, query: Any, params_seq: Any, /) -> Any: ...
     def fetchall(self) -> list[Any]: ...
+    def fetchmany(self, size: int = ..., /) -> list[Any]: ...
     def fetchone(self) -> Any: ...
     @property
     def rowcount(self) -> int: ...
@@ -178,7 +179,7 @@ UPSERT_ITEM = (
     " < (trace_items.time_us, trace_items.event_id, trace_items.ord)"
 )
 ERROR, PATH = "error", "path"  # the kinds of trace_items
-ITEM_PAGE_BYTES = 1024 * 1024  # about the most bytes of errors or paths one page holds
+ITEM_PAGE_BYTES = 1024 * 1024  # about the most bytes of items (events, errors, paths) a page holds
 
 UPSERT_DATASET_DETAILS = (
     "INSERT INTO dataset_details (tenant, trace_id, dataset_id, dataset_version_id, dataset_type,"
@@ -573,15 +574,18 @@ class SqlStore(Store):
             f" WHERE {' AND '.join(where)} ORDER BY time_us, event_id LIMIT ?"
         )
         params.append(limit + 1)
-        rows = self._read(functools.partial(_fetch, self.q(sql), params))
+        rows, within = self._read(
+            functools.partial(_fetch_within, self.q(sql), params, ITEM_PAGE_BYTES)
+        )
+        n = min(limit, within)
         items = []
-        for doc, received_us, _, _ in rows[:limit]:
+        for doc, received_us, _, _ in rows[:n]:
             item = orjson.loads(doc)
             item["received_at"] = iso(received_us)
             items.append(item)
         next_cursor = None
-        if len(rows) > limit:
-            last = rows[limit - 1]
+        if len(rows) > n:
+            last = rows[n - 1]
             next_cursor = encode_cursor(int(last[2]), last[3])
         return Page(items, next_cursor)
 
@@ -859,6 +863,22 @@ class SqlStore(Store):
 def _fetch(sql: str, params: Sequence[Any], cur: Cursor) -> list[Any]:
     cur.execute(sql, params)
     return cur.fetchall()
+
+
+def _fetch_within(sql: str, params: Sequence[Any], most: int, cur: Cursor) -> tuple[list[Any], int]:
+    """The rows of ``sql``, fetched a few at a time until their first columns (text) pass
+    about ``most`` bytes, and one more if there is one (to tell that there is more); and
+    how many of them are within that (at least one)."""
+    cur.execute(sql, params)
+    rows: list[Any] = []
+    while chunk := cur.fetchmany(16):
+        for i, row in enumerate(chunk):
+            rows.append(row)
+            most -= len(row[0])
+            if most < 0:
+                more = chunk[i + 1 : i + 2] or cur.fetchmany(1)
+                return rows + list(more), len(rows)
+    return rows, len(rows)
 
 
 def _execute_many(sql: str, rows: Sequence[Sequence[Any]], cur: Cursor) -> None:
