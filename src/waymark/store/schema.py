@@ -167,6 +167,10 @@ traces = Table(
             "CASE WHEN fin_event_id IS NULL THEN last_status ELSE fin_status END", persisted=True
         ),
     ),
+    # How many distinct errors and paths the trace's events reported (its trace_items
+    # rows), raised by each append by the number it added. Last: a revision added them.
+    Column("error_count", BigInteger, nullable=False, server_default=text("0")),
+    Column("path_count", BigInteger, nullable=False, server_default=text("0")),
     PrimaryKeyConstraint("tenant", "trace_id", name="pk_traces"),
     Index("ix_traces_updated", "tenant", "updated_us", "trace_id"),
     Index("ix_traces_domain_id", "tenant", "domain_id", "updated_us"),

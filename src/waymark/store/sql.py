@@ -51,6 +51,7 @@ from waymark.summary import partials as fold
 
 NEVER_US = 1 << 62  # a stall timeout that never passes
 NO_ENDS = Ends(0, [], [])  # a trace without errors (or paths)
+ITEMS_PER_LOOKUP = 1000  # trace_items keys one statement looks up
 ENDS_PER_STATEMENT = 400  # index ranges one statement reads (SQLite compounds at most 500)
 _END_RANGE = (
     "SELECT * FROM (SELECT trace_id, kind, {tail} AS tail, size,"
@@ -179,6 +180,17 @@ UPSERT_ITEM = (
     " < (trace_items.time_us, trace_items.event_id, trace_items.ord)"
 )
 ERROR, PATH = "error", "path"  # the kinds of trace_items
+#: raises a trace's counts by the errors and paths an append added to trace_items.
+ADD_COUNTS = (
+    "UPDATE traces SET error_count = error_count + ?, path_count = path_count + ?"
+    " WHERE tenant = ? AND trace_id = ?"
+)
+#: the rows of a trace_items key (tenant, trace_id, kind, digest) among those of a batch.
+STORED_ITEMS = (
+    "SELECT tenant, trace_id, kind, digest FROM trace_items"
+    " WHERE (tenant, trace_id, kind, digest) IN (VALUES {rows})"
+)
+COUNTED = f"{SUMMARY_COLUMNS}, error_count, path_count"  # a summary's columns of traces
 ITEM_PAGE_BYTES = 1024 * 1024  # about the most bytes of items (events, errors, paths) a page holds
 
 UPSERT_DATASET_DETAILS = (
@@ -242,6 +254,14 @@ def path_rows(records: Sequence[Record]) -> list[tuple[Any, ...]]:
         for r in records
         for i, path in enumerate(r.paths)
     ]
+
+
+def _count_rows(added: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """:data:`ADD_COUNTS` rows for the trace_items keys an append added, in key order."""
+    counts: dict[tuple[str, str], list[int]] = {}
+    for tenant, trace_id, kind, _ in added:
+        counts.setdefault((tenant, trace_id), [0, 0])[kind == PATH] += 1
+    return [(e, p, tenant, trace_id) for (tenant, trace_id), (e, p) in sorted(counts.items())]
 
 
 def item_rows(records: Sequence[Record]) -> list[tuple[Any, ...]]:
@@ -393,8 +413,23 @@ class SqlStore(Store):
         """Insert the path rows of newly stored events (they cannot exist yet)."""
         cur.executemany(self.q(INSERT_PATH), rows)
 
-    def _upsert_items(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
-        """Fold the distinct errors and paths of newly stored events into ``trace_items``."""
+    def _upsert_items(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """Fold the distinct errors and paths of newly stored events into ``trace_items``;
+        return the keys (tenant, trace_id, kind, digest) of the rows it added.
+
+        This one looks for the stored keys first, which is right only where writers take
+        turns (SQLite's one writer); a backend whose writers run at once asks its upsert
+        which rows it inserted."""
+        stored: set[tuple[Any, ...]] = set()
+        for start in range(0, len(rows), ITEMS_PER_LOOKUP):
+            chunk = rows[start : start + ITEMS_PER_LOOKUP]
+            sql = STORED_ITEMS.format(rows=", ".join("(?, ?, ?, ?)" for _ in chunk))
+            cur.execute(self.q(sql), [v for row in chunk for v in row[:4]])
+            stored.update(tuple(key) for key in cur.fetchall())
+        self._write_items(cur, rows)
+        return [row[:4] for row in rows if row[:4] not in stored]
+
+    def _write_items(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
         cur.executemany(self.q(UPSERT_ITEM), rows)
 
     def _upsert_traces(
@@ -432,9 +467,10 @@ class SqlStore(Store):
             )
             if paths:
                 self._insert_paths(cur, paths)
-            if items:
-                self._upsert_items(cur, items)
+            added = self._upsert_items(cur, items) if items else []
             stored = self._upsert_traces(cur, traces, partials)
+            if added:
+                cur.executemany(self.q(ADD_COUNTS), _count_rows(added))
         return AppendResult(
             len(new),
             sorted({(r.tenant, r.trace_id) for r in new}),
@@ -446,22 +482,16 @@ class SqlStore(Store):
     def _render(
         self, cur: Cursor, tenant: str, rows: list[Sequence[Any]], now: int
     ) -> list[Summary]:
-        """Summaries of ``traces`` rows: each with the count and the first and last few of
-        its errors and paths (:class:`~waymark.summary.Ends`), read from ``trace_items``
-        in a bounded number of index ranges per trace."""
+        """Summaries of ``traces`` rows selected as :data:`COUNTED`: each with the count and
+        the first and last few of its errors and paths (:class:`~waymark.summary.Ends`),
+        read from ``trace_items`` in two short index ranges per list."""
         if not rows:
             return []
-        ids = [row[1] for row in rows]
         counts: dict[tuple[str, str], int] = {}
-        cur.execute(
-            self.q(
-                "SELECT trace_id, kind, count(*) FROM trace_items WHERE tenant = ?"
-                f" AND trace_id IN ({', '.join('?' for _ in ids)}) GROUP BY trace_id, kind"
-            ),
-            (tenant, *ids),
-        )
-        for trace_id, kind, count in cur.fetchall():
-            counts[(trace_id, kind)] = int(count)
+        for row in rows:  # selected as COUNTED: the counts come last
+            for kind, count in ((ERROR, row[-2]), (PATH, row[-1])):
+                if count:
+                    counts[(row[1], kind)] = int(count)
         ends = self._ends(cur, tenant, counts)
         out = []
         for row in rows:
@@ -522,7 +552,7 @@ class SqlStore(Store):
         if not trace_ids:
             return []
         sql = self.q(
-            f"SELECT {SUMMARY_COLUMNS} FROM traces"
+            f"SELECT {COUNTED} FROM traces"
             f" WHERE tenant = ? AND trace_id IN ({', '.join('?' for _ in trace_ids)})"
         )
 
@@ -708,7 +738,7 @@ class SqlStore(Store):
             where.append("(updated_us, trace_id) < (?, ?)")
             params += [updated_us, trace_id]
         sql = (
-            f"SELECT {SUMMARY_COLUMNS} FROM traces WHERE {' AND '.join(where)}"
+            f"SELECT {COUNTED} FROM traces WHERE {' AND '.join(where)}"
             " ORDER BY updated_us DESC, trace_id DESC LIMIT ?"
         )
         params.append(limit + 1)

@@ -409,7 +409,7 @@ class SQLiteStore(SqlStore):
     def _insert_paths(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
         _write_rows(cur, INSERT_PATH, rows)
 
-    def _upsert_items(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
+    def _write_items(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
         _write_rows(cur, UPSERT_ITEM, rows)
 
     def _upsert_traces(

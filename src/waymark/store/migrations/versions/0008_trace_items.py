@@ -9,7 +9,9 @@ events: 1.7 MB and 155 ms for a trace of 20,000 events. ``trace_items`` holds ea
 distinct error and path of a trace once, at the least key of the events that reported
 it, so that a summary counts them and reads its first and last few, and
 ``GET /v1/traces/{id}/errors`` and ``/paths`` page through them, from one index range.
-This revision fills it from the events stored before it. Each step looks before it acts.
+This revision fills it from the events stored before it, and gives ``traces`` the
+counts of each trace's items (``error_count``, ``path_count``), which appends raise from
+then on. Each step looks before it acts.
 """
 
 from __future__ import annotations
@@ -70,7 +72,26 @@ def _fill() -> None:
         after = (rows[-1][0], rows[-1][1])
 
 
+def _count() -> None:
+    """Give each trace the counts of its distinct errors and paths."""
+    for kind in ("error", "path"):
+        op.execute(
+            f"UPDATE traces SET {kind}_count = (SELECT count(*) FROM trace_items i"
+            " WHERE i.tenant = traces.tenant AND i.trace_id = traces.trace_id"
+            f" AND i.kind = '{kind}')"
+        )
+
+
 def upgrade() -> None:
+    present = {c["name"] for c in sa.inspect(op.get_bind()).get_columns("traces")}
+    if "error_count" not in present:
+        zero = sa.text("0")
+        op.add_column(
+            "traces", sa.Column("error_count", sa.BigInteger, nullable=False, server_default=zero)
+        )
+        op.add_column(
+            "traces", sa.Column("path_count", sa.BigInteger, nullable=False, server_default=zero)
+        )
     if "trace_items" in sa.inspect(op.get_bind()).get_table_names():
         return
     op.create_table(
@@ -92,7 +113,10 @@ def upgrade() -> None:
         ["tenant", "trace_id", "kind", "time_us", "event_id", "ord"],
     )
     _fill()
+    _count()
 
 
 def downgrade() -> None:
     op.drop_table("trace_items")
+    for column in ("path_count", "error_count"):  # in place (SQLite 3.35 and later)
+        op.execute(f"ALTER TABLE traces DROP COLUMN {column}")
