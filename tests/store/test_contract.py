@@ -385,6 +385,30 @@ def test_a_summary_counts_errors_and_paths_and_shows_their_ends(store: SqlStore)
         store.trace_items("default", "t", "error", cursor="bad")
 
 
+def test_concurrent_writers_count_an_error_they_both_add_once(store: SqlStore) -> None:
+    shared = {"message": {"en": "disk full"}}
+    writers = [
+        [
+            [
+                rec(
+                    "t",
+                    f"w{w}-{n}",
+                    at=n,
+                    errors=[shared, {"message": {"en": f"{w}-{n}"}}],
+                    path=f"/{n % 3}",
+                )
+            ]
+            for n in range(20)
+        ]
+        for w in range(4)
+    ]
+    write_concurrently(store, writers)
+    summary = store.summary("default", "t")
+    assert summary is not None
+    assert (summary.error_count, summary.path_count) == (81, 3)
+    assert summary.errors[0] == shared
+
+
 def test_a_summary_leaves_out_what_would_make_it_large(store: SqlStore) -> None:
     """Each end of a list holds at most LIST_END_BYTES of JSON; a larger item ends its run
     (it is counted, and paged like any other: a page of large items holds at least one)."""
