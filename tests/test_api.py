@@ -347,6 +347,17 @@ def test_path_lookup_newest_first(client: TestClient) -> None:
     assert items["items"][0]["at"] == "2026-11-21T00:00:00.000000Z"
 
 
+def test_path_lookups_page(client: TestClient) -> None:
+    post(client, [{"trace_id": f"t{n}", "path": "raw/x.csv", "end_time": 1_790_000_000_000 + n}
+                  for n in range(5)])  # fmt: skip
+    first = client.get("/v1/paths", params={"path": "raw/x.csv", "limit": 3}).json()
+    assert [i["trace_id"] for i in first["items"]] == ["t4", "t3", "t2"]
+    params = {"path": "raw/x.csv", "limit": 3, "cursor": first["next_cursor"]}
+    rest = client.get("/v1/paths", params=params).json()
+    assert [i["trace_id"] for i in rest["items"]] == ["t1", "t0"]
+    assert rest["next_cursor"] is None
+
+
 def test_lineage_from_inputs_outputs_and_body_files(client: TestClient) -> None:
     post(client, native_examples())
     post(client, {"trace_id": TRACE, "event_id": "w",

@@ -437,6 +437,19 @@ def test_a_page_of_events_holds_about_a_mebibyte(store: SqlStore) -> None:
     assert [len(store.events("default", "t", limit=2).items)] == [2]
 
 
+def test_path_lookups_page_newest_first(store: SqlStore) -> None:
+    store.append([rec(f"t{n % 3}", f"e{n:02}", at=n // 2, inputs=["/shared"]) for n in range(25)])
+    seen: list[str] = []
+    cursor = None
+    while True:
+        hits = store.paths("default", "/shared", limit=11, cursor=cursor)
+        seen += [h.event_id for h in hits[:10]]
+        if len(hits) <= 10:
+            break
+        cursor = encode_cursor(hits[9].time_us, hits[9].event_id)
+    assert seen == [f"e{n:02}" for n in reversed(range(25))]
+
+
 def test_event_counts_of_traces_in_any_tenants(store: SqlStore) -> None:
     store.append([rec("t", "e1"), rec("t", "e2"), rec("t", "e3", tenant="west")])
     store.append([rec("u", "e4"), rec("t", "e2")])  # e2 again: stored once

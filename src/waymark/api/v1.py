@@ -46,7 +46,7 @@ from waymark.model import (
     dataset_trace_id,
     to_us,
 )
-from waymark.store.base import PathTouch, TraceQuery
+from waymark.store.base import PathTouch, TraceQuery, encode_cursor
 
 router = APIRouter(prefix="/v1", tags=["v1"])
 
@@ -196,12 +196,18 @@ async def get_paths(
     tenant: Tenant,
     path: Annotated[str, Query(min_length=1, max_length=10_000)],
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(max_length=2000)] = None,
 ) -> Response:
+    """Newest first, at most `limit` a page (`next_cursor`)."""
     svc = services(request)
-    hits: list[PathTouch] = await svc.in_thread(lambda: svc.store.paths(tenant, path, limit=limit))
-    return json_response(
-        {"items": [{"trace_id": h.trace_id, "event_id": h.event_id, "at": h.at} for h in hits]}
+    hits: list[PathTouch] = await svc.in_thread(
+        lambda: svc.store.paths(tenant, path, limit=limit + 1, cursor=cursor)
     )
+    next_cursor = None
+    if len(hits) > limit:
+        next_cursor = encode_cursor(hits[limit - 1].time_us, hits[limit - 1].event_id)
+    items = [{"trace_id": h.trace_id, "event_id": h.event_id, "at": h.at} for h in hits[:limit]]
+    return json_response({"items": items, "next_cursor": next_cursor})
 
 
 @router.get(

@@ -55,6 +55,7 @@ class PathTouch:
     trace_id: str
     event_id: str
     at: str
+    time_us: int  # ``at`` as stored: with ``event_id``, where the next page starts
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,9 +210,12 @@ class Store(ABC):
         """Summaries matching the query, most recently updated first."""
 
     @abstractmethod
-    def paths(self, tenant: str, path: str, *, limit: int = 100) -> list[PathTouch]:
-        """Every event that touched the path (``path``, ``inputs``, ``outputs``, files in its
-        body), newest first."""
+    def paths(
+        self, tenant: str, path: str, *, limit: int = 100, cursor: str | None = None
+    ) -> list[PathTouch]:
+        """The events that touched the path (``path``, ``inputs``, ``outputs``, files in its
+        body), newest first: at most ``limit``, older than ``cursor`` if given (the
+        :func:`encode_cursor` of a touch's ``time_us`` and ``event_id``)."""
 
     @abstractmethod
     def lineage(

@@ -744,14 +744,21 @@ class SqlStore(Store):
         params.append(limit + 1)
         return self.q(sql), params
 
-    def paths(self, tenant: str, path: str, *, limit: int = 100) -> list[PathTouch]:
+    def paths(
+        self, tenant: str, path: str, *, limit: int = 100, cursor: str | None = None
+    ) -> list[PathTouch]:
+        before = (NEVER_US, "") if cursor is None else decode_cursor(cursor, int, str)
         sql = self.q(
             "SELECT trace_id, event_id, time_us FROM paths"
-            " WHERE tenant = ? AND path_key = ? AND path = ?"
+            " WHERE tenant = ? AND path_key = ? AND path = ? AND (time_us, event_id) < (?, ?)"
             " ORDER BY time_us DESC, event_id DESC LIMIT ?"
         )
-        rows = self._read(functools.partial(_fetch, sql, (tenant, path_key(path), path, limit)))
-        return [PathTouch(trace_id, event_id, iso(int(t)) or "") for trace_id, event_id, t in rows]
+        params = (tenant, path_key(path), path, *before, limit)
+        rows = self._read(functools.partial(_fetch, sql, params))
+        return [
+            PathTouch(trace_id, event_id, iso(int(t)) or "", int(t))
+            for trace_id, event_id, t in rows
+        ]
 
     def lineage(
         self, tenant: str, trace_id: str, *, limit: int = 1000, cursor: str | None = None
