@@ -12,6 +12,7 @@ declares its parameters.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 import orjson
@@ -92,6 +93,15 @@ async def create_trace(request: Request, tenant: Tenant) -> Response:
     return json_response({"trace_id": trace_id}, 201)
 
 
+async def trace_answer(svc: Services, trace_id: str, page: Callable[[], bytes | None]) -> Response:
+    """The JSON ``page`` makes in a store thread (read and encoded there: it may be large);
+    404 if it finds no such trace (None)."""
+    body = await svc.in_thread(page)
+    if body is None:
+        raise NotFound(f"no trace {trace_id!r}")
+    return json_bytes(body)
+
+
 @router.get("/traces/{trace_id:path}/events", summary="A trace's events in order")
 async def get_events(
     request: Request,
@@ -109,10 +119,7 @@ async def get_events(
             return None
         return orjson.dumps({"items": found.items, "next_cursor": found.next_cursor})
 
-    body = await svc.in_thread(page)
-    if body is None:
-        raise NotFound(f"no trace {trace_id!r}")
-    return json_bytes(body)
+    return await trace_answer(svc, trace_id, page)
 
 
 def _list_route(kind: str, plural: str, order: str) -> None:
@@ -133,10 +140,7 @@ def _list_route(kind: str, plural: str, order: str) -> None:
                 return None
             return orjson.dumps({"items": found.items, "next_cursor": found.next_cursor})
 
-        body = await svc.in_thread(page)
-        if body is None:
-            raise NotFound(f"no trace {trace_id!r}")
-        return json_bytes(body)
+        return await trace_answer(svc, trace_id, page)
 
     router.add_api_route(
         f"/traces/{{trace_id:path}}/{plural}",
@@ -244,10 +248,7 @@ async def get_lineage(
             }
         )
 
-    body = await svc.in_thread(page)
-    if body is None:
-        raise NotFound(f"no trace {trace_id!r}")
-    return json_bytes(body)
+    return await trace_answer(svc, trace_id, page)
 
 
 # -- the summary ---------------------------------------------------------------------------
