@@ -57,6 +57,47 @@ def test_post_batch_then_summary(client: TestClient) -> None:
     ]
 
 
+def test_a_summary_stays_small_at_20000_events_with_a_path_and_an_error_each(
+    client: TestClient,
+) -> None:
+    """Row 2 of the hardening issue: the summary of 20,000 events, each with a path and an
+    error, was 1.7 MB (every error and path). It counts them and shows the first and last
+    few, under 64 KiB; the lists page through the rest."""
+    for batch in range(20):
+        post(client, [{"trace_id": "huge", "event_id": f"e{n:05}",
+                       "start_time": 1_790_000_000_000 + n,
+                       "path": f"s3://bucket/raw/2026/11/20/part-{n:05}.csv",
+                       "errors": [{"message": {"en": f"row {n}: value out of range in column 7",
+                                               "nb": f"rad {n}: verdi utenfor gyldig område"}}]}
+                      for n in range(batch * 1000, batch * 1000 + 1000)])  # fmt: skip
+    r = client.get("/v1/traces/huge")
+    assert r.status_code == 200 and len(r.content) < 64 * 1024
+    s = r.json()
+    assert (s["event_count"], s["error_count"], s["path_count"]) == (20000, 20000, 20000)
+    assert [e["message"]["en"][:6] for e in s["errors"]] == [f"row {n}:" for n in range(5)]
+    assert s["last_paths"][-1] == "s3://bucket/raw/2026/11/20/part-19999.csv"
+    assert s["links"] == {
+        "events": "/v1/traces/huge/events",
+        "errors": "/v1/traces/huge/errors",
+        "paths": "/v1/traces/huge/paths",
+        "lineage": "/v1/traces/huge/lineage",
+    }
+    seen, params = 0, {"limit": 1000}
+    while True:
+        page = client.get(s["links"]["paths"], params=params).json()
+        assert page["items"][0] == f"s3://bucket/raw/2026/11/20/part-{seen:05}.csv"
+        seen += len(page["items"])
+        if page["next_cursor"] is None:
+            break
+        params["cursor"] = page["next_cursor"]
+    assert seen == 20000
+    errors = client.get(s["links"]["errors"], params={"limit": 2}).json()
+    assert [e["message"]["en"][:6] for e in errors["items"]] == ["row 0:", "row 1:"]
+    assert client.get("/v1/traces/nope/errors").status_code == 404
+    bad = client.get(s["links"]["errors"], params={"limit": 1001})
+    assert bad.status_code == 422 and bad.json()["errors"][0]["loc"] == ["query", "limit"]
+
+
 def test_single_event_gets_an_id_and_defaults(client: TestClient) -> None:
     r = post(client, {"trace_id": "solo"})
     assert r.status_code == 202 and r.json()["accepted"] == 1
@@ -306,22 +347,68 @@ def test_path_lookup_newest_first(client: TestClient) -> None:
     assert items["items"][0]["at"] == "2026-11-21T00:00:00.000000Z"
 
 
+def test_path_lookups_page(client: TestClient) -> None:
+    post(client, [{"trace_id": f"t{n}", "path": "raw/x.csv", "end_time": 1_790_000_000_000 + n}
+                  for n in range(5)])  # fmt: skip
+    first = client.get("/v1/paths", params={"path": "raw/x.csv", "limit": 3}).json()
+    assert [i["trace_id"] for i in first["items"]] == ["t4", "t3", "t2"]
+    params = {"path": "raw/x.csv", "limit": 3, "cursor": first["next_cursor"]}
+    rest = client.get("/v1/paths", params=params).json()
+    assert [i["trace_id"] for i in rest["items"]] == ["t1", "t0"]
+    assert rest["next_cursor"] is None
+
+
 def test_lineage_from_inputs_outputs_and_body_files(client: TestClient) -> None:
     post(client, native_examples())
     post(client, {"trace_id": TRACE, "event_id": "w",
                   "body": {"files_incoming": ["processed/green/parking-fees/fees.parquet"],
                            "files_outgoing": ["indexed/fees"]}})  # fmt: skip
     lineage = client.get(f"/v1/traces/{TRACE}/lineage").json()
-    assert lineage["nodes"] == [
+    assert lineage["trace_id"] == TRACE
+    assert (lineage["truncated"], lineage["next"]) == (False, None)
+    paths = [n["path"] for n in lineage["nodes"] if n["kind"] == "path"]
+    assert paths == [
         "raw/green/parking-fees/fees.csv",
         "processed/green/parking-fees/fees.parquet",
         "indexed/fees",
     ]
-    assert [(e["from"], e["to"]) for e in lineage["edges"]] == [
-        ("raw/green/parking-fees/fees.csv", "processed/green/parking-fees/fees.parquet"),
-        ("processed/green/parking-fees/fees.parquet", "indexed/fees"),
+    steps = {n["id"]: n for n in lineage["nodes"] if n["kind"] == "step"}
+    assert steps["step:w"]["event_id"] == "w" and steps["step:w"]["status"] == "SUCCESS"
+    assert [(e["from"], e["to"]) for e in lineage["edges"]][-2:] == [
+        ("path:processed/green/parking-fees/fees.parquet", "step:w"),
+        ("step:w", "path:indexed/fees"),
     ]
-    assert lineage["edges"][1]["event_id"] == "w"
+
+
+def test_lineage_is_paged_and_says_when_it_was_cut(client: TestClient) -> None:
+    """Row 1 of the hardening issue: 3 events with 1,000 inputs and 1,000 outputs each. The
+    answer grows with the inputs and outputs (6,000 edges over pages of at most ``limit``),
+    never with their product (3,000,000 edges, 161 MB)."""
+    post(client, [{"trace_id": "wide", "event_id": f"e{n}",
+                   "inputs": [f"s3://in/{n}/{i}.csv" for i in range(1000)],
+                   "outputs": [f"s3://out/{n}/{i}.parquet" for i in range(1000)]}
+                  for n in range(3)])  # fmt: skip
+    edges: set[tuple[str, str]] = set()
+    pages, largest = 0, 0
+    params: dict[str, Any] = {"limit": 5000}
+    while True:
+        r = client.get("/v1/traces/wide/lineage", params=params)
+        assert r.status_code == 200
+        largest = max(largest, len(r.content))
+        page = r.json()
+        pages += 1
+        edges |= {(e["from"], e["to"]) for e in page["edges"]}
+        assert page["truncated"] is (page["next"] is not None)
+        if page["next"] is None:
+            break
+        params["cursor"] = page["next"]
+    assert len(edges) == 6000 and pages == 2
+    assert largest < 1024 * 1024
+    first = client.get("/v1/traces/wide/lineage").json()  # the default: 1,000 a page
+    assert first["truncated"] is True and len(first["edges"]) == 999
+    for limit in (1, 5001):
+        r = client.get("/v1/traces/wide/lineage", params={"limit": limit})
+        assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["query", "limit"]
 
 
 def test_healthz(client: TestClient) -> None:
@@ -396,7 +483,8 @@ def test_trace_ids_may_hold_slashes(client: TestClient) -> None:
                   "outputs": ["b"]})  # fmt: skip
     assert client.get("/v1/traces/ds/1/run-7").json()["trace_id"] == "ds/1/run-7"
     assert len(client.get("/v1/traces/ds/1/run-7/events").json()["items"]) == 1
-    assert client.get("/v1/traces/ds/1/run-7/lineage").json()["nodes"] == ["a", "b"]
+    nodes = client.get("/v1/traces/ds/1/run-7/lineage").json()["nodes"]
+    assert [n["id"] for n in nodes if n["kind"] == "path"] == ["path:a", "path:b"]
 
 
 def test_the_served_app_collects_garbage_less_often(

@@ -35,9 +35,11 @@ class StuckStore(SQLiteStore):
         if not self.release.wait(30):
             raise TimeoutError("never released")
 
-    def lineage(self, tenant: str, trace_id: str) -> DataFlow | None:
+    def lineage(
+        self, tenant: str, trace_id: str, *, limit: int = 1000, cursor: str | None = None
+    ) -> DataFlow | None:
         self._hold()
-        return super().lineage(tenant, trace_id)
+        return super().lineage(tenant, trace_id, limit=limit, cursor=cursor)
 
     def search(
         self, tenant: str, query: TraceQuery, *, limit: int = 50, cursor: str | None = None

@@ -205,6 +205,19 @@ def test_status_piped_json_and_csv(server: LiveServer) -> None:
     ]
 
 
+def test_status_shows_the_first_and_last_errors_of_many(server: LiveServer) -> None:
+    post(server, [
+        {"trace_id": "many", "event_id": f"m{n:02}", "start_time": f"2026-11-20T10:00:{n:02}Z",
+         "errors": [{"message": {"en": f"bad row {n}"}}]}
+        for n in range(30)
+    ])  # fmt: skip
+    ran = piped(server, "status", "many", "--format", "csv")
+    assert ran.code == 0
+    shown = list(csv.reader(io.StringIO(ran.out)))[1][4]
+    first = "; ".join(f"bad row {n}" for n in range(5))
+    assert shown.startswith(first + "; (20 more); bad row 25")
+
+
 # -- history --------------------------------------------------------------------------------------
 
 

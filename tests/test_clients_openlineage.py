@@ -100,8 +100,12 @@ def test_a_dag_run_with_two_tasks_succeeds_with_its_lineage(live_server: LiveSer
     lineage = httpx.get(f"{live_server.url}/v1/traces/{dag}/lineage").json()
     raw = "s3://ok-origo-raw/green/parking-fees/fees.csv"
     parquet = "s3://ok-origo-processed/green/parking-fees/fees.parquet"
-    assert set(lineage["nodes"]) == {raw, parquet}
-    assert lineage["edges"] == []  # no one step both read and wrote
+    paths = {n["path"] for n in lineage["nodes"] if n["kind"] == "path"}
+    assert paths == {raw, parquet}
+    edges = [(e["from"], e["to"]) for e in lineage["edges"]]
+    readers = [to for source, to in edges if source == f"path:{raw}"]
+    writers = [source for source, to in edges if to == f"path:{parquet}"]
+    assert len(readers) == 2 and len(writers) == 1 and len(edges) == 3  # steps between
 
     events = httpx.get(f"{live_server.url}/v1/traces/{dag}/events").json()["items"]
     assert [e["inputs"] for e in events if "inputs" in e] == [[raw], [raw]]

@@ -6,6 +6,7 @@ Needs ``chromium`` on the PATH (``make test`` installs Debian's package when mis
 from __future__ import annotations
 
 import html
+import re
 import shutil
 import subprocess
 import threading
@@ -100,3 +101,35 @@ def test_an_open_trace_updates_itself_when_it_finishes(
     assert 'class="state SUCCEEDED">SUCCEEDED' in summary
     assert "indexer" in dom.partition('id="events"')[2]  # the events were read again
     assert "updates when it moves" not in dom  # no longer waiting
+
+
+def test_an_open_trace_shows_its_lineage_and_the_ends_of_many_errors(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    post(
+        live_server,
+        {
+            "trace_id": "wide",
+            "event_id": "conv",
+            "component": "converter",
+            "inputs": ["raw/a.csv"],
+            "outputs": ["clean/a.parquet"],
+        },
+        *(
+            {
+                "trace_id": "wide",
+                "event_id": f"e{n:02}",
+                "end_time": 1_790_000_000_000 + n,
+                "errors": [{"message": {"en": f"bad row {n}"}}],
+            }
+            for n in range(12)
+        ),
+        {"trace_id": "wide", "event_id": "end", "trace_status": "FINISHED"},  # no long poll
+    )
+    detail = dump_dom(f"{live_server.url}/#trace=wide", tmp_path / "c")
+    assert "raw/a.csv → [converter]" in detail and "[converter] → clean/a.parquet" in detail
+    errors = re.search(r'id="errors"[^>]*>(.*?)</ul>', detail, re.S)
+    assert errors is not None
+    shown = re.findall(r"<li[^>]*>(.*?)</li>", errors.group(1))
+    assert shown == [*(f"bad row {n}" for n in range(5)), "… 2 more …",
+                     *(f"bad row {n}" for n in range(7, 12))]  # fmt: skip

@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.strategies import event_sets
-from waymark.model import Event, Record, State, to_record
+from waymark.model import LIST_END_BYTES, SUMMARY_BYTES, Event, Record, State, to_record
 from waymark.pipelines import Pipeline, Pipelines
-from waymark.summary import Partial, merge, render, summarize
+from waymark.summary import Ends, Partial, merge, render, summarize, unique_errors, unique_paths
 
 NOW = 1_800_000_000_000_000
 RULES = Pipelines(default=Pipeline(stall_timeout_s=None))
@@ -127,8 +127,8 @@ def test_merging_partials_in_any_order_and_grouping_equals_the_pure_function(
         "t",
         recs[0].trace_id,
         total,
-        [e for r in ordered for e in r.errors],
-        [p for r in ordered for p in r.paths],
+        Ends.of_list(unique_errors(e for r in ordered for e in r.errors)),
+        Ends.of_list(unique_paths(p for r in ordered for p in r.paths)),
         now_us=NOW,
         stall_timeout_us=None,
     )
@@ -170,3 +170,29 @@ def test_a_forked_child_does_not_repeat_its_parents_ids() -> None:
     child_ids = [child[i : i + 36] for i in range(0, len(child), 36)]
     assert len(child_ids) == 50
     assert not {i[15:] for i in child_ids} & {i[15:] for i in parent}  # the random parts
+
+
+def test_a_summary_shows_the_ends_of_its_lists_and_counts_them() -> None:
+    assert Ends.of_list(list(range(7))) == Ends(7, [0, 1, 2, 3, 4], [5, 6])
+    assert Ends.of_list(list(range(30))) == Ends(30, [0, 1, 2, 3, 4], [25, 26, 27, 28, 29])
+    assert Ends.of_list([]) == Ends(0, [], [])
+    big = "x" * (LIST_END_BYTES // 2)
+    # each end within its bytes: the run stops at the first item that does not fit
+    ends = Ends.of_list(["a", big, big, "b", "c", "d", big, big, "e"])
+    assert ends == Ends(9, ["a", big], [big, "e"])
+
+
+def test_a_summary_stays_small_whatever_its_errors_and_paths() -> None:
+    huge = {"message": {"en": "é" * 100_000}}
+    recs = records(
+        [{"event_id": f"e{n}", "trace_id": "t", "trace_status": "STARTED",
+          "component": "\x01" * 500, "stage": "\x01" * 500, "operation": "\x01" * 500,
+          "domain_id": "\x01" * 500, "user": "\x01" * 500, "domain": "\x01" * 500,
+          "errors": [huge, {"message": {"en": f"{n}" + "\x02" * 1000}}],
+          "path": "中" * 10_000, "inputs": [f"{n}/" + "\x03" * 9_000]}
+         for n in range(40)]
+    )  # fmt: skip
+    summary = summarize(recs, now_us=NOW)
+    assert summary is not None
+    assert (summary.error_count, summary.path_count) == (41, 41)
+    assert len(summary.model_dump_json()) < SUMMARY_BYTES

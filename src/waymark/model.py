@@ -17,6 +17,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, NamedTuple
+from urllib.parse import quote
 
 import orjson
 from pydantic import (
@@ -78,6 +79,9 @@ MAX_REQUEST_BYTES = 1024 * 1024  # the largest request body the API reads (the S
 MAX_BODY_BYTES = 64 * 1024
 TRACE_ID_MAX = 200
 TRACE_ID_CUT = 80
+LIST_ENDS = 5  # a summary's errors and paths: this many first, this many last
+LIST_END_BYTES = 6 * 1024  # at most this much JSON at each end of each list
+SUMMARY_BYTES = 64 * 1024  # a summary's JSON is smaller than this, whatever its trace
 
 
 def is_token(value: str) -> bool:
@@ -459,8 +463,32 @@ class Current(BaseModel):
     time: str
 
 
+class Links(BaseModel):
+    """Where the rest of a trace is, paged: its events, all its errors and paths, its lineage."""
+
+    events: str
+    errors: str
+    paths: str
+    lineage: str
+
+    @classmethod
+    def of(cls, trace_id: str) -> Links:
+        base = "/v1/traces/" + quote(trace_id, safe="")
+        return cls(
+            events=base + "/events",
+            errors=base + "/errors",
+            paths=base + "/paths",
+            lineage=base + "/lineage",
+        )
+
+
 class Summary(BaseModel):
-    """Where a trace stands (``GET /v1/traces/{trace_id}``)."""
+    """Where a trace stands (``GET /v1/traces/{trace_id}``).
+
+    Bounded whatever the trace's size (:data:`SUMMARY_BYTES`): its errors and paths are
+    counted, and only the first and the last few (:data:`LIST_ENDS`, within
+    :data:`LIST_END_BYTES` of JSON at each end) are in it; ``links`` page through them all.
+    """
 
     trace_id: str
     tenant: str
@@ -478,8 +506,13 @@ class Summary(BaseModel):
     domain_id: str | None
     user: str | None
     current: Current
-    errors: list[Any]
-    paths: list[str]
+    error_count: int = Field(description="how many distinct errors the events reported")
+    errors: list[Any] = Field(description="the first distinct errors, in key order")
+    last_errors: list[Any] = Field(description="the last ones, none of them in `errors`")
+    path_count: int = Field(description="how many distinct paths the events named")
+    paths: list[str] = Field(description="the first distinct paths, in first-seen order")
+    last_paths: list[str] = Field(description="the last ones, none of them in `paths`")
+    links: Links
 
 
 def dataset_of(domain_id: str | None) -> str | None:

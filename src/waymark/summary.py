@@ -10,14 +10,17 @@ any number of writers. The property tests hold the two to the same answers.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from waymark.model import (
+    LIST_END_BYTES,
+    LIST_ENDS,
     Current,
+    Links,
     Record,
     State,
     Status,
@@ -197,12 +200,17 @@ def _partial(group: list[Record]) -> Partial:
     )
 
 
+def error_key(error: Any) -> bytes:
+    """What makes two errors the same: equal JSON, whatever the order of its keys."""
+    return orjson.dumps(error, option=orjson.OPT_SORT_KEYS)
+
+
 def unique_errors(errors: Iterable[Any]) -> list[Any]:
     """Errors without repeats, first occurrence kept (equal JSON means equal error)."""
     seen: set[bytes] = set()
     out = []
     for error in errors:
-        fingerprint = orjson.dumps(error, option=orjson.OPT_SORT_KEYS)
+        fingerprint = error_key(error)
         if fingerprint not in seen:
             seen.add(fingerprint)
             out.append(error)
@@ -211,6 +219,44 @@ def unique_errors(errors: Iterable[Any]) -> list[Any]:
 
 def unique_paths(paths: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(paths))
+
+
+@dataclass(frozen=True, slots=True)
+class Ends:
+    """What a summary shows of one of its lists (errors or paths): how many there are, and
+    the first and the last few, none in both, each end within
+    :data:`~waymark.model.LIST_END_BYTES` of JSON."""
+
+    count: int
+    first: list[Any]
+    last: list[Any]
+
+    @classmethod
+    def of(
+        cls, count: int, head: Sequence[tuple[Any, int]], tail: Sequence[tuple[Any, int]]
+    ) -> Ends:
+        """From the list's first :data:`~waymark.model.LIST_ENDS` items and its last ones
+        after those (as (item, size of its JSON)): the longest run of each end that fits
+        (an item too large for it ends its run; a store need not read it)."""
+        return cls(count, _fit(head), _fit(tail[::-1])[::-1])
+
+    @classmethod
+    def of_list(cls, items: Sequence[Any]) -> Ends:
+        """The ends of a whole list (what :func:`summarize` has)."""
+        sized = [(item, len(orjson.dumps(item))) for item in items]
+        return cls.of(
+            len(items), sized[:LIST_ENDS], sized[max(LIST_ENDS, len(items) - LIST_ENDS) :]
+        )
+
+
+def _fit(items: Iterable[tuple[Any, int]]) -> list[Any]:
+    out, room = [], LIST_END_BYTES
+    for item, size in items:
+        room -= size
+        if room < 0:
+            break
+        out.append(item)
+    return out
 
 
 def state_of(partial: Partial, now_us: int, stall_timeout_us: int | None) -> State:
@@ -225,13 +271,13 @@ def render(
     tenant: str,
     trace_id: str,
     partial: Partial,
-    errors: list[Any],
-    paths: list[str],
+    errors: Ends,
+    paths: Ends,
     *,
     now_us: int,
     stall_timeout_us: int | None,
 ) -> Summary:
-    """Turn a partial plus the trace's errors and paths (in key order) into a summary."""
+    """Turn a partial plus what it shows of the trace's errors and paths into a summary."""
     deciding = partial.deciding
     done = partial.done
     finished_us = deciding.time_us if done else None
@@ -263,8 +309,13 @@ def render(
             status=deciding.status,
             time=iso(deciding.time_us) or "",
         ),
-        errors=unique_errors(errors),
-        paths=unique_paths(paths),
+        error_count=errors.count,
+        errors=errors.first,
+        last_errors=errors.last,
+        path_count=paths.count,
+        paths=paths.first,
+        last_paths=paths.last,
+        links=Links.of(trace_id),
     )
 
 
@@ -358,8 +409,8 @@ def summarize(
         ordered[0].tenant,
         ordered[0].trace_id,
         partial,
-        [error for r in ordered for error in r.errors],
-        [path for r in ordered for path in r.paths],
+        Ends.of_list(unique_errors(error for r in ordered for error in r.errors)),
+        Ends.of_list(unique_paths(path for r in ordered for path in r.paths)),
         now_us=now_us,
         stall_timeout_us=stall_timeout_us,
     )

@@ -60,6 +60,15 @@ def error_text(errors: Sequence[Any]) -> str:
     return "; ".join(out)
 
 
+def shown_errors(summary: dict[str, Any]) -> str:
+    """A summary's errors: the first and the last ones, and how many are left out between
+    (``waymark history`` lists every event's)."""
+    first, last = summary["errors"], summary["last_errors"]
+    left_out = summary["error_count"] - len(first) - len(last)
+    gap = [f"({left_out} more)"] if left_out else []
+    return "; ".join(text for text in (error_text(first), *gap, error_text(last)) if text)
+
+
 def client(url: str | None, tenant: str | None) -> Client:
     """The SDK client the CLI reads and sends with: one retry, long enough for ``?wait``."""
     return Client(server_url(url), tenant, timeout=LONG_POLL_S + 10, retries=1)
@@ -117,9 +126,7 @@ def status_listing(found: Summary, now: datetime | None = None) -> Listing:
     current = summary["current"]
     step = step_name(current)
     moved = summary["updated_at"]
-    errors = error_text(summary["errors"] + summary.get("last_errors", []))
-    if summary.get("error_count", 0) > len(summary["errors"]) + len(summary.get("last_errors", [])):
-        errors += f" ({summary['error_count']} in all: waymark history shows each)"
+    errors = shown_errors(summary)
     cells = {
         "Trace ID": cell(summary["trace_id"]),
         "State": cell(summary["state"]),

@@ -1,13 +1,23 @@
-"""Waiting for a trace to finish: how ``?wait`` learns of completion without polling hard.
+"""Waiting for a trace to change: how ``?wait`` learns of it without reading in a loop.
+
+A waiting request costs nothing while its trace stands still. The waiters of one trace
+share a :class:`_Watch`: it is read once when the first of them comes, and again only
+when the trace has changed; every waiter of it then takes that one read.
 
 Whoever learns that traces changed calls :meth:`Watcher.notify` with their
-(tenant, trace_id) pairs: the direct sink after each commit in this process, the
-change feed when events arrive through the bus. Waiters wake at once, then
-re-read the summary. Writers this process cannot hear (another worker appending to
-the same SQLite file) are caught by the store's commit marker
-(:meth:`waymark.store.base.Store.commit_marker`), asked every ``look_every_s``
-while anyone waits: when it has changed, every waiter re-reads. As a last safety
-net each waiter also re-reads every ``fallback_poll_s`` seconds.
+(tenant, trace_id) pairs: the direct sink after each commit in this process, the change
+feed when events arrive through the bus. Writers this process cannot hear are found by a
+look that serves every waiter at once:
+
+- where the store has a commit marker (:meth:`waymark.store.base.Store.commit_marker`:
+  another worker appending to the same SQLite file), it is asked every ``look_every_s``
+  while anyone waits, and only when it has moved are the watched traces' event counts
+  read (``counts``, one query for all of them);
+- where it has none (PostgreSQL: another replica in direct mode, a change-feed message
+  lost), the counts are read every ``check_every_s`` while anyone waits.
+
+A trace whose count differs from what its waiters last read has changed: they read it
+again. Appends are idempotent, so a trace changes exactly when its event count does.
 """
 
 from __future__ import annotations
@@ -16,39 +26,88 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Hashable, Iterable
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 
 from waymark.model import Summary
 
 Key = tuple[str, str]
 
+Counts = Callable[[Sequence[Key]], dict[Key, int]]
+"""The event counts of traces (those that exist), by (tenant, trace_id); it blocks (a store
+call), so the watcher runs it in a thread."""
+
 log = logging.getLogger(__name__)
+
+
+class _Watch:
+    """The waiters of one trace: how often it has changed since they came, its last read,
+    and an event set when it changes next."""
+
+    def __init__(self) -> None:
+        self.waiters = 0
+        self.changes = 0
+        self.moved = asyncio.Event()
+        self.count: int | None = None  # the event count of the last read
+        self._reading: tuple[int, asyncio.Future[Summary | None]] | None = None
+
+    @property
+    def reading(self) -> bool:
+        """Whether a read is under way."""
+        return self._reading is not None and not self._reading[1].done()
+
+    def change(self) -> None:
+        self.changes += 1
+        self.moved.set()
+        self.moved = asyncio.Event()
+
+    async def read(self, read: Callable[[], Awaitable[Summary | None]]) -> Summary | None:
+        """The trace as read since its last change: one read for every waiter."""
+        reading = self._reading
+        if reading is None or reading[0] != self.changes or _failed(reading[1]):
+            reading = self._reading = (self.changes, asyncio.ensure_future(read()))
+            reading[1].add_done_callback(self._counted)
+        return await asyncio.shield(reading[1])
+
+    def _counted(self, done: asyncio.Future[Summary | None]) -> None:
+        if not done.cancelled() and done.exception() is None:
+            summary = done.result()
+            self.count = None if summary is None else summary.event_count
+
+
+def _failed(future: asyncio.Future[Summary | None]) -> bool:
+    return future.done() and (future.cancelled() or future.exception() is not None)
 
 
 class Watcher:
     def __init__(
         self,
-        fallback_poll_s: float = 0.5,
         *,
+        counts: Counts | None = None,
         commit_marker: Callable[[], Hashable | None] | None = None,
         look_every_s: float = 0.02,
+        check_every_s: float = 1.0,
     ) -> None:
-        self.fallback_poll_s = fallback_poll_s
         self.look_every_s = look_every_s
+        self.check_every_s = check_every_s
+        self._counts = counts
         self._commit_marker = commit_marker
         self._marker: Hashable | None = None  # the last one seen
         self._looking: asyncio.Task[None] | None = None
-        self._waiters: dict[Key, set[asyncio.Event]] = {}
+        self._watches: dict[Key, _Watch] = {}
+        #: how many times the watched traces' counts were read (one query each)
+        self.checks = 0
+        self._recheck = False  # look at the counts again even if the marker has not moved
 
     def notify(self, keys: Iterable[Key]) -> None:
-        """Wake everyone waiting on these traces. Call from the event loop's thread."""
+        """These traces changed: their waiters read them again. Call from the event loop."""
         for key in keys:
-            for event in self._waiters.get(key, ()):
-                event.set()
+            watch = self._watches.get(key)
+            if watch is not None:
+                watch.change()
 
     @property
     def waiting(self) -> int:
-        return sum(len(v) for v in self._waiters.values())
+        return sum(w.waiters for w in self._watches.values())
 
     async def wait_done(
         self,
@@ -56,7 +115,7 @@ class Watcher:
         timeout_s: float,
         read: Callable[[], Awaitable[Summary | None]],
     ) -> Summary | None:
-        """Re-read the trace until it is done or ``timeout_s`` passes; return the last read."""
+        """Wait until the trace is done or ``timeout_s`` passes; return the last read."""
         return await self.wait_for(key, timeout_s, read, lambda s: s is not None and s.done)
 
     async def wait_for(
@@ -66,56 +125,76 @@ class Watcher:
         read: Callable[[], Awaitable[Summary | None]],
         ready: Callable[[Summary | None], bool],
     ) -> Summary | None:
-        """Re-read the trace until ``ready`` says yes to what was read or ``timeout_s``
-        passes; return the last read."""
+        """Wait until ``ready`` says yes to the trace as read or ``timeout_s`` passes;
+        return the last read. ``read`` reads the trace; the waiters of one trace share
+        its reads (any waiter's ``read`` may serve the others)."""
         deadline = time.monotonic() + timeout_s
-        event = asyncio.Event()
-        self._waiters.setdefault(key, set()).add(event)
-        if self._commit_marker is not None and self._looking is None:
-            self._start_looking(self._commit_marker)
+        watch = self._watches.get(key)
+        if watch is None:
+            watch = self._watches[key] = _Watch()
+        watch.waiters += 1
+        if self._looking is None and (self._commit_marker or self._counts):
+            self._start_looking()
         try:
             while True:
-                event.clear()
-                summary = await read()
+                moved = watch.moved  # set by a change from here on, even during the read
+                summary = await watch.read(read)
                 remaining = deadline - time.monotonic()
                 if ready(summary) or remaining <= 0:
                     return summary
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(event.wait(), min(remaining, self.fallback_poll_s))
+                    await asyncio.wait_for(moved.wait(), remaining)
         finally:
-            waiters = self._waiters.get(key)
-            if waiters is not None:
-                waiters.discard(event)
-                if not waiters:
-                    del self._waiters[key]
+            watch.waiters -= 1
+            if not watch.waiters and self._watches.get(key) is watch:
+                del self._watches[key]
 
-    def _start_looking(self, commit_marker: Callable[[], Hashable | None]) -> None:
-        """Note the marker before the waiter's first read (a commit after that read changes
-        it), and look at it every ``look_every_s`` from now on."""
-        try:
-            self._marker = commit_marker()
-        except Exception:  # never let a failing look take a waiter down; the timer stays
-            log.exception("asking the store for its commit marker failed; waiters fall back")
-            self._marker = None
-        if self._marker is None:  # the store cannot tell: the timer stays
-            self._commit_marker = None
+    def _start_looking(self) -> None:
+        """Note the marker before the first waiter's read (a commit after that read moves
+        it), and look from now on while anyone waits."""
+        if self._commit_marker is not None:
+            try:
+                self._marker = self._commit_marker()
+            except Exception:  # never let a failing look take a waiter down
+                log.exception("asking the store for its commit marker failed")
+                self._marker = None
+            if self._marker is None:  # the store cannot tell: check the counts instead
+                self._commit_marker = None
+        if self._commit_marker is None and self._counts is None:
             return
         self._looking = asyncio.get_running_loop().create_task(self._look())
 
     async def _look(self) -> None:
-        """While anyone waits, ask the store for its commit marker; wake all if it changed."""
-        assert self._commit_marker is not None
         try:
-            while self._waiters:
-                await asyncio.sleep(self.look_every_s)
-                marker = self._commit_marker()
-                if marker is None:  # the store cannot tell (after all): the timer stays
-                    self._commit_marker = None
-                    return
-                if marker != self._marker:
-                    self._marker = marker
-                    self.notify(list(self._waiters))
-        except Exception:  # never let a failing look take a waiter down; the timer stays
-            log.exception("asking the store for its commit marker failed; waiters fall back")
+            while self._watches:
+                marker = self._commit_marker
+                await asyncio.sleep(self.look_every_s if marker else self.check_every_s)
+                if marker is not None:
+                    seen = marker()
+                    if seen is not None and seen == self._marker and not self._recheck:
+                        continue
+                    if seen is None:  # the store cannot tell (after all): check the counts
+                        self._commit_marker = None
+                    self._marker = seen
+                await self._check()
+        except Exception:  # never let a failing look take a waiter down
+            log.exception("looking for changes by other writers failed; notices still wake")
         finally:
             self._looking = None
+
+    async def _check(self) -> None:
+        """Read the watched traces' event counts (one query) and wake the waiters of those
+        that changed; without ``counts``, wake them all."""
+        watched = list(self._watches.items())
+        self._recheck = False
+        if self._counts is None:
+            self.notify(key for key, _ in watched)
+            return
+        self.checks += 1
+        counts = await asyncio.to_thread(self._counts, [key for key, _ in watched])
+        changed = [key for key, watch in watched if counts.get(key) != watch.count]
+        # A trace being read now (a notice came first) is checked again at the next look,
+        # once that read has told its count, rather than read twice.
+        reading = {key for key, watch in watched if key in changed and watch.reading}
+        self._recheck = bool(reading)
+        self.notify(key for key in changed if key not in reading)

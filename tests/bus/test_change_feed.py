@@ -29,7 +29,7 @@ def test_a_waiting_reader_wakes_when_a_collector_commits(tmp_path: Path, bus_url
 
     async def go() -> Summary | None:
         # The replica re-reads on its own only once a minute: only the feed can wake it in time.
-        watcher = Watcher(fallback_poll_s=60)
+        watcher = Watcher()
         replica = WatchingBusSink(open_bus(bus_url), watcher)
         await replica.start()
         collector_bus = open_bus(bus_url)

@@ -52,13 +52,13 @@ def test_client_against_a_live_server(live_server: LiveServer) -> None:
         assert hit.trace_id == TRACE
 
         lineage = client.lineage(TRACE)
-        assert lineage.edges == [
-            {
-                "from": "raw/green/parking-fees/fees.csv",
-                "to": "processed/green/parking-fees/fees.parquet",
-                "event_id": result.event_ids[1],
-            }
+        step = f"step:{result.event_ids[1]}"
+        assert [(e.from_, e.to) for e in lineage.edges] == [
+            ("path:raw/green/parking-fees/fees.csv", step),
+            (step, "path:processed/green/parking-fees/fees.parquet"),
         ]
+        whole = client.lineage(TRACE, page_size=2)  # a page of one edge: joined again
+        assert (whole.edges, whole.nodes, whole.next) == (lineage.edges, lineage.nodes, None)
 
         assert client.wait(TRACE, timeout=5).done
 

@@ -54,8 +54,10 @@ def test_events_arrive_with_their_fields_and_lineage(live_server: LiveServer) ->
     assert write["inputs"] == ["raw/fees.csv"]
     assert write["start_time"] <= write["end_time"] <= events["TRANSFORM"]["end_time"]
     assert events["TRANSFORM"]["operation"] == "transform"
-    assert lineage.edges == [
-        {"from": "raw/fees.csv", "to": "processed/fees.parquet", "event_id": write["event_id"]}
+    step = f"step:{write['event_id']}"
+    assert [(e.from_, e.to) for e in lineage.edges] == [
+        ("path:raw/fees.csv", step),
+        (step, "path:processed/fees.parquet"),
     ]
 
 

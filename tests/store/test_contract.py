@@ -10,7 +10,15 @@ from tests.store.conftest import rec, write_concurrently
 from waymark.errors import BadCursor
 from waymark.model import State, Status, now_us
 from waymark.store import open_store
-from waymark.store.base import ApiKey, DatasetDetails, EventQuery, TraceQuery
+from waymark.store.base import (
+    LINEAGE_SCAN_EVENTS,
+    ApiKey,
+    DatasetDetails,
+    EventQuery,
+    Page,
+    TraceQuery,
+    encode_cursor,
+)
 from waymark.store.sql import SqlStore
 from waymark.summary import head, head_of
 
@@ -224,19 +232,102 @@ def test_a_path_longer_than_an_index_entry_is_found(store: SqlStore) -> None:
 def test_lineage_of_a_trace(store: SqlStore) -> None:
     store.append(
         [
-            rec("t", "e1", at=10, inputs=["raw"], outputs=["clean"]),
+            rec("t", "e1", at=10, inputs=["raw"], outputs=["clean"], component="conv"),
             rec("t", "e2", at=20, body={"files_incoming": ["clean"], "files_outgoing": ["idx"]}),
-            rec("t", "e3", at=30, path="report"),
+            rec("t", "e3", at=30, path="report"),  # names a path, reads and writes nothing
+            rec("t", "e4", at=40, inputs=["idx", "idx"], status="FAILED"),  # only read
         ]
     )
     lineage = store.lineage("default", "t")
-    assert lineage is not None
-    assert lineage.nodes == ["raw", "clean", "idx", "report"]
-    assert lineage.edges == [
-        {"from": "raw", "to": "clean", "event_id": "e1"},
-        {"from": "clean", "to": "idx", "event_id": "e2"},
+    assert lineage is not None and lineage.next_cursor is None
+    assert [n["id"] for n in lineage.nodes] == [
+        "step:e1", "path:raw", "path:clean", "step:e2", "path:idx", "step:e4",
+    ]  # fmt: skip
+    assert lineage.nodes[0] == {
+        "id": "step:e1",
+        "kind": "step",
+        "event_id": "e1",
+        "component": "conv",
+        "stage": None,
+        "operation": None,
+        "status": "SUCCESS",
+        "time": "1970-01-01T00:00:00.000010Z",
+    }
+    assert lineage.nodes[1] == {"id": "path:raw", "kind": "path", "path": "raw"}
+    assert lineage.nodes[5]["status"] == "FAILED"
+    assert [(e["from"], e["to"]) for e in lineage.edges] == [
+        ("path:raw", "step:e1"),
+        ("step:e1", "path:clean"),
+        ("path:clean", "step:e2"),
+        ("step:e2", "path:idx"),
+        ("path:idx", "step:e4"),
     ]
     assert store.lineage("default", "unknown") is None
+    past_the_end = store.lineage("default", "t", cursor=encode_cursor(1 << 40, "zz", 0))
+    assert past_the_end is not None and past_the_end.nodes == []
+
+
+Edges = set[tuple[str, str]]
+
+
+def all_lineage(
+    store: SqlStore, trace_id: str, limit: int
+) -> tuple[list[list[str]], Edges, dict[str, dict[str, object]]]:
+    """Every page's node ids, every edge, every node by id."""
+    pages: list[list[str]] = []
+    edges: Edges = set()
+    nodes: dict[str, dict[str, object]] = {}
+    cursor = None
+    while True:
+        page = store.lineage("default", trace_id, limit=limit, cursor=cursor)
+        assert page is not None
+        ids = [n["id"] for n in page.nodes]
+        assert len(ids) <= limit and len(page.edges) <= limit
+        assert len(set(ids)) == len(ids)
+        for edge in page.edges:  # both ends of every edge are on its page
+            assert edge["from"] in ids and edge["to"] in ids
+            assert (edge["from"], edge["to"]) not in edges
+            edges.add((edge["from"], edge["to"]))
+        nodes.update({n["id"]: n for n in page.nodes})
+        pages.append(ids)
+        if page.next_cursor is None:
+            return pages, edges, nodes
+        cursor = page.next_cursor
+
+
+def test_lineage_grows_with_inputs_and_outputs_not_their_product(store: SqlStore) -> None:
+    """3 steps of 1,000 inputs and 1,000 outputs each: 6,000 edges (not 3,000,000) on pages
+    of at most ``limit`` nodes and edges, every edge once, every path a node."""
+    store.append(
+        [
+            rec(
+                "big",
+                f"e{n}",
+                at=n,
+                inputs=[f"in/{n}/{i}" for i in range(1000)],
+                outputs=[f"out/{n}/{i}" for i in range(1000)],
+            )
+            for n in range(3)
+        ]
+    )
+    pages, edges, nodes = all_lineage(store, "big", limit=1000)
+    assert len(edges) == 6000
+    assert len(pages) == 7  # 6,000 edges at 999 or 1,000 a page
+    assert ("path:in/1/999", "step:e1") in edges and ("step:e2", "path:out/2/0") in edges
+    assert sum(1 for n in nodes.values() if n["kind"] == "step") == 3
+    assert len(nodes) == 6003
+    first = store.lineage("default", "big")
+    assert first is not None and first.next_cursor is not None  # said when it was cut
+
+
+def test_lineage_pages_read_a_bounded_number_of_events(store: SqlStore) -> None:
+    quiet = [rec("long", f"q{n:05}", at=n) for n in range(LINEAGE_SCAN_EVENTS + 10)]
+    store.append([*quiet, rec("long", "w", at=10**6, inputs=["a"], outputs=["b"])])
+    first = store.lineage("default", "long")
+    assert first is not None and first.nodes == [] and first.next_cursor is not None
+    pages, edges, _ = all_lineage(store, "long", limit=10)
+    assert edges == {("path:a", "step:w"), ("step:w", "path:b")}
+    assert len(pages) == 2
 
 
 def test_summary_errors_and_paths_in_key_order(store: SqlStore) -> None:
@@ -248,6 +339,124 @@ def test_summary_errors_and_paths_in_key_order(store: SqlStore) -> None:
     assert summary is not None
     assert summary.errors == [oops, late]
     assert summary.paths == ["/a", "/b"]
+
+
+def all_items(store: SqlStore, trace_id: str, kind: str, limit: int) -> list[list[object]]:
+    pages: list[list[object]] = []
+    cursor = None
+    while True:
+        page = store.trace_items("default", trace_id, kind, limit=limit, cursor=cursor)
+        assert page is not None
+        pages.append(page.items)
+        if page.next_cursor is None:
+            return pages
+        cursor = page.next_cursor
+
+
+def test_a_summary_counts_errors_and_paths_and_shows_their_ends(store: SqlStore) -> None:
+    """Many errors and paths, some repeated, arriving out of order and in several batches:
+    the summary counts the distinct ones and shows the first and last five; the lists page
+    through all of them, each once, in key order."""
+
+    def error(n: int) -> dict[str, object]:
+        return {"message": {"en": f"failed {n}"}}
+
+    made = [
+        rec("t", f"e{n:04}", at=n, errors=[error(n), error(0)], path=f"/p/{n % 700}")
+        for n in range(1000)
+    ]
+    for start in (600, 0, 300):  # out of order
+        store.append(made[start : start + 300])
+    store.append(made[900:])
+    summary = store.summary("default", "t")
+    assert summary is not None
+    assert (summary.error_count, summary.path_count) == (1000, 700)
+    assert summary.errors == [error(n) for n in range(5)]
+    assert summary.last_errors == [error(n) for n in range(995, 1000)]
+    assert summary.paths == [f"/p/{n}" for n in range(5)]
+    assert summary.last_paths == [f"/p/{n}" for n in range(695, 700)]
+    assert summary.links.errors == "/v1/traces/t/errors"
+    pages = all_items(store, "t", "error", limit=300)
+    assert [len(p) for p in pages] == [300, 300, 300, 100]
+    assert [e for p in pages for e in p] == [error(n) for n in range(1000)]
+    assert [p for page in all_items(store, "t", "path", limit=1000) for p in page] == [
+        f"/p/{n}" for n in range(700)
+    ]
+    with pytest.raises(BadCursor):
+        store.trace_items("default", "t", "error", cursor="bad")
+
+
+def test_concurrent_writers_count_an_error_they_both_add_once(store: SqlStore) -> None:
+    shared = {"message": {"en": "disk full"}}
+    writers = [
+        [
+            [
+                rec(
+                    "t",
+                    f"w{w}-{n}",
+                    at=n,
+                    errors=[shared, {"message": {"en": f"{w}-{n}"}}],
+                    path=f"/{n % 3}",
+                )
+            ]
+            for n in range(20)
+        ]
+        for w in range(4)
+    ]
+    write_concurrently(store, writers)
+    summary = store.summary("default", "t")
+    assert summary is not None
+    assert (summary.error_count, summary.path_count) == (81, 3)
+    assert summary.errors[0] == shared
+
+
+def test_a_summary_leaves_out_what_would_make_it_large(store: SqlStore) -> None:
+    """Each end of a list holds at most LIST_END_BYTES of JSON; a larger item ends its run
+    (it is counted, and paged like any other: a page of large items holds at least one)."""
+    big = [{"message": {"en": f"{n}" + "x" * 400_000}} for n in range(3)]
+    small = {"message": {"en": "small"}}
+    store.append([rec("t", "e1", at=1, errors=[small, big[0]]), rec("t", "e2", at=2, errors=big)])
+    summary = store.summary("default", "t")
+    assert summary is not None
+    assert (summary.error_count, summary.errors, summary.last_errors) == (4, [small], [])
+    assert len(summary.model_dump_json()) < 1000
+    pages = all_items(store, "t", "error", limit=100)
+    assert pages == [[small, big[0], big[1]], [big[2]]]  # about 1 MiB a page
+    assert store.trace_items("default", "nope", "error") is None
+    assert store.trace_items("default", "t", "path") == Page([], None)
+
+
+def test_a_page_of_events_holds_about_a_mebibyte(store: SqlStore) -> None:
+    store.append([rec("t", f"e{n}", at=n, meta={"blob": "x" * 400_000}) for n in range(4)])
+    store.append([rec("t", f"s{n}", at=10 + n) for n in range(3)])
+    first = store.events("default", "t", limit=100)
+    assert [e["event_id"] for e in first.items] == ["e0", "e1", "e2"]  # past 1 MiB with e2
+    assert first.next_cursor is not None
+    rest = store.events("default", "t", limit=100, cursor=first.next_cursor)
+    assert [e["event_id"] for e in rest.items] == ["e3", "s0", "s1", "s2"]
+    assert rest.next_cursor is None
+    assert [len(store.events("default", "t", limit=2).items)] == [2]
+
+
+def test_path_lookups_page_newest_first(store: SqlStore) -> None:
+    store.append([rec(f"t{n % 3}", f"e{n:02}", at=n // 2, inputs=["/shared"]) for n in range(25)])
+    seen: list[str] = []
+    cursor = None
+    while True:
+        hits = store.paths("default", "/shared", limit=11, cursor=cursor)
+        seen += [h.event_id for h in hits[:10]]
+        if len(hits) <= 10:
+            break
+        cursor = encode_cursor(hits[9].time_us, hits[9].event_id)
+    assert seen == [f"e{n:02}" for n in reversed(range(25))]
+
+
+def test_event_counts_of_traces_in_any_tenants(store: SqlStore) -> None:
+    store.append([rec("t", "e1"), rec("t", "e2"), rec("t", "e3", tenant="west")])
+    store.append([rec("u", "e4"), rec("t", "e2")])  # e2 again: stored once
+    keys = [("default", "t"), ("west", "t"), ("default", "u"), ("default", "nope")]
+    assert store.event_counts(keys) == {("default", "t"): 2, ("west", "t"): 1, ("default", "u"): 1}
+    assert store.event_counts([]) == {}
 
 
 def test_find_events(store: SqlStore) -> None:
@@ -369,7 +578,8 @@ def test_every_query_is_tenant_scoped(store: SqlStore) -> None:
         assert len(store.paths(tenant, "/shared")) == 1
         assert store.paths(tenant, f"in-{other}") == []
         lineage = store.lineage(tenant, "t")
-        assert lineage is not None and f"in-{other}" not in lineage.nodes
+        assert lineage is not None
+        assert f"path:in-{other}" not in [n["id"] for n in lineage.nodes]
         found = store.find_events(tenant, EventQuery(record_id="r")).items
         assert [e["component"] for e in found] == [tenant]
         assert [d.dataset_type for d in store.dataset_details(tenant, trace_id="t")] == [tenant]

@@ -234,6 +234,44 @@ def test_paths_stored_before_0007_are_in_summaries_and_lookups_after_it(blank_ur
         store.close()
 
 
+def test_errors_and_paths_stored_before_0009_are_counted_and_paged_after_it(
+    blank_url: str,
+) -> None:
+    """0009 fills ``trace_items`` from the events stored before it: each distinct error and
+    path once, where the first event that reported it puts it."""
+    same = {"message": {"en": "disk full"}}
+    records = [
+        rec("t", "e3", at=30, errors=[same, {"message": {"en": "late"}}], path="b"),
+        rec("t", "e1", at=10, errors=[{"message": {"en": "first"}}, same], path="a"),
+        rec("t", "e2", at=20, errors=[same], inputs=["a"], outputs=["c"]),
+    ]
+    migrate.upgrade(blank_url, target="0008_api_keys")
+    with connected(blank_url) as conn:
+        for table, columns, rows in (
+            ("events", [c.name for c in events.c], [event_row(r) for r in records]),
+            ("traces", TRACE_COLUMNS, [trace_row(*k, p) for k, p in partials(records).items()]),
+        ):
+            marks = ", ".join(f":v{i}" for i in range(len(columns)))
+            for row in rows:
+                conn.execute(
+                    text(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"),
+                    {f"v{i}": v for i, v in enumerate(row)},
+                )
+    migrate.upgrade(blank_url)
+    store = open_store(blank_url)
+    try:
+        summary = store.summary("default", "t")
+        assert summary is not None
+        assert [e["message"]["en"] for e in summary.errors] == ["first", "disk full", "late"]
+        assert (summary.error_count, summary.path_count) == (3, 3)
+        assert summary.paths == ["a", "c", "b"]
+        page = store.trace_items("default", "t", "error", limit=2)
+        assert page is not None and page.next_cursor is not None
+        assert [e["message"]["en"] for e in page.items] == ["first", "disk full"]
+    finally:
+        store.close()
+
+
 def test_revisions_check_before_they_act(blank_url: str, other_blank_url: str) -> None:
     """A half-made database (one table, without its indexes) is completed, not broken."""
     with connected(blank_url) as conn:

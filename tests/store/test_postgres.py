@@ -167,10 +167,12 @@ OPERATIONS: dict[str, Callable[[Store], object]] = {
     "append": lambda s: s.append([rec("t", f"e-{uuid.uuid4().hex}", path="/p")]),
     "summary": lambda s: s.summary("default", "t"),
     "summaries": lambda s: s.summaries("default", ["t", "u"]),
+    "event_counts": lambda s: s.event_counts([("default", "t"), ("other", "t")]),
     "events": lambda s: s.events("default", "t"),
     "search": lambda s: s.search("default", TraceQuery()),
     "paths": lambda s: s.paths("default", "/p"),
     "lineage": lambda s: s.lineage("default", "t"),
+    "trace_items": lambda s: s.trace_items("default", "t", "path"),
     "find_events": lambda s: s.find_events("default", EventQuery(trace_id="t")),
     "put_dataset_details": lambda s: s.put_dataset_details(
         [DatasetDetails("default", "t", "ds", None, "csv", 1, 1, 2)]

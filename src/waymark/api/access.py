@@ -75,6 +75,8 @@ NEEDS: dict[tuple[str, str], Need] = {
     ("GET", "/v1/traces/{trace_id:summary_trace_id}"): READ,
     ("GET", "/v1/traces/{trace_id:path}/events"): READ,
     ("GET", "/v1/traces/{trace_id:path}/lineage"): READ,
+    ("GET", "/v1/traces/{trace_id:path}/errors"): READ,
+    ("GET", "/v1/traces/{trace_id:path}/paths"): READ,
     ("GET", "/v1/traces"): READ,
     ("GET", "/v1/paths"): READ,
     # okdata status API

@@ -49,7 +49,7 @@ def create_app(
             else await run_in_threadpool(open_store, settings.store, rules)
         )
         await run_in_threadpool(log_durability_warnings, the_store)
-        watcher = Watcher(commit_marker=the_store.commit_marker)
+        watcher = Watcher(counts=the_store.event_counts, commit_marker=the_store.commit_marker)
         the_sink = sink or sink_for(settings.bus, the_store, watcher)
         await the_sink.start()
         threads = store_threads()

@@ -12,7 +12,8 @@ declares its parameters.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Query, Request
@@ -22,6 +23,7 @@ from starlette.convertors import Convertor, register_url_convertor
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from waymark import lineage
 from waymark.api.deps import (
     TENANT_PARAMETER,
     Services,
@@ -38,6 +40,7 @@ from waymark.api.deps import (
 )
 from waymark.errors import NotFound
 from waymark.ingest import invalid, load_json, malformed, parse_events
+from waymark.lineage import Lineage
 from waymark.model import (
     TRACE_ID_MAX,
     State,
@@ -47,7 +50,7 @@ from waymark.model import (
     dataset_trace_id,
     to_us,
 )
-from waymark.store.base import DataFlow, Page, PathTouch, TraceQuery
+from waymark.store.base import PathTouch, TraceQuery, encode_cursor
 
 router = APIRouter(prefix="/v1", tags=["v1"])
 
@@ -91,6 +94,15 @@ async def create_trace(request: Request, tenant: Tenant) -> Response:
     return json_response({"trace_id": trace_id}, 201)
 
 
+async def trace_answer(svc: Services, trace_id: str, page: Callable[[], bytes | None]) -> Response:
+    """The JSON ``page`` makes in a store thread (read and encoded there: it may be large);
+    404 if it finds no such trace (None)."""
+    body = await svc.in_thread(page)
+    if body is None:
+        raise NotFound(f"no trace {trace_id!r}")
+    return json_bytes(body)
+
+
 @router.get("/traces/{trace_id:path}/events", summary="A trace's events in order")
 async def get_events(
     request: Request,
@@ -99,14 +111,56 @@ async def get_events(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=2000)] = None,
 ) -> Response:
+    """At most `limit` events and about 1 MiB of them (at least one) a page."""
     svc = services(request)
+
     datasets = datasets_of(request)
-    page: Page[dict[str, Any]] = await svc.in_thread(
-        lambda: svc.store.events(tenant, trace_id, limit=limit, cursor=cursor, datasets=datasets)
+
+    def page() -> bytes | None:  # up to 1,000 events, about 1 MiB: encoded in the thread
+        found = svc.store.events(tenant, trace_id, limit=limit, cursor=cursor, datasets=datasets)
+        if not found.items and cursor is None:
+            return None
+        return orjson.dumps({"items": found.items, "next_cursor": found.next_cursor})
+
+    return await trace_answer(svc, trace_id, page)
+
+
+def _list_route(kind: str, plural: str, order: str) -> None:
+    """``GET /v1/traces/{trace_id}/<plural>``: the trace's distinct errors or paths, paged."""
+
+    async def get_items(
+        request: Request,
+        trace_id: TraceIdPath,
+        tenant: Tenant,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        cursor: Annotated[str | None, Query(max_length=2000)] = None,
+    ) -> Response:
+        svc = services(request)
+        datasets = datasets_of(request)
+
+        def page() -> bytes | None:  # up to 1,000 items, about 1 MiB: encoded in the thread
+            found = svc.store.trace_items(
+                tenant, trace_id, kind, limit=limit, cursor=cursor, datasets=datasets
+            )
+            if found is None:
+                return None
+            return orjson.dumps({"items": found.items, "next_cursor": found.next_cursor})
+
+        return await trace_answer(svc, trace_id, page)
+
+    router.add_api_route(
+        f"/traces/{{trace_id:path}}/{plural}",
+        get_items,
+        methods=["GET"],
+        name=f"get_{plural}",
+        summary=f"A trace's distinct {plural} in order",
+        description=f"Every distinct {kind} of the trace's events, {order}; at most `limit`"
+        " and about 1 MiB a page (`next_cursor`).",
     )
-    if not page.items and cursor is None:
-        raise NotFound(f"no trace {trace_id!r}")
-    return json_response({"items": page.items, "next_cursor": page.next_cursor})
+
+
+_list_route("error", "errors", "in the order of the first event that reported each")
+_list_route("path", "paths", "in first-seen order")
 
 
 @router.get("/traces", summary="Search traces, most recently updated first")
@@ -153,27 +207,58 @@ async def get_paths(
     tenant: Tenant,
     path: Annotated[str, Query(min_length=1, max_length=10_000)],
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(max_length=2000)] = None,
 ) -> Response:
+    """Newest first, at most `limit` a page (`next_cursor`)."""
     svc = services(request)
     datasets = datasets_of(request)
     hits: list[PathTouch] = await svc.in_thread(
-        lambda: svc.store.paths(tenant, path, limit=limit, datasets=datasets)
+        lambda: svc.store.paths(tenant, path, limit=limit + 1, cursor=cursor, datasets=datasets)
     )
-    return json_response(
-        {"items": [{"trace_id": h.trace_id, "event_id": h.event_id, "at": h.at} for h in hits]}
-    )
+    next_cursor = None
+    if len(hits) > limit:
+        next_cursor = encode_cursor(hits[limit - 1].time_us, hits[limit - 1].event_id)
+    items = [{"trace_id": h.trace_id, "event_id": h.event_id, "at": h.at} for h in hits[:limit]]
+    return json_response({"items": items, "next_cursor": next_cursor})
 
 
-@router.get("/traces/{trace_id:path}/lineage", summary="What went in and out of each step")
-async def get_lineage(request: Request, trace_id: TraceIdPath, tenant: Tenant) -> Response:
+@router.get(
+    "/traces/{trace_id:path}/lineage",
+    summary="What went in and out of each step",
+    response_model=Lineage,
+)
+async def get_lineage(
+    request: Request,
+    trace_id: TraceIdPath,
+    tenant: Tenant,
+    limit: Annotated[
+        int,
+        Query(ge=2, le=lineage.MAX_LIMIT, description="the most nodes, and edges, on the page"),
+    ] = lineage.DEFAULT_LIMIT,
+    cursor: Annotated[str | None, Query(max_length=2000)] = None,
+) -> Response:
+    """Steps and paths as nodes, an edge from each path a step read to the step and from
+    the step to each path it wrote; paged (`next`), `truncated` when there is more."""
     svc = services(request)
+
     datasets = datasets_of(request)
-    lineage: DataFlow | None = await svc.in_thread(
-        lambda: svc.store.lineage(tenant, trace_id, datasets=datasets)
-    )
-    if lineage is None:
-        raise NotFound(f"no trace {trace_id!r}")
-    return json_response({"nodes": lineage.nodes, "edges": lineage.edges})
+
+    def page() -> bytes | None:  # encoded in the thread too: up to MAX_LIMIT nodes and edges
+        flow = svc.store.lineage(tenant, trace_id, limit=limit, cursor=cursor, datasets=datasets)
+        if flow is None:
+            return None
+        nxt = flow.next_cursor
+        return orjson.dumps(
+            {
+                "trace_id": trace_id,
+                "nodes": flow.nodes,
+                "edges": flow.edges,
+                "truncated": nxt is not None,
+                "next": nxt,
+            }
+        )
+
+    return await trace_answer(svc, trace_id, page)
 
 
 # -- the summary ---------------------------------------------------------------------------
@@ -230,10 +315,10 @@ async def get_trace(request: Request) -> Response:
 
 class SummaryTraceId(Convertor[str]):
     """A trace id on the summary route: anything, slashes included, but a path that ends
-    in ``/events`` or ``/lineage`` after some id (the routes of a trace's events and
-    lineage). So the summary route can be matched first without taking theirs."""
+    in ``/events``, ``/errors``, ``/paths`` or ``/lineage`` after some id (the routes of a
+    trace's lists). So the summary route can be matched first without taking theirs."""
 
-    regex = r"(?!.+/(?:events|lineage)$).*"
+    regex = r"(?!.+/(?:events|errors|paths|lineage)$).*"
 
     def convert(self, value: str) -> str:
         return value

@@ -9,8 +9,9 @@
 - :mod:`waymark.sdk.errors`: what the SDK raises.
 """
 
+from waymark.lineage import Lineage
 from waymark.model import Summary
-from waymark.sdk._api import Lineage, PathHit, SendResult
+from waymark.sdk._api import PathHit, SendResult
 from waymark.sdk._retry import Backoff
 from waymark.sdk.client import AsyncClient, Client
 from waymark.sdk.delivery import Stats

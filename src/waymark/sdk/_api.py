@@ -17,6 +17,7 @@ import orjson
 from pydantic import BaseModel, TypeAdapter
 
 from waymark.batching import split_batches
+from waymark.lineage import Lineage
 from waymark.model import MAX_BATCH, MAX_REQUEST_BYTES, Event, Summary, new_event_id
 from waymark.sdk._retry import parse_retry_after
 from waymark.sdk.errors import APIError, ClientError, ConnectionFailed, api_error
@@ -42,13 +43,6 @@ class PathHit(BaseModel):
     trace_id: str
     event_id: str
     at: str
-
-
-class Lineage(BaseModel):
-    """A trace's data flow: every path it touched, and an edge from input to output."""
-
-    nodes: list[str]
-    edges: list[dict[str, str]]
 
 
 class Page(BaseModel, Generic[T]):
@@ -110,8 +104,24 @@ def paths(path: str, limit: int) -> Call[list[PathHit]]:
     )
 
 
-def lineage(trace_id: str) -> Call[Lineage]:
-    return Call("GET", f"/v1/traces/{_quote(trace_id)}/lineage", Lineage.model_validate)
+def lineage_page(trace_id: str, limit: int, cursor: str | None) -> Call[Lineage]:
+    return Call(
+        "GET",
+        f"/v1/traces/{_quote(trace_id)}/lineage",
+        Lineage.model_validate,
+        _page_params({"limit": limit}, cursor),
+    )
+
+
+def join(whole: Lineage | None, page: Lineage) -> Lineage:
+    """The graph of pages read so far and the next page, as one (nodes merged by id)."""
+    if whole is None:
+        return page
+    ids = {node.id for node in whole.nodes}
+    whole.nodes += [node for node in page.nodes if node.id not in ids]
+    whole.edges += page.edges
+    whole.truncated, whole.next = page.truncated, page.next
+    return whole
 
 
 def post_events(content: bytes, tenant: str | None) -> Call[SendResult]:

@@ -20,9 +20,10 @@ from typing import Any, Self, TypeVar
 import httpx
 
 from waymark.config import server_url
+from waymark.lineage import Lineage
 from waymark.model import Event, Summary
 from waymark.sdk import _api
-from waymark.sdk._api import Call, Lineage, PathHit, SendResult
+from waymark.sdk._api import Call, PathHit, SendResult
 from waymark.sdk._retry import Backoff
 from waymark.sdk.errors import ClientError, TraceNotFound, WaitTimeout
 
@@ -159,8 +160,15 @@ class Client:
         """Every trace that touched ``path``."""
         return self._call(_api.paths(path, limit))
 
-    def lineage(self, trace_id: str) -> Lineage:
-        return self._call(_api.lineage(trace_id))
+    def lineage(self, trace_id: str, *, page_size: int = 1000) -> Lineage:
+        """The trace's whole lineage graph, fetching page after page."""
+        whole: Lineage | None = None
+        cursor: str | None = None
+        while True:
+            whole = _api.join(whole, self._call(_api.lineage_page(trace_id, page_size, cursor)))
+            if not whole.next:
+                return whole
+            cursor = whole.next
 
     def wait(self, trace_id: str, timeout: float) -> Summary:
         """Long-poll until the trace is done; :class:`WaitTimeout` if it is not in time."""
@@ -267,8 +275,15 @@ class AsyncClient:
     async def paths(self, path: str, *, limit: int = 100) -> list[PathHit]:
         return await self._call(_api.paths(path, limit))
 
-    async def lineage(self, trace_id: str) -> Lineage:
-        return await self._call(_api.lineage(trace_id))
+    async def lineage(self, trace_id: str, *, page_size: int = 1000) -> Lineage:
+        whole: Lineage | None = None
+        cursor: str | None = None
+        while True:
+            page = await self._call(_api.lineage_page(trace_id, page_size, cursor))
+            whole = _api.join(whole, page)
+            if not whole.next:
+                return whole
+            cursor = whole.next
 
     async def wait(self, trace_id: str, timeout: float) -> Summary:
         deadline = time.monotonic() + timeout

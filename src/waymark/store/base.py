@@ -22,6 +22,12 @@ from waymark.summary import Partial
 
 T = TypeVar("T")
 
+LINEAGE_SCAN_EVENTS = 2000
+"""The most events one lineage page reads (most events name no inputs or outputs)."""
+
+LINEAGE_SCAN_BYTES = 8 * 1024 * 1024
+"""About the most bytes of stored events one lineage page reads."""
+
 
 @dataclass(frozen=True, slots=True)
 class Page(Generic[T]):
@@ -49,6 +55,7 @@ class PathTouch:
     trace_id: str
     event_id: str
     at: str
+    time_us: int  # ``at`` as stored: with ``event_id``, where the next page starts
 
 
 #: Dataset scope, the ``datasets`` of the read methods: None reads every trace; a set reads
@@ -129,11 +136,12 @@ class ApiKey:
 
 @dataclass(frozen=True, slots=True)
 class DataFlow:
-    """A trace's lineage: every path its events name, and an edge from each input of an
-    event to each of its outputs (``{"from", "to", "event_id"}``)."""
+    """One page of a trace's lineage (:mod:`waymark.lineage`): step and path nodes, edges
+    ``{"from", "to"}`` between them, and the cursor of the next page (None on the last)."""
 
-    nodes: list[str]
+    nodes: list[dict[str, Any]]
     edges: list[dict[str, str]]
+    next_cursor: str | None
 
 
 def encode_cursor(*parts: Any) -> str:
@@ -196,6 +204,11 @@ class Store(ABC):
         """The summaries of those of the traces that exist (any order)."""
 
     @abstractmethod
+    def event_counts(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """How many events each of the (tenant, trace_id) traces has, for those that exist:
+        what waiters compare to hear of changes nobody told them of (one query)."""
+
+    @abstractmethod
     def events(
         self,
         tenant: str,
@@ -208,6 +221,22 @@ class Store(ABC):
         """The trace's events in sort-key order, each as stored plus ``received_at``."""
 
     @abstractmethod
+    def trace_items(
+        self,
+        tenant: str,
+        trace_id: str,
+        kind: str,
+        *,
+        limit: int = 100,
+        cursor: str | None = None,
+        datasets: Datasets = None,
+    ) -> Page[Any] | None:
+        """The trace's distinct errors (``kind`` "error", in key order) or paths ("path", in
+        first-seen order): what a summary counts and shows the ends of. A page holds at
+        most ``limit`` items and about 1 MiB of them (at least one); None if the trace
+        has no events (or is outside ``datasets``)."""
+
+    @abstractmethod
     def search(
         self, tenant: str, query: TraceQuery, *, limit: int = 50, cursor: str | None = None
     ) -> Page[Summary]:
@@ -215,14 +244,33 @@ class Store(ABC):
 
     @abstractmethod
     def paths(
-        self, tenant: str, path: str, *, limit: int = 100, datasets: Datasets = None
+        self,
+        tenant: str,
+        path: str,
+        *,
+        limit: int = 100,
+        cursor: str | None = None,
+        datasets: Datasets = None,
     ) -> list[PathTouch]:
-        """Every event that touched the path (``path``, ``inputs``, ``outputs``, files in its
-        body), newest first."""
+        """The events that touched the path (``path``, ``inputs``, ``outputs``, files in its
+        body), newest first: at most ``limit``, older than ``cursor`` if given (the
+        :func:`encode_cursor` of a touch's ``time_us`` and ``event_id``)."""
 
     @abstractmethod
-    def lineage(self, tenant: str, trace_id: str, *, datasets: Datasets = None) -> DataFlow | None:
-        """The trace's data flow: an edge from each input to each output of an event."""
+    def lineage(
+        self,
+        tenant: str,
+        trace_id: str,
+        *,
+        limit: int = 1000,
+        cursor: str | None = None,
+        datasets: Datasets = None,
+    ) -> DataFlow | None:
+        """A page of the trace's lineage graph (:mod:`waymark.lineage`): at most ``limit``
+        nodes and ``limit`` edges, its steps in sort-key order; None if the trace has no
+        events (or is outside ``datasets``). A page reads a bounded number of events
+        (:data:`LINEAGE_SCAN_EVENTS`, :data:`LINEAGE_SCAN_BYTES`) and may end early, with a
+        cursor, to keep to it."""
 
     @abstractmethod
     def find_events(

@@ -38,10 +38,12 @@ from waymark.pipelines import Pipelines
 from waymark.store import migrate
 from waymark.store.sql import (
     EVENT_COLUMNS,
+    ITEM_COLUMNS,
     MERGE_TRACE,
     PATH_COLUMNS,
     SUMMARY_COLUMNS,
     TRACE_COLUMNS,
+    UPSERT_ITEM,
     Cursor,
     SqlStore,
 )
@@ -100,11 +102,35 @@ UPSERT_STAGED_TRACES = (
 )
 
 
+NEW_ITEMS = "pg_temp.waymark_new_items"
+_ITEM_TYPES = tuple(
+    (
+        name,
+        'text COLLATE "C"'
+        if name in ("trace_id", "event_id")
+        else "int8"
+        if name in ("time_us", "ord", "size")
+        else "text",
+    )
+    for name in ITEM_COLUMNS.split(", ")
+)
+STAGE_ITEMS = f"COPY {NEW_ITEMS} ({ITEM_COLUMNS}) FROM STDIN"
+#: the staged items folded in at once, in key order (the lock order); says which it added.
+UPSERT_STAGED_ITEMS = (
+    UPSERT_ITEM.replace(
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        f" SELECT {ITEM_COLUMNS} FROM {NEW_ITEMS} ORDER BY tenant, trace_id, kind, digest",
+    )
+    + " RETURNING tenant, trace_id, kind, digest, xmax = 0"
+)
+
+
 def _prepare(conn: psycopg.Connection[Any]) -> None:
     """Pool ``configure`` hook: give each new connection its staging tables."""
     with conn.transaction():
         conn.execute(_staging(NEW_EVENTS, _EVENT_COLUMNS))
         conn.execute(_staging(NEW_TRACES, _TRACE_TYPES))
+        conn.execute(_staging(NEW_ITEMS, _ITEM_TYPES))
 
 
 def _copy(cur: Cursor, statement: str, rows: Sequence[Sequence[Any]]) -> None:
@@ -273,6 +299,14 @@ class PostgresStore(SqlStore):
 
     def _insert_paths(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
         _copy(cur, COPY_PATHS, rows)
+
+    def _upsert_items(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """One upsert of the staged rows, which returns those it inserted (``xmax = 0``):
+        right with concurrent writers, since an upsert waits for the row another has
+        inserted and not committed yet, then finds it."""
+        _copy(cur, STAGE_ITEMS, rows)
+        cur.execute(UPSERT_STAGED_ITEMS)
+        return [tuple(row[:4]) for row in cur.fetchall() if row[4]]
 
     def _upsert_traces(
         self, cur: Cursor, rows: list[tuple[Any, ...]], returning: bool

@@ -91,9 +91,29 @@ paths = Table(
     # paths may be longer than an index entry may be (2,704 bytes on PostgreSQL).
     Column("path_key", String, nullable=False),
     # Ordered by path, so that new rows go where their folder's are, and a lookup reads
-    # one range, newest last. A trace's paths are read from its events (``events.paths``).
+    # one range, newest last. A trace's distinct paths are in ``trace_items``.
     PrimaryKeyConstraint("tenant", "path_key", "time_us", "event_id", "ord", name="pk_paths"),
     sqlite_with_rowid=False,
+)
+
+trace_items = Table(
+    "trace_items",
+    metadata,
+    Column("tenant", String, nullable=False),
+    _key("trace_id"),
+    Column("kind", String, nullable=False),  # "error" or "path"
+    # What makes two items the same: a digest of the error's JSON (keys sorted), of the path.
+    Column("digest", String, nullable=False),
+    # The least key of the events that reported it: where the item stands in its list.
+    Column("time_us", BigInteger, nullable=False),
+    _key("event_id"),
+    Column("ord", Integer, nullable=False),  # its place in the event's errors or paths
+    Column("size", Integer, nullable=False),  # bytes of ``item``
+    Column("item", Text, nullable=False),  # the error or the path, as JSON
+    # One row per distinct error or path of a trace, so that a summary counts them and
+    # reads its first and last few, and a page reads the next few, from this index alone.
+    PrimaryKeyConstraint("tenant", "trace_id", "kind", "digest", name="pk_trace_items"),
+    Index("ix_trace_items_order", "tenant", "trace_id", "kind", "time_us", "event_id", "ord"),
 )
 
 _STEP = ("time_us", "event_id", "status", "trace_status", "component", "stage", "operation")
@@ -147,6 +167,10 @@ traces = Table(
             "CASE WHEN fin_event_id IS NULL THEN last_status ELSE fin_status END", persisted=True
         ),
     ),
+    # How many distinct errors and paths the trace's events reported (its trace_items
+    # rows), raised by each append by the number it added. Last: a revision added them.
+    Column("error_count", BigInteger, nullable=False, server_default=text("0")),
+    Column("path_count", BigInteger, nullable=False, server_default=text("0")),
     PrimaryKeyConstraint("tenant", "trace_id", name="pk_traces"),
     Index("ix_traces_updated", "tenant", "updated_us", "trace_id"),
     Index("ix_traces_domain_id", "tenant", "domain_id", "updated_us"),

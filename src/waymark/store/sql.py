@@ -17,21 +17,23 @@ from typing import Any, Protocol, TypeVar
 
 import orjson
 
+from waymark.lineage import Graph, links
 from waymark.model import (
+    LIST_END_BYTES,
+    LIST_ENDS,
     TEXT,
     Record,
     State,
     Status,
     Summary,
     TraceStatus,
-    inputs_of,
     iso,
     now_us,
-    outputs_of,
-    touched_paths,
 )
 from waymark.pipelines import Pipelines
 from waymark.store.base import (
+    LINEAGE_SCAN_BYTES,
+    LINEAGE_SCAN_EVENTS,
     ApiKey,
     AppendResult,
     DataFlow,
@@ -46,10 +48,20 @@ from waymark.store.base import (
     decode_cursor,
     encode_cursor,
 )
-from waymark.summary import Candidate, Origin, Partial, render
+from waymark.summary import Candidate, Ends, Origin, Partial, error_key, render
 from waymark.summary import partials as fold
 
 NEVER_US = 1 << 62  # a stall timeout that never passes
+NO_ENDS = Ends(0, [], [])  # a trace without errors (or paths)
+ITEMS_PER_LOOKUP = 1000  # trace_items keys one statement looks up
+ENDS_PER_STATEMENT = 400  # index ranges one statement reads (SQLite compounds at most 500)
+_END_RANGE = (
+    "SELECT * FROM (SELECT trace_id, kind, {tail} AS tail, size,"
+    " CASE WHEN size <= ? THEN item END AS item FROM trace_items"
+    " WHERE tenant = ? AND trace_id = ? AND kind = ?"
+    " ORDER BY time_us{order}, event_id{order}, ord{order} LIMIT {limit}) AS ends{tail}"
+)
+LINEAGE_CHUNK = 200  # events a lineage page reads at a time
 
 T = TypeVar("T")
 
@@ -60,6 +72,7 @@ class Cursor(Protocol):
     def execute(self, query: Any, params: Any = ..., /) -> Any: ...
     def executemany(self, query: Any, params_seq: Any, /) -> Any: ...
     def fetchall(self) -> list[Any]: ...
+    def fetchmany(self, size: int = ..., /) -> list[Any]: ...
     def fetchone(self) -> Any: ...
     @property
     def rowcount(self) -> int: ...
@@ -158,6 +171,30 @@ INSERT_PATH = f"INSERT INTO paths ({PATH_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
 
 SUMMARY_COLUMNS = ", ".join(_TRACE_COLUMNS)
 
+#: the columns of a ``trace_items`` row, in :func:`item_rows` order.
+ITEM_COLUMNS = "tenant, trace_id, kind, digest, time_us, event_id, ord, size, item"
+#: keeps the least key of each distinct error and path of a trace: commutative, like traces.
+UPSERT_ITEM = (
+    f"INSERT INTO trace_items ({ITEM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (tenant, trace_id, kind, digest) DO UPDATE SET time_us = excluded.time_us,"
+    " event_id = excluded.event_id, ord = excluded.ord, size = excluded.size,"
+    " item = excluded.item WHERE (excluded.time_us, excluded.event_id, excluded.ord)"
+    " < (trace_items.time_us, trace_items.event_id, trace_items.ord)"
+)
+ERROR, PATH = "error", "path"  # the kinds of trace_items
+#: raises a trace's counts by the errors and paths an append added to trace_items.
+ADD_COUNTS = (
+    "UPDATE traces SET error_count = error_count + ?, path_count = path_count + ?"
+    " WHERE tenant = ? AND trace_id = ?"
+)
+#: the rows of a trace_items key (tenant, trace_id, kind, digest) among those of a batch.
+STORED_ITEMS = (
+    "SELECT tenant, trace_id, kind, digest FROM trace_items"
+    " WHERE (tenant, trace_id, kind, digest) IN (VALUES {rows})"
+)
+COUNTED = f"{SUMMARY_COLUMNS}, error_count, path_count"  # a summary's columns of traces
+ITEM_PAGE_BYTES = 1024 * 1024  # about the most bytes of items (events, errors, paths) a page holds
+
 UPSERT_DATASET_DETAILS = (
     "INSERT INTO dataset_details (tenant, trace_id, dataset_id, dataset_version_id, dataset_type,"
     " record_count, time_us, received_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
@@ -221,6 +258,34 @@ def path_rows(records: Sequence[Record]) -> list[tuple[Any, ...]]:
     ]
 
 
+def _count_rows(added: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """:data:`ADD_COUNTS` rows for the trace_items keys an append added, in key order."""
+    counts: dict[tuple[str, str], list[int]] = {}
+    for tenant, trace_id, kind, _ in added:
+        counts.setdefault((tenant, trace_id), [0, 0])[kind == PATH] += 1
+    return [(e, p, tenant, trace_id) for (tenant, trace_id), (e, p) in sorted(counts.items())]
+
+
+def item_rows(records: Sequence[Record]) -> list[tuple[Any, ...]]:
+    """The ``trace_items`` rows of newly stored records: each distinct error and path of a
+    trace once, at the least key it has among them, sorted by the table's key (the order
+    concurrent writers lock rows in)."""
+    best: dict[tuple[str, str, str, str], tuple[Any, ...]] = {}
+    for r in records:
+        if not r.errors and not r.paths:
+            continue
+        for kind, items in ((ERROR, r.errors), (PATH, r.paths)):
+            for ord_, item in enumerate(items):
+                text = orjson.dumps(item)
+                same = error_key(item) if kind == ERROR else text
+                key = (r.tenant, r.trace_id, kind, hashlib.sha256(same).hexdigest()[:32])
+                row = (*key, r.time_us, r.event_id, ord_, len(text), text.decode())
+                held = best.get(key)
+                if held is None or row[4:7] < held[4:7]:
+                    best[key] = row
+    return [best[key] for key in sorted(best)]
+
+
 class Prepared(list[Record]):
     """An append's records, one per (tenant, event_id) (the first wins), with the rows it
     stores made ahead of its transaction, in the calling thread, so that the transaction
@@ -237,16 +302,19 @@ class Prepared(list[Record]):
             unique.setdefault((record.tenant, record.event_id), record)
         super().__init__(unique.values())
         self.events = [event_row(r) for r in self]
-        self.paths, self.traces = _paths_and_traces(self)
+        self.paths, self.items, self.traces = _rows_of_new(self)
 
 
-def _paths_and_traces(
-    records: Sequence[Record],
-) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """The ``paths`` rows of newly stored records, and their traces' partial summaries as
-    ``traces`` rows sorted by (tenant, trace_id), so that concurrent writers lock alike."""
+Rows = list[tuple[Any, ...]]
+
+
+def _rows_of_new(records: Sequence[Record]) -> tuple[Rows, Rows, Rows]:
+    """The ``paths`` and ``trace_items`` rows of newly stored records, and their traces'
+    partial summaries as ``traces`` rows sorted by (tenant, trace_id), so that concurrent
+    writers lock alike."""
     merged = fold(records)
-    return path_rows(records), [trace_row(t, tid, p) for (t, tid), p in sorted(merged.items())]
+    traces = [trace_row(t, tid, p) for (t, tid), p in sorted(merged.items())]
+    return path_rows(records), item_rows(records), traces
 
 
 def _step_row(step: Candidate | None) -> tuple[Any, ...]:
@@ -347,6 +415,25 @@ class SqlStore(Store):
         """Insert the path rows of newly stored events (they cannot exist yet)."""
         cur.executemany(self.q(INSERT_PATH), rows)
 
+    def _upsert_items(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """Fold the distinct errors and paths of newly stored events into ``trace_items``;
+        return the keys (tenant, trace_id, kind, digest) of the rows it added.
+
+        This one looks for the stored keys first, which is right only where writers take
+        turns (SQLite's one writer); a backend whose writers run at once asks its upsert
+        which rows it inserted."""
+        stored: set[tuple[Any, ...]] = set()
+        for start in range(0, len(rows), ITEMS_PER_LOOKUP):
+            chunk = rows[start : start + ITEMS_PER_LOOKUP]
+            sql = STORED_ITEMS.format(rows=", ".join("(?, ?, ?, ?)" for _ in chunk))
+            cur.execute(self.q(sql), [v for row in chunk for v in row[:4]])
+            stored.update(tuple(key) for key in cur.fetchall())
+        self._write_items(cur, rows)
+        return [row[:4] for row in rows if row[:4] not in stored]
+
+    def _write_items(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
+        cur.executemany(self.q(UPSERT_ITEM), rows)
+
     def _upsert_traces(
         self, cur: Cursor, rows: list[tuple[Any, ...]], returning: bool
     ) -> list[Sequence[Any]] | None:
@@ -375,12 +462,17 @@ class SqlStore(Store):
         stored = None
         new = self._insert_new(cur, todo, todo.events)
         if new:
-            paths, traces = (
-                (todo.paths, todo.traces) if len(new) == len(todo) else _paths_and_traces(new)
+            paths, items, traces = (
+                (todo.paths, todo.items, todo.traces)
+                if len(new) == len(todo)
+                else _rows_of_new(new)
             )
             if paths:
                 self._insert_paths(cur, paths)
+            added = self._upsert_items(cur, items) if items else []
             stored = self._upsert_traces(cur, traces, partials)
+            if added:
+                cur.executemany(self.q(ADD_COUNTS), _count_rows(added))
         return AppendResult(
             len(new),
             sorted({(r.tenant, r.trace_id) for r in new}),
@@ -392,25 +484,17 @@ class SqlStore(Store):
     def _render(
         self, cur: Cursor, tenant: str, rows: list[Sequence[Any]], now: int
     ) -> list[Summary]:
+        """Summaries of ``traces`` rows selected as :data:`COUNTED`: each with the count and
+        the first and last few of its errors and paths (:class:`~waymark.summary.Ends`),
+        read from ``trace_items`` in two short index ranges per list."""
         if not rows:
             return []
-        ids = [row[1] for row in rows]
-        marks = ", ".join("?" for _ in ids)
-        errors: dict[str, list[Any]] = {i: [] for i in ids}
-        paths: dict[str, list[str]] = {i: [] for i in ids}
-        cur.execute(
-            self.q(
-                f"SELECT trace_id, errors, paths FROM events WHERE tenant = ?"
-                f" AND trace_id IN ({marks}) AND (errors IS NOT NULL OR paths IS NOT NULL)"
-                " ORDER BY trace_id, time_us, event_id"
-            ),
-            (tenant, *ids),
-        )
-        for trace_id, error_list, path_list in cur.fetchall():
-            if error_list is not None:
-                errors[trace_id].extend(orjson.loads(error_list))
-            if path_list is not None:
-                paths[trace_id].extend(orjson.loads(path_list))
+        counts: dict[tuple[str, str], int] = {}
+        for row in rows:  # selected as COUNTED: the counts come last
+            for kind, count in ((ERROR, row[-2]), (PATH, row[-1])):
+                if count:
+                    counts[(row[1], kind)] = int(count)
+        ends = self._ends(cur, tenant, counts)
         out = []
         for row in rows:
             partial = partial_of(row)
@@ -421,13 +505,46 @@ class SqlStore(Store):
                     tenant,
                     row[1],
                     partial,
-                    errors[row[1]],
-                    paths[row[1]],
+                    ends.get((row[1], ERROR), NO_ENDS),
+                    ends.get((row[1], PATH), NO_ENDS),
                     now_us=now,
                     stall_timeout_us=pipeline.stall_timeout_us,
                 )
             )
         return out
+
+    def _ends(
+        self, cur: Cursor, tenant: str, counts: dict[tuple[str, str], int]
+    ) -> dict[tuple[str, str], Ends]:
+        """The first and last few items of each (trace, kind) with a count, in statements
+        of at most :data:`ENDS_PER_STATEMENT` index ranges; an item too large for a
+        summary is not read (its size says it would not fit)."""
+        ranges: list[tuple[str, list[Any]]] = []
+        for (trace_id, kind), count in counts.items():
+            params = [LIST_END_BYTES, tenant, trace_id, kind]
+            ranges.append((_END_RANGE.format(tail=0, order="", limit=LIST_ENDS), params))
+            if count > LIST_ENDS:
+                tail = min(LIST_ENDS, count - LIST_ENDS)
+                ranges.append((_END_RANGE.format(tail=1, order=" DESC", limit=tail), params))
+        found: dict[tuple[str, str, int], list[tuple[Any, int]]] = {}
+        for start in range(0, len(ranges), ENDS_PER_STATEMENT):
+            chunk = ranges[start : start + ENDS_PER_STATEMENT]
+            cur.execute(
+                self.q(" UNION ALL ".join(sql for sql, _ in chunk)),
+                [p for _, params in chunk for p in params],
+            )
+            for trace_id, kind, tail, size, item in cur.fetchall():
+                found.setdefault((trace_id, kind, int(tail)), []).append(
+                    (None if item is None else orjson.loads(item), int(size))
+                )
+        return {
+            (trace_id, kind): Ends.of(
+                count,
+                found.get((trace_id, kind, 0), []),
+                found.get((trace_id, kind, 1), [])[::-1],
+            )
+            for (trace_id, kind), count in counts.items()
+        }
 
     def summary(self, tenant: str, trace_id: str) -> Summary | None:
         found = self.summaries(tenant, [trace_id])
@@ -437,7 +554,7 @@ class SqlStore(Store):
         if not trace_ids:
             return []
         sql = self.q(
-            f"SELECT {SUMMARY_COLUMNS} FROM traces"
+            f"SELECT {COUNTED} FROM traces"
             f" WHERE tenant = ? AND trace_id IN ({', '.join('?' for _ in trace_ids)})"
         )
 
@@ -446,6 +563,21 @@ class SqlStore(Store):
             return self._render(cur, tenant, cur.fetchall(), now_us())
 
         return self._read(read)
+
+    def event_counts(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        if not keys:
+            return {}
+        by_tenant: dict[str, list[str]] = {}
+        for tenant, trace_id in keys:
+            by_tenant.setdefault(tenant, []).append(trace_id)
+        where = " OR ".join(
+            f"(tenant = ? AND trace_id IN ({', '.join('?' for _ in ids)}))"
+            for ids in by_tenant.values()
+        )
+        params = [p for tenant, ids in by_tenant.items() for p in (tenant, *ids)]
+        sql = self.q(f"SELECT tenant, trace_id, event_count FROM traces WHERE {where}")
+        rows = self._read(functools.partial(_fetch, sql, params))
+        return {(tenant, trace_id): int(count) for tenant, trace_id, count in rows}
 
     def events(
         self,
@@ -483,17 +615,80 @@ class SqlStore(Store):
             f" WHERE {' AND '.join(where)} ORDER BY time_us, event_id LIMIT ?"
         )
         params.append(limit + 1)
-        rows = self._read(functools.partial(_fetch, self.q(sql), params))
+        rows, within = self._read(
+            functools.partial(_fetch_within, self.q(sql), params, ITEM_PAGE_BYTES)
+        )
+        n = min(limit, within)
         items = []
-        for doc, received_us, _, _ in rows[:limit]:
+        for doc, received_us, _, _ in rows[:n]:
             item = orjson.loads(doc)
             item["received_at"] = iso(received_us)
             items.append(item)
         next_cursor = None
-        if len(rows) > limit:
-            last = rows[limit - 1]
+        if len(rows) > n:
+            last = rows[n - 1]
             next_cursor = encode_cursor(int(last[2]), last[3])
         return Page(items, next_cursor)
+
+    def _trace_in(self, cur: Cursor, tenant: str, trace_id: str, datasets: Datasets) -> bool:
+        """Whether a trace-scoped read may see the trace: always without dataset scope, else
+        only when its dataset is one of ``datasets`` (others read as absent)."""
+        if datasets is None:
+            return True
+        params: list[Any] = [tenant, trace_id]
+        clause = _in_datasets("domain_id", datasets, params)
+        sql = self.q(f"SELECT 1 FROM traces WHERE tenant = ? AND trace_id = ? AND {clause}")
+        return bool(_fetch(sql, params, cur))
+
+    def trace_items(
+        self,
+        tenant: str,
+        trace_id: str,
+        kind: str,
+        *,
+        limit: int = 100,
+        cursor: str | None = None,
+        datasets: Datasets = None,
+    ) -> Page[Any] | None:
+        after: tuple[Any, ...] = (-NEVER_US, "", -1)
+        if cursor is not None:
+            after = decode_cursor(cursor, int, str, int)
+        where = (
+            "WHERE tenant = ? AND trace_id = ? AND kind = ?"
+            " AND (time_us, event_id, ord) > (?, ?, ?)"
+        )
+        params = (tenant, trace_id, kind, *after)
+        sizes = self.q(
+            f"SELECT time_us, event_id, ord, size FROM trace_items {where}"
+            " ORDER BY time_us, event_id, ord LIMIT ?"
+        )
+        items = self.q(
+            f"SELECT item FROM trace_items {where} AND (time_us, event_id, ord) <= (?, ?, ?)"
+            " ORDER BY time_us, event_id, ord"
+        )
+        exists = self.q("SELECT 1 FROM traces WHERE tenant = ? AND trace_id = ?")
+
+        def read(cur: Cursor) -> Page[Any] | None:
+            if not self._trace_in(cur, tenant, trace_id, datasets):
+                return None
+            cur.execute(sizes, (*params, limit + 1))
+            keys = cur.fetchall()
+            if not keys:
+                if cursor is None and not _fetch(exists, (tenant, trace_id), cur):
+                    return None
+                return Page([], None)
+            room, n = ITEM_PAGE_BYTES, 0
+            for *_, size in keys[:limit]:  # the longest run that fits, at least one
+                room -= int(size)
+                if n and room < 0:
+                    break
+                n += 1
+            last = (int(keys[n - 1][0]), keys[n - 1][1], int(keys[n - 1][2]))
+            cur.execute(items, (*params, *last))
+            found = [orjson.loads(item) for (item,) in cur.fetchall()]
+            return Page(found, encode_cursor(*last) if len(keys) > n else None)
+
+        return self._read(read)
 
     def _state_clause(self, tenant: str, state: State, now: int) -> tuple[str, list[Any]]:
         if state is State.SUCCEEDED:
@@ -569,37 +764,87 @@ class SqlStore(Store):
             where.append("(updated_us, trace_id) < (?, ?)")
             params += [updated_us, trace_id]
         sql = (
-            f"SELECT {SUMMARY_COLUMNS} FROM traces WHERE {' AND '.join(where)}"
+            f"SELECT {COUNTED} FROM traces WHERE {' AND '.join(where)}"
             " ORDER BY updated_us DESC, trace_id DESC LIMIT ?"
         )
         params.append(limit + 1)
         return self.q(sql), params
 
     def paths(
-        self, tenant: str, path: str, *, limit: int = 100, datasets: Datasets = None
+        self,
+        tenant: str,
+        path: str,
+        *,
+        limit: int = 100,
+        cursor: str | None = None,
+        datasets: Datasets = None,
     ) -> list[PathTouch]:
-        params: list[Any] = [tenant, path_key(path), path]
+        before = (NEVER_US, "") if cursor is None else decode_cursor(cursor, int, str)
+        params: list[Any] = [tenant, path_key(path), path, *before]
         scope = "" if datasets is None else " AND " + _of_traces_in("paths", datasets, params)
         sql = self.q(
             "SELECT trace_id, event_id, time_us FROM paths"
-            f" WHERE tenant = ? AND path_key = ? AND path = ?{scope}"
-            " ORDER BY time_us DESC, event_id DESC LIMIT ?"
+            " WHERE tenant = ? AND path_key = ? AND path = ? AND (time_us, event_id) < (?, ?)"
+            f"{scope} ORDER BY time_us DESC, event_id DESC LIMIT ?"
         )
         params.append(limit)
         rows = self._read(functools.partial(_fetch, sql, params))
-        return [PathTouch(trace_id, event_id, iso(int(t)) or "") for trace_id, event_id, t in rows]
+        return [
+            PathTouch(trace_id, event_id, iso(int(t)) or "", int(t))
+            for trace_id, event_id, t in rows
+        ]
 
-    def lineage(self, tenant: str, trace_id: str, *, datasets: Datasets = None) -> DataFlow | None:
-        params: list[Any] = [tenant, trace_id]
-        scope = "" if datasets is None else " AND " + _of_traces_in("events", datasets, params)
-        sql = self.q(
-            f"SELECT doc FROM events WHERE tenant = ? AND trace_id = ?{scope}"
-            " ORDER BY time_us, event_id"
+    def lineage(
+        self,
+        tenant: str,
+        trace_id: str,
+        *,
+        limit: int = 1000,
+        cursor: str | None = None,
+        datasets: Datasets = None,
+    ) -> DataFlow | None:
+        # A cursor is where the next page starts: an event's key and the index of its first
+        # link (lineage.links) not yet given.
+        at, eid, link = (
+            (-NEVER_US, "", 0) if cursor is None else decode_cursor(cursor, int, str, int)
         )
-        rows = self._read(functools.partial(_fetch, sql, params))
-        if not rows:
-            return None
-        return lineage_of(orjson.loads(doc) for (doc,) in rows)
+        sql = {
+            op: self.q(
+                "SELECT time_us, event_id, doc FROM events WHERE tenant = ? AND trace_id = ?"
+                f" AND (time_us, event_id) {op} (?, ?) ORDER BY time_us, event_id LIMIT ?"
+            )
+            for op in (">=", ">")
+        }
+
+        def read(cur: Cursor) -> DataFlow | None:
+            if not self._trace_in(cur, tenant, trace_id, datasets):
+                return None
+            graph = Graph(limit)
+            key: tuple[Any, ...] = (at, eid)
+            op, scanned, size = ">=", 0, 0
+            while True:
+                chunk = min(LINEAGE_CHUNK, LINEAGE_SCAN_EVENTS - scanned)
+                cur.execute(sql[op], (tenant, trace_id, *key, chunk))
+                rows = cur.fetchall()
+                if not rows and cursor is None and scanned == 0:
+                    return None
+                for time_us, event_id, text in rows:
+                    scanned += 1
+                    size += len(text)
+                    doc = orjson.loads(text)
+                    cut = graph.add(doc, link if (time_us, event_id) == (at, eid) else 0)
+                    if cut is None and (
+                        scanned >= LINEAGE_SCAN_EVENTS or size >= LINEAGE_SCAN_BYTES
+                    ):
+                        cut = len(links(doc))  # this event is done; the next page goes on
+                    if cut is not None:
+                        next_cursor = encode_cursor(int(time_us), event_id, cut)
+                        return DataFlow(graph.nodes, graph.edges, next_cursor)
+                if len(rows) < chunk:
+                    return DataFlow(graph.nodes, graph.edges, None)
+                key, op = (int(rows[-1][0]), rows[-1][1]), ">"
+
+        return self._read(read)
 
     def put_dataset_details(self, details: Sequence[DatasetDetails]) -> None:
         if not details:
@@ -774,23 +1019,21 @@ def _fetch(sql: str, params: Sequence[Any], cur: Cursor) -> list[Any]:
     return cur.fetchall()
 
 
+def _fetch_within(sql: str, params: Sequence[Any], most: int, cur: Cursor) -> tuple[list[Any], int]:
+    """The rows of ``sql``, fetched a few at a time until their first columns (text) pass
+    about ``most`` bytes, and one more if there is one (to tell that there is more); and
+    how many of them are within that (at least one)."""
+    cur.execute(sql, params)
+    rows: list[Any] = []
+    while chunk := cur.fetchmany(16):
+        for i, row in enumerate(chunk):
+            rows.append(row)
+            most -= len(row[0])
+            if most < 0:
+                more = chunk[i + 1 : i + 2] or cur.fetchmany(1)
+                return rows + list(more), len(rows)
+    return rows, len(rows)
+
+
 def _execute_many(sql: str, rows: Sequence[Sequence[Any]], cur: Cursor) -> None:
     cur.executemany(sql, rows)
-
-
-def lineage_of(docs: Any) -> DataFlow:
-    """Nodes are every path a trace's events name; an edge joins each input of an event to
-    each of its outputs."""
-    nodes: dict[str, None] = {}
-    edges: list[dict[str, str]] = []
-    seen: set[tuple[str, str, str]] = set()
-    for doc in docs:
-        inputs, outputs = inputs_of(doc), outputs_of(doc)
-        nodes.update(dict.fromkeys(touched_paths(doc)))
-        for src in inputs:
-            for dst in outputs:
-                edge = (src, dst, doc["event_id"])
-                if edge not in seen:
-                    seen.add(edge)
-                    edges.append({"from": src, "to": dst, "event_id": doc["event_id"]})
-    return DataFlow(list(nodes), edges)

@@ -36,7 +36,15 @@ from waymark.errors import Unavailable
 from waymark.model import Record
 from waymark.pipelines import Pipelines
 from waymark.store import migrate
-from waymark.store.sql import INSERT_EVENT, INSERT_PATH, UPSERT_TRACE, Cursor, Prepared, SqlStore
+from waymark.store.sql import (
+    INSERT_EVENT,
+    INSERT_PATH,
+    UPSERT_ITEM,
+    UPSERT_TRACE,
+    Cursor,
+    Prepared,
+    SqlStore,
+)
 from waymark.store.url import StoreURL, parse_store_url
 
 T = TypeVar("T")
@@ -335,6 +343,7 @@ class SQLiteStore(SqlStore):
         todo = Prepared.of(records)
         todo.events = _Rows(INSERT_EVENT, todo.events)
         todo.paths = _Rows(INSERT_PATH, todo.paths)
+        todo.items = _Rows(UPSERT_ITEM, todo.items)
         todo.traces = _Rows(UPSERT_TRACE, todo.traces)
         return todo
 
@@ -399,6 +408,9 @@ class SQLiteStore(SqlStore):
 
     def _insert_paths(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
         _write_rows(cur, INSERT_PATH, rows)
+
+    def _write_items(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
+        _write_rows(cur, UPSERT_ITEM, rows)
 
     def _upsert_traces(
         self, cur: Cursor, rows: list[tuple[Any, ...]], returning: bool

@@ -117,7 +117,7 @@ function showSummary(summary) {
     ["finished", summary.finished_at],
     ["duration", summary.duration_ms == null ? null : summary.duration_ms + " ms"],
     ["events", summary.event_count],
-    ["files", summary.paths.join(", ")],
+    ["files", listed(summary.paths, summary.last_paths, summary.path_count).join(", ")],
   ];
   const dl = $("summary");
   dl.replaceChildren();
@@ -132,13 +132,19 @@ function showSummary(summary) {
   }
   const errors = $("errors");
   errors.replaceChildren();
-  for (const error of summary.errors) {
+  for (const error of listed(summary.errors, summary.last_errors, summary.error_count)) {
     const li = document.createElement("li");
     li.className = "error";
     li.textContent = errorText(error);
     errors.appendChild(li);
   }
-  if (!summary.errors.length) errors.textContent = "none";
+  if (!summary.error_count) errors.textContent = "none";
+}
+
+// A summary's list: its first items, how many are left out, its last items.
+function listed(first, last, count) {
+  const left = count - first.length - last.length;
+  return [...first, ...(left ? ["… " + left + " more …"] : []), ...last];
 }
 
 async function showEvents(traceId) {
@@ -169,9 +175,20 @@ async function showLineage(traceId) {
   const list = $("lineage");
   list.replaceChildren();
   const lineage = await api(traceUrl(traceId, "/lineage"));
-  for (const edge of lineage ? lineage.edges : []) {
+  if (!lineage) return;
+  const nodes = new Map(lineage.nodes.map((node) => [node.id, node]));
+  const label = (id) => {
+    const node = nodes.get(id);
+    return node.kind === "path" ? node.path : "[" + (step(node) || node.event_id) + "]";
+  };
+  for (const edge of lineage.edges) {
     const li = document.createElement("li");
-    li.textContent = edge.from + " → " + edge.to;
+    li.textContent = label(edge.from) + " → " + label(edge.to);
+    list.appendChild(li);
+  }
+  if (lineage.truncated) {
+    const li = document.createElement("li");
+    li.textContent = "… more than " + lineage.edges.length + " inputs and outputs";
     list.appendChild(li);
   }
   if (!list.children.length) list.textContent = "no inputs or outputs reported";
