@@ -284,6 +284,14 @@ UrlOpt = Annotated[
 TenantOpt = Annotated[
     str | None, typer.Option("--tenant", help="Tenant (env WAYMARK_TENANT)", show_default=False)
 ]
+TokenOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        help="API key or OpenID Connect access token, sent as a bearer token (env WAYMARK_TOKEN)",
+        show_default=False,
+    ),
+]
 
 
 class Format(StrEnum):
@@ -302,9 +310,10 @@ def status(
     fmt: FormatOpt = Format.table,
     url: UrlOpt = None,
     tenant: TenantOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Where a trace stands (like `okdata status`), or its whole history."""
-    with reader(url, tenant) as api:
+    with reader(url, tenant, token) as api:
         if history:
             rows = [history_row(e) for e in api.events(trace_id, page_size=1000)]
             emit(rows, HISTORY_COLUMNS, fmt, title=f"History of {trace_id}")
@@ -319,9 +328,10 @@ def history(
     fmt: FormatOpt = Format.table,
     url: UrlOpt = None,
     tenant: TenantOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Every event of a trace, in order (same as `status --history`)."""
-    status(trace_id, history=True, fmt=fmt, url=url, tenant=tenant)
+    status(trace_id, history=True, fmt=fmt, url=url, tenant=tenant, token=token)
 
 
 @app.command()
@@ -330,10 +340,11 @@ def wait(
     timeout: Annotated[float, typer.Option(help="Give up after this many seconds")] = 300.0,
     url: UrlOpt = None,
     tenant: TenantOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Wait until a trace is done. Exit 0: succeeded, 1: failed, 2: not done in time,
     4: cannot be read."""
-    raise typer.Exit(wait_for(trace_id, timeout, url, tenant))
+    raise typer.Exit(wait_for(trace_id, timeout, url, tenant, token))
 
 
 @app.command()
@@ -356,6 +367,7 @@ def send(
     path: Annotated[str | None, typer.Option(help="The file or object the step worked on")] = None,
     url: UrlOpt = None,
     tenant: TenantOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Send events: from a JSON file or stdin, or one event from flags."""
     flags = {
@@ -369,7 +381,7 @@ def send(
         "path": path,
     }
     raise typer.Exit(
-        send_events(file, {k: v for k, v in flags.items() if v is not None}, url, tenant)
+        send_events(file, {k: v for k, v in flags.items() if v is not None}, url, tenant, token)
     )
 
 
@@ -379,9 +391,10 @@ def path_lookup(
     fmt: FormatOpt = Format.table,
     url: UrlOpt = None,
     tenant: TenantOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Every trace whose events touched a path, newest first."""
-    with reader(url, tenant) as api:
+    with reader(url, tenant, token) as api:
         hits = api.paths(path)
     rows = [{"Trace ID": h.trace_id, "Event ID": h.event_id, "At": h.at} for h in hits]
     emit(rows, PATH_COLUMNS, fmt, title=f"Traces that touched {path}")

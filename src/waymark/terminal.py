@@ -24,7 +24,7 @@ from rich.table import Table
 from waymark.config import server_url
 from waymark.model import Summary
 from waymark.sdk import Client
-from waymark.sdk.errors import APIError, ClientError, WaitTimeout
+from waymark.sdk.errors import APIError, ClientError, Unauthenticated, WaitTimeout
 
 EXIT_FAILED = 1
 EXIT_NOT_DONE = 2
@@ -62,15 +62,16 @@ def error_text(errors: Sequence[Any]) -> str:
     return "; ".join(out)
 
 
-def client(url: str | None, tenant: str | None) -> Client:
-    """The SDK client the CLI reads and sends with: one retry, long enough for ``?wait``."""
-    return Client(server_url(url), tenant, timeout=LONG_POLL_S + 10, retries=1)
+def client(url: str | None, tenant: str | None, token: str | None = None) -> Client:
+    """The SDK client the CLI reads and sends with: one retry, long enough for ``?wait``;
+    ``token`` None means ``WAYMARK_TOKEN``, if set."""
+    return Client(server_url(url), tenant, timeout=LONG_POLL_S + 10, token=token, retries=1)
 
 
 @contextlib.contextmanager
-def reader(url: str | None, tenant: str | None) -> Iterator[Client]:
+def reader(url: str | None, tenant: str | None, token: str | None = None) -> Iterator[Client]:
     """A client whose errors end the command with exit code 4 and a clear message."""
-    api = client(url, tenant)
+    api = client(url, tenant, token)
     try:
         yield api
     except ClientError as exc:
@@ -84,6 +85,8 @@ def report(exc: ClientError) -> None:
     lines = [str(exc)]
     if isinstance(exc, APIError):
         lines += [".".join(map(str, e["loc"])) + ": " + e["msg"] for e in exc.errors]
+    if isinstance(exc, Unauthenticated):
+        lines.append("give a key or token the server accepts: --token or WAYMARK_TOKEN")
     err.print("[red]error:[/red] " + "\n  ".join(lines), highlight=False)
 
 
@@ -160,12 +163,14 @@ def _cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def wait_for(trace_id: str, timeout: float, url: str | None, tenant: str | None) -> int:
+def wait_for(
+    trace_id: str, timeout: float, url: str | None, tenant: str | None, token: str | None = None
+) -> int:
     """Long-poll until done, showing progress on a terminal; the exit code says how it ended."""
     deadline = time.monotonic() + max(0.0, timeout)
     progress = err.status(f"waiting for {trace_id}") if err.is_terminal else None
     summary: Summary | None = None
-    with reader(url, tenant) as api:
+    with reader(url, tenant, token) as api:
         if progress is not None:
             progress.start()
         try:
@@ -190,7 +195,11 @@ def wait_for(trace_id: str, timeout: float, url: str | None, tenant: str | None)
 
 
 def send_events(
-    file: str | None, flags: dict[str, str], url: str | None, tenant: str | None
+    file: str | None,
+    flags: dict[str, str],
+    url: str | None,
+    tenant: str | None,
+    token: str | None = None,
 ) -> int:
     """POST events from a file, stdin or flags; print the accepted ids."""
     if file is not None and flags:
@@ -208,7 +217,7 @@ def send_events(
     else:
         err.print("[red]error:[/red] give a file ('-' for stdin) or at least --trace-id")
         return EXIT_UNREADABLE
-    with reader(url, tenant) as api:
+    with reader(url, tenant, token) as api:
         result = api.send(events)
     for event_id in result.event_ids:
         typer.echo(event_id)

@@ -15,13 +15,16 @@ from waymark.sdk._retry import Backoff
 from waymark.sdk.client import AsyncClient, Client
 from waymark.sdk.delivery import Stats
 from waymark.sdk.errors import (
+    AccessDenied,
     APIError,
     ClientError,
     ConnectionFailed,
+    Forbidden,
     InvalidRequest,
     MissingExtra,
     ServerUnavailable,
     TraceNotFound,
+    Unauthenticated,
     WaitTimeout,
 )
 from waymark.sdk.tracker import (
@@ -37,11 +40,13 @@ from waymark.sdk.transports import Transport
 
 __all__ = [
     "APIError",
+    "AccessDenied",
     "AsyncClient",
     "Backoff",
     "Client",
     "ClientError",
     "ConnectionFailed",
+    "Forbidden",
     "InvalidRequest",
     "Lineage",
     "MissingExtra",
@@ -55,6 +60,7 @@ __all__ = [
     "TraceNotFound",
     "Tracker",
     "Transport",
+    "Unauthenticated",
     "WaitTimeout",
     "bind",
     "current_step",
