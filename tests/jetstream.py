@@ -32,9 +32,13 @@ def nats_server_binary() -> str:
 
 class JetStreamServer:
     """One ``nats-server`` with JetStream, its data in ``directory``. ``sync`` is the
-    ``sync_interval`` setting (``"always"``), or None for the server's default."""
+    ``sync_interval`` setting (``"always"``), or None for the server's default;
+    ``authorization`` the body of the configuration's ``authorization`` block (clients must
+    then log in), e.g. ``'user: alice, password: "pw"'``."""
 
-    def __init__(self, directory: Path, *, sync: str | None = "always") -> None:
+    def __init__(
+        self, directory: Path, *, sync: str | None = "always", authorization: str | None = None
+    ) -> None:
         self.directory = directory
         self.port = free_port()
         self.monitor_port = free_port()
@@ -42,8 +46,10 @@ class JetStreamServer:
         self.monitor_url = f"http://127.0.0.1:{self.monitor_port}"
         self.config = directory / "nats-server.conf"
         sync_line = f"  sync_interval: {sync}\n" if sync is not None else ""
+        auth_block = f"authorization {{ {authorization} }}\n" if authorization else ""
         self.config.write_text(
             f"listen: 127.0.0.1:{self.port}\n"
+            f"{auth_block}"
             f"http: 127.0.0.1:{self.monitor_port}\n"
             "jetstream {\n"
             f'  store_dir: "{directory / "data"}"\n'

@@ -111,6 +111,8 @@ def serve(
 
     settings = Settings.resolve(store, bus, pipelines)
     _check_store(settings.store)
+    if settings.bus:
+        _check_bus(settings.bus)
     # Workers are separate processes: they read the resolved settings from the environment.
     os.environ["WAYMARK_STORE"] = settings.store
     os.environ["WAYMARK_BUS"] = settings.bus
@@ -255,6 +257,31 @@ def _check_store(url: str) -> None:
     try:
         open_store(url).close()
     except (Unavailable, ValueError) as exc:
+        typer.echo(f"waymark: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
+def _check_bus(url: str) -> None:
+    """Refuse to serve with a bus URL that is wrong, or whose credentials the NATS server
+    refuses; a server that cannot be reached now is fine (publishes answer 503 until it is
+    back)."""
+    import asyncio
+
+    from waymark.bus import open_bus
+    from waymark.errors import Unavailable
+
+    async def connect() -> None:
+        bus = open_bus(url)
+        try:
+            await bus.connect()
+        finally:
+            await bus.close()
+
+    try:
+        asyncio.run(connect())
+    except Unavailable:
+        pass
+    except ValueError as exc:  # a bad setting, or credentials refused (never shown)
         typer.echo(f"waymark: {exc}", err=True)
         raise typer.Exit(1) from exc
 
