@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -69,6 +69,7 @@ class LiveServer:
         env: dict[str, str] | None = None,
         port: int | None = None,
         stderr: int | None = None,
+        args: Sequence[str] = (),
     ) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -84,6 +85,7 @@ class LiveServer:
                 store,
                 "--log-level",
                 "warning",
+                *args,
             ],
             env={**os.environ, **(env or {})},
             stderr=stderr,

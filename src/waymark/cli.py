@@ -127,6 +127,23 @@ def serve(
     oidc_issuer: OidcIssuerOpt = None,
     oidc_audience: OidcAudienceOpt = None,
     oidc_roles_claim: OidcRolesClaimOpt = None,
+    allowed_hosts: Annotated[
+        str | None,
+        typer.Option(
+            "--allowed-hosts",
+            help="With authentication off, the Host names answered besides loopback ones,"
+            " comma separated; * for any (env WAYMARK_ALLOWED_HOSTS)",
+            show_default=False,
+        ),
+    ] = None,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure",
+            help="Serve on a non-loopback address with authentication off (anyone who can"
+            " reach it may read and write every tenant)",
+        ),
+    ] = False,
 ) -> None:
     """Serve the HTTP API."""
     import os
@@ -146,10 +163,22 @@ def serve(
             oidc_issuer=oidc_issuer,
             oidc_audience=oidc_audience,
             oidc_roles_claim=oidc_roles_claim,
+            allowed_hosts=allowed_hosts,
         )
     except ValueError as exc:
         typer.echo(f"waymark: {exc}", err=True)
         raise typer.Exit(2) from exc
+    from waymark.api.hosts import host_name, is_loopback
+
+    if not settings.auth and not insecure and not is_loopback(host_name(host)):
+        typer.echo(
+            f"waymark: refusing to serve on {host} with authentication off: anyone who can"
+            " reach that address could read and write every tenant. Turn authentication on"
+            " (--auth keys or --auth oidc, see `waymark keys create`), serve on 127.0.0.1,"
+            " or give --insecure to serve it open anyway.",
+            err=True,
+        )
+        raise typer.Exit(2)
     _check_store(settings.store)
     if settings.bus:
         _check_bus(settings.bus)
@@ -161,6 +190,7 @@ def serve(
     os.environ["WAYMARK_OIDC_ISSUER"] = settings.oidc_issuer
     os.environ["WAYMARK_OIDC_AUDIENCE"] = settings.oidc_audience
     os.environ["WAYMARK_OIDC_ROLES_CLAIM"] = settings.oidc_roles_claim
+    os.environ["WAYMARK_ALLOWED_HOSTS"] = ",".join(settings.allowed_hosts or ())
     uvicorn.run(
         "waymark.api.app:serve_app",
         factory=True,

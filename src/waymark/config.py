@@ -9,12 +9,18 @@
 | OIDC issuer URL       | ``WAYMARK_OIDC_ISSUER``      | none                         |
 | OIDC audience         | ``WAYMARK_OIDC_AUDIENCE``    | none: ``aud`` not checked    |
 | OIDC roles claim      | ``WAYMARK_OIDC_ROLES_CLAIM`` | ``waymark_roles``            |
+| allowed hosts         | ``WAYMARK_ALLOWED_HOSTS``    | none: loopback names only    |
 | server URL (CLI)      | ``WAYMARK_URL``              | ``http://127.0.0.1:8000``    |
 | tenant (CLI)          | ``WAYMARK_TENANT``           | ``default``                  |
 
 ``WAYMARK_AUTH`` is empty or ``none`` (no checks), or a comma list of ``keys`` (API keys
 kept in the store) and ``oidc`` (OpenID Connect tokens of ``WAYMARK_OIDC_ISSUER``); a
 request's bearer credential is tried against each, in that order.
+
+``WAYMARK_ALLOWED_HOSTS`` (a comma list of host names, ``*`` for any) matters only with
+authentication off: the server then answers only requests whose ``Host`` is a loopback
+name or one of these (:mod:`waymark.api.hosts`). Settings made directly, not resolved
+(an app embedded in-process, as in tests), leave ``allowed_hosts`` None: no check.
 """
 
 from __future__ import annotations
@@ -60,6 +66,7 @@ class Settings:
     oidc_issuer: str = ""
     oidc_audience: str = ""
     oidc_roles_claim: str = DEFAULT_ROLES_CLAIM
+    allowed_hosts: tuple[str, ...] | None = None  # with auth off; None: Host not checked
 
     @classmethod
     def resolve(
@@ -72,6 +79,7 @@ class Settings:
         oidc_issuer: str | None = None,
         oidc_audience: str | None = None,
         oidc_roles_claim: str | None = None,
+        allowed_hosts: str | None = None,
     ) -> Settings:
         """Every setting, from the arguments given, else the environment, else defaults;
         ValueError naming the setting when one is not valid."""
@@ -88,6 +96,11 @@ class Settings:
             oidc_audience=_pick(oidc_audience, "WAYMARK_OIDC_AUDIENCE", ""),
             oidc_roles_claim=_pick(oidc_roles_claim, "WAYMARK_OIDC_ROLES_CLAIM", "")
             or DEFAULT_ROLES_CLAIM,
+            allowed_hosts=tuple(
+                name.strip()
+                for name in _pick(allowed_hosts, "WAYMARK_ALLOWED_HOSTS", "").split(",")
+                if name.strip()
+            ),
         )
 
 

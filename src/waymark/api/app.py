@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.concurrency import run_in_threadpool
 
-from waymark.api import access, gsm, health, okdata, openlineage, page, problems, v1
+from waymark.api import access, gsm, health, hosts, okdata, openlineage, page, problems, v1
 from waymark.api.deps import Services, store_threads
 from waymark.auth.authenticators import build_authenticators
 from waymark.bus import sink_for
@@ -76,9 +76,11 @@ def create_app(
         lifespan=lifespan,
         routes=list(v1.HOT_ROUTES),  # first, ahead of every router
     )
-    # Added before the request guard, so that it runs inside it: its refusals get the
+    # Added before the request guard, so that they run inside it: their refusals get the
     # request id and the door's shape.
     app.add_middleware(access.AccessGuard, routes=app.router.routes, on=bool(settings.auth))
+    if not settings.auth and settings.allowed_hosts is not None:
+        app.add_middleware(hosts.HostGuard, allowed=settings.allowed_hosts)
     problems.install(app)
     app.include_router(v1.router)
     app.include_router(okdata.router)
