@@ -88,49 +88,24 @@ def test_api_collector_and_sdk_through_a_server_with_a_password(
     assert PASSWORD not in output and QUOTED not in output
 
 
-def test_a_wrong_password_ends_the_collector_at_start(
-    guarded: JetStreamServer, tmp_path: Path
+@pytest.mark.parametrize("command", ["collect", "serve"])
+def test_a_wrong_password_ends_the_command_at_start(
+    guarded: JetStreamServer, tmp_path: Path, command: str
 ) -> None:
     started = time.monotonic()
-    proc = collector(with_login(guarded, "alice:Wrong-Secret"), f"sqlite:///{tmp_path / 'w.db'}")
-    try:
-        output, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            terminate(proc)
-    text = output.decode()
-    assert proc.returncode == 1, text
+    done = subprocess.run(
+        [sys.executable, "-m", "waymark.cli", command, "--store", f"sqlite:///{tmp_path / 'w.db'}"]
+        + ["--bus", with_login(guarded, "alice:Wrong-Secret")]
+        + (["--port", "0"] if command == "serve" else []),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    text = done.stdout + done.stderr
+    assert done.returncode == 1, text
     assert "refused the bus URL's credentials (user 'alice')" in text
     assert "Wrong-Secret" not in text
     assert time.monotonic() - started < 30  # not retried as if the server were down
-
-
-def test_a_wrong_password_ends_serve_at_start(guarded: JetStreamServer, tmp_path: Path) -> None:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "waymark.cli",
-            "serve",
-            "--port",
-            "0",
-            "--store",
-            f"sqlite:///{tmp_path / 'w.db'}",
-            "--bus",
-            with_login(guarded, "alice:Wrong-Secret"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        output, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            terminate(proc)
-    text = output.decode()
-    assert proc.returncode == 1, text
-    assert "refused the bus URL's credentials (user 'alice')" in text
-    assert "Wrong-Secret" not in text
 
 
 def test_no_credentials_where_the_server_wants_them(guarded: JetStreamServer) -> None:
