@@ -51,6 +51,13 @@ class Need:
     tenant_header: str = TENANT_HEADER
     open: bool = False
 
+    @property
+    def header_key(self) -> bytes:
+        """The tenant header's name as an ASGI scope holds it."""
+        return _HEADER_KEYS[self.tenant_header]
+
+
+_HEADER_KEYS = {name: name.lower().encode() for name in (TENANT_HEADER, "data-partition-id")}
 
 READ = Need(Role.READER)
 WRITE = Need(Role.WRITER)
@@ -160,7 +167,7 @@ async def authenticate(authenticators: Sequence[Authenticator], credential: str)
 
 def tenant_for(principal: Principal, need: Need, scope: Scope) -> str:
     """The request's tenant, once the principal may act in it with the needed role."""
-    header = need.tenant_header.lower().encode()
+    header = need.header_key
     given = next((v.decode("latin-1") for n, v in scope["headers"] if n == header), None)
     if not given:
         given = principal.only_tenant()
