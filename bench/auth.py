@@ -16,8 +16,9 @@ costs: throughput swings with the neighbours' load, the server's CPU per event m
 
 A configuration is a function that, given a fresh store URL, prepares whatever it needs
 (a key in the store, an issuer) and returns the server's extra environment and the
-header to send. ``keys`` makes an API key with ``waymark keys create``. A JWT
-configuration goes beside it in :data:`CONFIGS`.
+header to send. ``keys`` makes an API key with ``waymark keys create``; ``jwt`` starts an
+OpenID Connect issuer on loopback (the tests' own, :mod:`tests.oidc_issuer`) and sends an
+RS256 access token of it, as a client with a client-credentials token would.
 """
 
 from __future__ import annotations
@@ -28,11 +29,13 @@ import json
 import os
 import statistics
 import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from run import PY, free_port, waymark_server, wrk
+from run import PY, ROOT, free_port, waymark_server, wrk
 
 #: (extra server environment, Authorization header or "")
 Setup = tuple[dict[str, str], str]
@@ -41,6 +44,26 @@ Setup = tuple[dict[str, str], str]
 @contextlib.contextmanager
 def auth_off(store: str) -> Iterator[Setup]:
     yield {"WAYMARK_AUTH": "none"}, ""
+
+
+@contextlib.contextmanager
+def jwt(store: str) -> Iterator[Setup]:
+    sys.path.insert(0, str(ROOT))
+    from tests.oidc_issuer import Issuer
+
+    with Issuer() as issuer:
+        token = issuer.token(
+            aud="waymark",
+            azp="bench",
+            waymark_roles=["default:writer"],
+            exp=int(time.time()) + 3600,  # outlives the run
+        )
+        env = {
+            "WAYMARK_AUTH": "oidc",
+            "WAYMARK_OIDC_ISSUER": issuer.url,
+            "WAYMARK_OIDC_AUDIENCE": "waymark",
+        }
+        yield env, f"Bearer {token}"
 
 
 @contextlib.contextmanager
@@ -54,7 +77,7 @@ def api_key(store: str) -> Iterator[Setup]:
 CONFIGS: dict[str, Callable[[str], contextlib.AbstractContextManager[Setup]]] = {
     "off": auth_off,
     "keys": api_key,
-    # "jwt": a token of a test issuer, WAYMARK_AUTH=oidc (added with the OIDC verifier)
+    "jwt": jwt,
 }
 
 WORKLOADS = {  # name: (wrk script, connections, events per request)

@@ -87,6 +87,14 @@ class Settings:
         issuer = _pick(oidc_issuer, "WAYMARK_OIDC_ISSUER", "")
         if "oidc" in modes and not issuer:
             raise ValueError("WAYMARK_AUTH names oidc, but WAYMARK_OIDC_ISSUER is not set")
+        if issuer and not issuer.startswith(("https://", "http://")):
+            raise ValueError(f"WAYMARK_OIDC_ISSUER {issuer!r} is not an http(s) URL")
+        roles_claim = _pick(oidc_roles_claim, "WAYMARK_OIDC_ROLES_CLAIM", "") or DEFAULT_ROLES_CLAIM
+        if any(not part for part in roles_claim.split(".")):
+            raise ValueError(
+                f"WAYMARK_OIDC_ROLES_CLAIM {roles_claim!r} is not a dotted path"
+                " (e.g. realm_access.roles)"
+            )
         return cls(
             store=_pick(store, "WAYMARK_STORE", DEFAULT_STORE),
             bus=_pick(bus, "WAYMARK_BUS", ""),
@@ -94,8 +102,7 @@ class Settings:
             auth=modes,
             oidc_issuer=issuer,
             oidc_audience=_pick(oidc_audience, "WAYMARK_OIDC_AUDIENCE", ""),
-            oidc_roles_claim=_pick(oidc_roles_claim, "WAYMARK_OIDC_ROLES_CLAIM", "")
-            or DEFAULT_ROLES_CLAIM,
+            oidc_roles_claim=roles_claim,
             allowed_hosts=tuple(
                 name.strip()
                 for name in _pick(allowed_hosts, "WAYMARK_ALLOWED_HOSTS", "").split(",")

@@ -180,7 +180,7 @@ def test_unknown_kid_after_rotation_fetches_the_keys_again(issuer: Issuer) -> No
 
 def test_a_withdrawn_key_stops_working_when_the_keys_are_refreshed(issuer: Issuer) -> None:
     old_token = issuer.token(aud=AUDIENCE)
-    auth = verifier(issuer, keys_max_age_s=0.2, cache_size=0)
+    auth = verifier(issuer, keys_max_age_s=0.2)  # the verified token is kept no longer
     assert check(auth, old_token)[0] is not None
     issuer.rotate("RS256")
     time.sleep(0.25)
@@ -267,3 +267,17 @@ def test_the_cache_is_bounded(issuer: Issuer) -> None:
 def test_a_bad_roles_claim_is_refused_at_start(bad: str) -> None:
     with pytest.raises(ValueError, match="roles claim"):
         OidcAuthenticator("https://issuer.example", roles_claim=bad)
+
+
+@pytest.mark.parametrize(
+    ("issuer", "claim", "named"),
+    [
+        ("ftp://issuer.example", "roles", "WAYMARK_OIDC_ISSUER"),
+        ("https://issuer.example", "realm_access..roles", "WAYMARK_OIDC_ROLES_CLAIM"),
+    ],
+)
+def test_bad_oidc_settings_are_named_before_serving(issuer: str, claim: str, named: str) -> None:
+    from waymark.config import Settings
+
+    with pytest.raises(ValueError, match=named):
+        Settings.resolve(auth="oidc", oidc_issuer=issuer, oidc_roles_claim=claim)

@@ -120,8 +120,9 @@ class OidcAuthenticator:
         # Verified tokens until their exp. A client sends the same token with every
         # request until it expires, and checking an RS256/ES256 signature with the claims
         # costs far more than a request's own work on the hot path; a token string that
-        # verified once verifies again until its exp, so the answer is kept. Bounded:
-        # the oldest entries go first.
+        # verified once verifies again until its exp, so the answer is kept, though no
+        # longer than the keys are (keys_max_age_s), so that a token of a key the issuer
+        # withdrew stops passing. Bounded: the oldest entries go first.
         self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
         self._cache_size = cache_size
 
@@ -150,7 +151,8 @@ class OidcAuthenticator:
         key = await self._key(kid, alg)
         claims = self._verify(credential, key, alg)
         principal = Principal(name=self._name(claims), grants=self._grants(claims))
-        self._remember(credential, principal, float(claims["exp"]))
+        keep_until = min(float(claims["exp"]), time.time() + self.keys_max_age_s)
+        self._remember(credential, principal, keep_until)
         return principal
 
     # -- keys -------------------------------------------------------------------------------
