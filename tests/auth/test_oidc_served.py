@@ -299,3 +299,48 @@ def test_the_cli_sends_its_token(
     refused = cli.invoke(app, ["status", "cli-1", *where])
     assert refused.exit_code == 4
     assert "--token or WAYMARK_TOKEN" in refused.output
+
+
+# -- the other doors with a token -------------------------------------------------------------
+
+
+def test_openlineage_client_sends_a_token_as_its_api_key(
+    issuer: Issuer, server: LiveServer
+) -> None:
+    from openlineage.client import OpenLineageClient
+    from openlineage.client.event_v2 import Job, Run, RunEvent, RunState
+    from openlineage.client.transport.http import HttpConfig, HttpTransport
+
+    run_id = "01936a52-6c1e-7b9a-8f3d-2a4b5c6d7e42"
+    writer = token(issuer, f"{TENANT}:writer")
+    config = HttpConfig.from_dict(
+        {"url": server.url, "timeout": 10, "auth": {"type": "api_key", "apiKey": writer}}
+    )
+    lineage = OpenLineageClient(transport=HttpTransport(config))
+    lineage.emit(
+        RunEvent(
+            eventType=RunState.COMPLETE,
+            eventTime="2026-12-03T09:00:00+00:00",
+            run=Run(runId=run_id),
+            job=Job(namespace="airflow", name="nightly"),
+            producer="https://example.org/tests",
+        )
+    )
+    # The token names one tenant, so the client needs no tenant header of its own.
+    assert call(server, token(issuer, f"{TENANT}:reader"), f"/v1/traces/{run_id}").json()["done"]
+
+
+def test_gsm_takes_the_tenant_from_data_partition_id(issuer: Issuer, server: LiveServer) -> None:
+    body = (EXAMPLES / "gsm-status.json").read_bytes()
+    url = f"{server.url}/api/status-publisher/v1/status"
+
+    def publish(credential: str) -> httpx.Response:
+        headers = {
+            "Authorization": f"Bearer {credential}",
+            "data-partition-id": "opendes",
+            "Content-Type": "application/json",
+        }
+        return httpx.post(url, content=body, headers=headers, timeout=10)
+
+    assert publish(token(issuer, "opendes:writer")).status_code == 200
+    assert publish(token(issuer, f"{TENANT}:writer")).status_code == 403  # not that partition

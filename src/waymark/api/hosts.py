@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from waymark.errors import BadRequest
 
 ANY_HOST = "*"
+HOSTS_KEPT = 256  # distinct Host values whose answer is remembered
 
 
 def host_name(header: str) -> str:
@@ -52,13 +53,24 @@ class HostGuard:
         self.app = app
         self.allowed = frozenset(host_name(name) for name in allowed if name.strip())
         self.any = ANY_HOST in self.allowed
+        # Clients send a handful of Host values: each is judged once. Bounded, so that a
+        # stream of made-up names cannot grow it.
+        self._answered: dict[bytes, bool] = {}
+
+    def answers(self, host: bytes) -> bool:
+        known = self._answered.get(host)
+        if known is None:
+            name = host_name(host.decode("latin-1"))
+            known = self.any or is_loopback(name) or name in self.allowed
+            if len(self._answered) < HOSTS_KEPT:
+                self._answered[host] = known
+        return known
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not self.any:
+        if scope["type"] == "http":
             given = next((v for n, v in scope["headers"] if n == b"host"), b"")
-            name = host_name(given.decode("latin-1"))
-            if not (is_loopback(name) or name in self.allowed):
-                shown = name or "(none)"
+            if not self.answers(given):
+                shown = host_name(given.decode("latin-1")) or "(none)"
                 detail = (
                     f"Host {shown!r} is not one this server answers: with authentication off"
                     " it answers only loopback names (localhost, 127.0.0.1, [::1]) and those"
