@@ -190,7 +190,7 @@ def serve(
     os.environ["WAYMARK_OIDC_ISSUER"] = settings.oidc_issuer
     os.environ["WAYMARK_OIDC_AUDIENCE"] = settings.oidc_audience
     os.environ["WAYMARK_OIDC_ROLES_CLAIM"] = settings.oidc_roles_claim
-    os.environ["WAYMARK_ALLOWED_HOSTS"] = ",".join(settings.allowed_hosts or ())
+    os.environ["WAYMARK_ALLOWED_HOSTS"] = ",".join(settings.allowed_hosts)
     uvicorn.run(
         "waymark.api.app:serve_app",
         factory=True,

@@ -18,9 +18,8 @@ kept in the store) and ``oidc`` (OpenID Connect tokens of ``WAYMARK_OIDC_ISSUER`
 request's bearer credential is tried against each, in that order.
 
 ``WAYMARK_ALLOWED_HOSTS`` (a comma list of host names, ``*`` for any) matters only with
-authentication off: the server then answers only requests whose ``Host`` is a loopback
-name or one of these (:mod:`waymark.api.hosts`). Settings made directly, not resolved
-(an app embedded in-process, as in tests), leave ``allowed_hosts`` None: no check.
+authentication off: the served app then answers only requests whose ``Host`` is a
+loopback name or one of these (:mod:`waymark.api.hosts`).
 """
 
 from __future__ import annotations
@@ -66,7 +65,7 @@ class Settings:
     oidc_issuer: str = ""
     oidc_audience: str = ""
     oidc_roles_claim: str = DEFAULT_ROLES_CLAIM
-    allowed_hosts: tuple[str, ...] | None = None  # with auth off; None: Host not checked
+    allowed_hosts: tuple[str, ...] = ()  # besides loopback names, with auth off
 
     @classmethod
     def resolve(

@@ -35,9 +35,12 @@ def create_app(
     store: Store | None = None,
     sink: Sink | None = None,
     pipelines: Pipelines | None = None,
+    guard_hosts: bool = False,
 ) -> FastAPI:
     """Build the app. Anything not passed in is opened from ``settings`` at startup and
-    closed at shutdown; what is passed in stays the caller's to close."""
+    closed at shutdown; what is passed in stays the caller's to close. ``guard_hosts``:
+    with authentication off, answer only loopback and allowed ``Host`` names
+    (:mod:`waymark.api.hosts`), as the served app does (:func:`serve_app`)."""
     settings = settings or Settings.resolve()
 
     @contextlib.asynccontextmanager
@@ -79,7 +82,7 @@ def create_app(
     # Added before the request guard, so that they run inside it: their refusals get the
     # request id and the door's shape.
     app.add_middleware(access.AccessGuard, routes=app.router.routes, on=bool(settings.auth))
-    if not settings.auth and settings.allowed_hosts is not None:
+    if guard_hosts and not settings.auth:
         app.add_middleware(hosts.HostGuard, allowed=settings.allowed_hosts)
     problems.install(app)
     app.include_router(v1.router)
@@ -109,8 +112,9 @@ SERVER_GC_THRESHOLD = 10_000
 
 
 def serve_app() -> FastAPI:
-    """The app as ``waymark serve`` runs it in each worker: :func:`create_app`, with the
-    cyclic garbage collector started less often.
+    """The app as ``waymark serve`` runs it in each worker: :func:`create_app` with the
+    settings of the environment and the ``Host`` guard, and the cyclic garbage collector
+    started less often.
 
     A 500-event batch makes some ten thousand short-lived containers (models, dicts,
     records, rows) that reference counting frees when the batch is answered; with the
@@ -119,4 +123,4 @@ def serve_app() -> FastAPI:
     10,000 net new containers instead of 700.
     """
     gc.set_threshold(SERVER_GC_THRESHOLD, 10, 10)
-    return create_app()
+    return create_app(guard_hosts=True)
