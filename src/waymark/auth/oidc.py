@@ -170,7 +170,7 @@ class OidcAuthenticator:
             raise Unauthenticated(
                 f"token key {kid!r} is not one of the issuer's keys for {alg}"
                 if kid is not None
-                else f"the issuer has no key for {alg}"
+                else f"token names no key (kid), and the issuer has no single key for {alg}"
             )
         return key
 
