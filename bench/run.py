@@ -419,7 +419,7 @@ def tracker(quick: bool) -> list[dict[str, Any]]:
 
 
 def auth(quick: bool) -> list[dict[str, Any]]:
-    got = script("auth.py", "--seconds", "3" if quick else "8", "--rounds", "2" if quick else "3")
+    got = script("auth.py", "--seconds", "2" if quick else "3", "--rounds", "4" if quick else "12")
     off = got["medians"]["off"]
     out = []
     for config, figures in got["medians"].items():
@@ -428,7 +428,8 @@ def auth(quick: bool) -> list[dict[str, Any]]:
         for name, label in (("single", "single-event POSTs"), ("batch", "batched POSTs (500)")):
             out += [
                 row(f"{label}, auth {config}", figures[name], "events/s", off[name],
-                    "limit: the same server with auth off, taking turns in one run"),
+                    "limit: a server with auth off, taking turns in one run; paired ratio "
+                    f"{got['paired_ratio_to_off'][config][name]}"),
                 row(f"{label}, auth {config}, per server CPU-second", figures[f"{name}_per_cpu_s"],
                     "events", off[f"{name}_per_cpu_s"], "limit: auth off, as above"),
             ]  # fmt: skip
