@@ -86,10 +86,11 @@ class Settings:
         issuer = _pick(oidc_issuer, "WAYMARK_OIDC_ISSUER", "")
         if "oidc" in modes and not issuer:
             raise ValueError("WAYMARK_AUTH names oidc, but WAYMARK_OIDC_ISSUER is not set")
-        if issuer and not issuer.startswith(("https://", "http://")):
+        oidc = "oidc" in modes
+        if oidc and not issuer.startswith(("https://", "http://")):
             raise ValueError(f"WAYMARK_OIDC_ISSUER {issuer!r} is not an http(s) URL")
         roles_claim = _pick(oidc_roles_claim, "WAYMARK_OIDC_ROLES_CLAIM", "") or DEFAULT_ROLES_CLAIM
-        if any(not part for part in roles_claim.split(".")):
+        if oidc and any(not part for part in roles_claim.split(".")):
             raise ValueError(
                 f"WAYMARK_OIDC_ROLES_CLAIM {roles_claim!r} is not a dotted path"
                 " (e.g. realm_access.roles)"
