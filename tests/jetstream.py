@@ -34,10 +34,16 @@ class JetStreamServer:
     """One ``nats-server`` with JetStream, its data in ``directory``. ``sync`` is the
     ``sync_interval`` setting (``"always"``), or None for the server's default;
     ``authorization`` the body of the configuration's ``authorization`` block (clients must
-    then log in), e.g. ``'user: alice, password: "pw"'``."""
+    then log in), e.g. ``'user: alice, password: "pw"'``; ``settings`` more lines of the
+    configuration (an operator and its accounts, for one)."""
 
     def __init__(
-        self, directory: Path, *, sync: str | None = "always", authorization: str | None = None
+        self,
+        directory: Path,
+        *,
+        sync: str | None = "always",
+        authorization: str | None = None,
+        settings: str = "",
     ) -> None:
         self.directory = directory
         self.port = free_port()
@@ -49,7 +55,7 @@ class JetStreamServer:
         auth_block = f"authorization {{ {authorization} }}\n" if authorization else ""
         self.config.write_text(
             f"listen: 127.0.0.1:{self.port}\n"
-            f"{auth_block}"
+            f"{auth_block}{settings}\n"
             f"http: 127.0.0.1:{self.monitor_port}\n"
             "jetstream {\n"
             f'  store_dir: "{directory / "data"}"\n'

@@ -1,10 +1,11 @@
 """NATS credentials in the bus URL: a NATS server of the test's own that requires a user
-and password (or a token), and the API, a collector and the SDK's nats transport going
-through it; a wrong password ends `waymark collect` and `waymark serve` at start, with a
+and password (or a token, or a user of its operator's account with a .creds file), and
+the API, a collector and the SDK's nats transport going through it; a wrong password ends `waymark collect` and `waymark serve` at start, with a
 message that does not show it."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import time
@@ -157,3 +158,34 @@ def test_the_url_keeps_secrets_out_of_what_it_shows(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="once") as caught:
         BusSettings.from_url("nats://alice:one@a:4222,alice:two@b:4222")
     assert "one" not in str(caught.value)
+
+
+def test_a_creds_file(tmp_path: Path) -> None:
+    """NATS decentralized authentication: the API and a collector log in with a user's
+    .creds file (JWT and NKey seed) named by the bus URL."""
+    from tests.nats_operator import operator_setup
+
+    settings, creds = operator_setup(tmp_path)
+    server = JetStreamServer(tmp_path, settings=settings)
+    server.start()
+    store = f"sqlite:///{tmp_path / 'w.db'}"
+    bus = f"{server.url}?creds={creds}"
+    try:
+        api = LiveServer(store, env={"WAYMARK_BUS": bus})
+        collecting = collector(bus, store)
+        try:
+            posted = httpx.post(
+                f"{api.url}/v1/events", json={"trace_id": "via-creds", "trace_status": "FINISHED"}
+            )
+            assert posted.status_code == 202, posted.text
+            assert wait_for_summary(api.url, "via-creds")["done"] is True
+        finally:
+            api.stop()
+            terminate(collecting)
+            collecting.communicate()
+        with pytest.raises(nats_credentials.CredentialsRefused, match="no credentials"):
+            asyncio.run(
+                nats_credentials.connect((server.url,), NatsCredentials(), connect_timeout=2)
+            )
+    finally:
+        server.stop()
