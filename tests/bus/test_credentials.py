@@ -1,11 +1,12 @@
 """NATS credentials in the bus URL: a NATS server of the test's own that requires a user
 and password (or a token, or a user of its operator's account with a .creds file), and
-the API, a collector and the SDK's nats transport going through it; a wrong password ends `waymark collect` and `waymark serve` at start, with a
-message that does not show it."""
+the API, a collector and the SDK's nats transport going through it; a wrong password ends
+`waymark collect` and `waymark serve` at start, with a message that does not show it."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 import time
@@ -60,20 +61,36 @@ def wait_for_summary(url: str, trace_id: str) -> dict[str, object]:
     return summary
 
 
+@contextlib.contextmanager
+def api_and_collector(bus: str, store: str) -> Iterator[tuple[LiveServer, list[str]]]:
+    """`waymark serve` and `waymark collect` on ``bus``; the collector's output is added
+    to the list once the block ends."""
+    api = LiveServer(store, env={"WAYMARK_BUS": bus})
+    collecting = collector(bus, store)
+    output: list[str] = []
+    try:
+        yield api, output
+    finally:
+        api.stop()
+        terminate(collecting)
+        output.append(collecting.communicate()[0].decode())
+
+
+def post_and_collect(api: LiveServer, trace_id: str) -> None:
+    """A finishing event through the API, stored once a collector has it."""
+    posted = httpx.post(
+        f"{api.url}/v1/events", json={"trace_id": trace_id, "trace_status": "FINISHED"}
+    )
+    assert posted.status_code == 202, posted.text
+    assert wait_for_summary(api.url, trace_id)["done"] is True
+
+
 def test_api_collector_and_sdk_through_a_server_with_a_password(
     guarded: JetStreamServer, tmp_path: Path
 ) -> None:
     bus = with_login(guarded, f"alice:{QUOTED}")
-    store = f"sqlite:///{tmp_path / 'w.db'}"
-    api = LiveServer(store, env={"WAYMARK_BUS": bus})
-    collecting = collector(bus, store)
-    try:
-        posted = httpx.post(
-            f"{api.url}/v1/events", json={"trace_id": "via-api", "trace_status": "FINISHED"}
-        )
-        assert posted.status_code == 202, posted.text
-        assert wait_for_summary(api.url, "via-api")["done"] is True
-
+    with api_and_collector(bus, f"sqlite:///{tmp_path / 'w.db'}") as (api, output):
+        post_and_collect(api, "via-api")
         tracker = Tracker(transport=NatsTransport(bus), component="nats-sdk")
         with tracker.step(stage="LOAD", trace_id="via-sdk", trace_status="FINISHED"):
             pass
@@ -81,12 +98,8 @@ def test_api_collector_and_sdk_through_a_server_with_a_password(
         tracker.close()
         assert tracker.stats().sent == 1
         assert wait_for_summary(api.url, "via-sdk")["state"] == "SUCCEEDED"
-    finally:
-        api.stop()
-        terminate(collecting)
-    output = collecting.communicate()[0].decode()
-    assert "collector started" in output
-    assert PASSWORD not in output and QUOTED not in output
+    assert "collector started" in output[0]
+    assert PASSWORD not in output[0] and QUOTED not in output[0]
 
 
 @pytest.mark.parametrize("command", ["collect", "serve"])
@@ -168,21 +181,10 @@ def test_a_creds_file(tmp_path: Path) -> None:
     settings, creds = operator_setup(tmp_path)
     server = JetStreamServer(tmp_path, settings=settings)
     server.start()
-    store = f"sqlite:///{tmp_path / 'w.db'}"
-    bus = f"{server.url}?creds={creds}"
     try:
-        api = LiveServer(store, env={"WAYMARK_BUS": bus})
-        collecting = collector(bus, store)
-        try:
-            posted = httpx.post(
-                f"{api.url}/v1/events", json={"trace_id": "via-creds", "trace_status": "FINISHED"}
-            )
-            assert posted.status_code == 202, posted.text
-            assert wait_for_summary(api.url, "via-creds")["done"] is True
-        finally:
-            api.stop()
-            terminate(collecting)
-            collecting.communicate()
+        bus, store = f"{server.url}?creds={creds}", f"sqlite:///{tmp_path / 'w.db'}"
+        with api_and_collector(bus, store) as (api, _):
+            post_and_collect(api, "via-creds")
         with pytest.raises(nats_credentials.CredentialsRefused, match="no credentials"):
             asyncio.run(
                 nats_credentials.connect((server.url,), NatsCredentials(), connect_timeout=2)
