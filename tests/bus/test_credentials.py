@@ -86,10 +86,11 @@ def post_and_collect(api: LiveServer, trace_id: str) -> None:
 
 
 def test_api_collector_and_sdk_through_a_server_with_a_password(
-    guarded: JetStreamServer, tmp_path: Path
+    guarded: JetStreamServer, store_url: str
 ) -> None:
+    """Both stores (``store_url``: SQLite, then PostgreSQL)."""
     bus = with_login(guarded, f"alice:{QUOTED}")
-    with api_and_collector(bus, f"sqlite:///{tmp_path / 'w.db'}") as (api, output):
+    with api_and_collector(bus, store_url) as (api, output):
         post_and_collect(api, "via-api")
         tracker = Tracker(transport=NatsTransport(bus), component="nats-sdk")
         with tracker.step(stage="LOAD", trace_id="via-sdk", trace_status="FINISHED"):
