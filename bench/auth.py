@@ -1,5 +1,6 @@
 """Authentication's cost on the hot path: single-event POSTs and 500-event batches with
-authentication on (an API key) against auth off, in the same run; prints JSON.
+authentication on (an API key, an OpenID Connect token) against auth off, in the same
+run; prints JSON.
 
     python bench/auth.py [--seconds 3] [--rounds 10]     # over HTTP, with wrk
     python bench/auth.py --in-process [--rounds 10]      # event-loop CPU, in-process
@@ -17,8 +18,9 @@ of each round's ratio to auth off's in the same round.
 
 A configuration is a function that, given a fresh store URL, prepares whatever it needs
 (a key in the store, an issuer) and returns the server's extra environment and the
-header to send. ``keys`` makes an API key with ``waymark keys create``. A JWT
-configuration goes beside it in :data:`CONFIGS`.
+header to send. ``keys`` makes an API key with ``waymark keys create``; ``jwt`` starts an
+OpenID Connect issuer on loopback (the tests' own, :mod:`tests.oidc_issuer`) and sends an
+RS256 access token of it, as a client with a client-credentials token would.
 
 ``--in-process``: the app of each configuration driven in this process through ASGI (no
 HTTP, no load generator), single-event POSTs 32 at a time, taking turns in blocks of
@@ -41,13 +43,14 @@ import os
 import re
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from run import PY, free_port, waymark_server, wrk
+from run import PY, ROOT, free_port, waymark_server, wrk
 
 #: (extra server environment, Authorization header or "")
 Setup = tuple[dict[str, str], str]
@@ -56,6 +59,34 @@ Setup = tuple[dict[str, str], str]
 @contextlib.contextmanager
 def auth_off(store: str) -> Iterator[Setup]:
     yield {"WAYMARK_AUTH": "none"}, ""
+
+
+@contextlib.contextmanager
+def jwt(store: str) -> Iterator[Setup]:
+    with issuer_and_token() as (issuer_url, token):
+        env = {
+            "WAYMARK_AUTH": "oidc",
+            "WAYMARK_OIDC_ISSUER": issuer_url,
+            "WAYMARK_OIDC_AUDIENCE": "waymark",
+        }
+        yield env, f"Bearer {token}"
+
+
+@contextlib.contextmanager
+def issuer_and_token() -> Iterator[tuple[str, str]]:
+    """An OpenID Connect issuer on loopback while the block runs, and an access token of
+    it for tenant ``default``'s writer."""
+    sys.path.insert(0, str(ROOT))
+    from tests.oidc_issuer import Issuer
+
+    with Issuer() as issuer:
+        token = issuer.token(
+            aud="waymark",
+            azp="bench",
+            waymark_roles=["default:writer"],
+            exp=int(time.time()) + 3600,  # outlives the run
+        )
+        yield issuer.url, token
 
 
 @contextlib.contextmanager
@@ -69,7 +100,7 @@ def api_key(store: str) -> Iterator[Setup]:
 CONFIGS: dict[str, Callable[[str], contextlib.AbstractContextManager[Setup]]] = {
     "off": auth_off,
     "keys": api_key,
-    # "jwt": a token of a test issuer, WAYMARK_AUTH=oidc (added with the OIDC verifier)
+    "jwt": jwt,
 }
 
 WORKLOADS = {  # name: (wrk script, connections, events per request)
@@ -105,11 +136,12 @@ def sample(url: str, pid: int, workload: str, seconds: int, header: str) -> dict
     return {workload: rate, f"{workload}_per_cpu_s": rate * seconds / cpu}
 
 
-def in_process(rounds: int, tmp: Path) -> dict[str, float]:
-    """Event-loop CPU µs per single-event POST, auth off and with an API key, in-process."""
+def in_process(rounds: int, tmp: Path, issuer: tuple[str, str]) -> dict[str, float]:
+    """Event-loop CPU µs per single-event POST, auth off, with an API key and with a JWT
+    of ``issuer`` (its URL and a token), in-process."""
     import asyncio
 
-    apps = _apps(tmp)
+    apps = _apps(tmp, issuer)
 
     async def run() -> dict[str, float]:
         lifespans = await _started(apps.values())
@@ -130,8 +162,11 @@ def in_process(rounds: int, tmp: Path) -> dict[str, float]:
     return asyncio.run(run())
 
 
-def _apps(tmp: Path) -> dict[str, tuple[Any, list[tuple[bytes, bytes]]]]:
-    """Each configuration's app, and the headers its requests carry."""
+def _apps(
+    tmp: Path, issuer: tuple[str, str] | None = None
+) -> dict[str, tuple[Any, list[tuple[bytes, bytes]]]]:
+    """Each configuration's app, and the headers its requests carry (``jwt`` only given an
+    ``issuer``: its URL and a token)."""
     from waymark.api.app import create_app
     from waymark.auth.grants import parse_grant
     from waymark.auth.keys import make_key
@@ -143,13 +178,23 @@ def _apps(tmp: Path) -> dict[str, tuple[Any, list[tuple[bytes, bytes]]]]:
     store = open_store(keys_store)
     store.add_api_key(made.key)
     store.close()
-    return {
+    apps = {
         "off": (create_app(Settings(store=f"sqlite:///{tmp / 'in-process-off.db'}")), []),
         "keys": (
             create_app(Settings(store=keys_store, auth=("keys",))),
             [(b"authorization", f"Bearer {made.secret}".encode())],
         ),
     }
+    if issuer is not None:
+        issuer_url, token = issuer
+        settings = Settings(
+            store=f"sqlite:///{tmp / 'in-process-jwt.db'}",
+            auth=("oidc",),
+            oidc_issuer=issuer_url,
+            oidc_audience="waymark",
+        )
+        apps["jwt"] = (create_app(settings), [(b"authorization", f"Bearer {token}".encode())])
+    return apps
 
 
 async def _post(app: Any, extra: list[tuple[bytes, bytes]], n: int) -> None:
@@ -255,10 +300,10 @@ def main() -> None:
         print(json.dumps(instructions(), indent=2))
         return
     if args.in_process:
-        with tempfile.TemporaryDirectory() as tmp:
-            loop_us = in_process(args.rounds, Path(tmp))
-        ratio = round(loop_us["off"] / loop_us["keys"], 3)
-        print(json.dumps({"loop_cpu_us_per_request": loop_us, "ratio_to_off": ratio}, indent=2))
+        with tempfile.TemporaryDirectory() as tmp, issuer_and_token() as issuer:
+            loop_us = in_process(args.rounds, Path(tmp), issuer)
+        ratios = {c: round(loop_us["off"] / us, 3) for c, us in loop_us.items() if c != "off"}
+        print(json.dumps({"loop_cpu_us_per_request": loop_us, "ratio_to_off": ratios}, indent=2))
         return
     runs: dict[str, list[dict[str, float]]] = {c: [] for c in args.configs}
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:

@@ -6,7 +6,7 @@ Workloads: single (single-event POSTs vs a bare ASGI app), batch (500-event POST
 SQLite vs executemany), reads (summary, events page, search, path lookup p50/p99 with
 10,000,000 events stored, 100,000 with --quick; WAYMARK_BENCH_READ_EVENTS overrides),
 completion (finishing event -> waiting client), postgres (bench/pg_batch.py), bus
-(bench/bus.py), tracker (bench/tracker.py), auth (bench/auth.py: API keys on against
+(bench/bus.py), tracker (bench/tracker.py), auth (bench/auth.py: an API key and a JWT against auth
 off). Prints a table and writes
 ``bench/results.json``. The server under test is pinned to CPU 0 and the load generator
 (wrk) to CPU 1, so that the generator is not the bottleneck; the bare-ASGI row shows the

@@ -52,7 +52,10 @@ class ClusterMember:
 class JetStreamServer:
     """One ``nats-server`` with JetStream, its data in ``directory``. ``sync`` is the
     ``sync_interval`` setting (``"always"``), or None for the server's default;
-    ``cluster`` makes it a member of a cluster named ``waymark``."""
+    ``cluster`` makes it a member of a cluster named ``waymark``; ``authorization`` the body of
+    the configuration's ``authorization`` block (clients must then log in), e.g.
+    ``'user: alice, password: "pw"'``; ``settings`` more lines of the configuration (an
+    operator and its accounts, for one)."""
 
     def __init__(
         self,
@@ -60,6 +63,8 @@ class JetStreamServer:
         *,
         sync: str | None = "always",
         cluster: ClusterMember | None = None,
+        authorization: str | None = None,
+        settings: str = "",
     ) -> None:
         self.directory = directory
         self.port = free_port()
@@ -80,8 +85,10 @@ class JetStreamServer:
                 f"  routes: [{routes}]\n"
                 "}\n"
             )
+        auth_block = f"authorization {{ {authorization} }}\n" if authorization else ""
         self.config.write_text(
             f"listen: 127.0.0.1:{self.port}\n"
+            f"{auth_block}{settings}\n"
             f"http: 127.0.0.1:{self.monitor_port}\n"
             "jetstream {\n"
             f'  store_dir: "{directory / "data"}"\n'

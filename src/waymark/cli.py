@@ -163,6 +163,23 @@ def serve(
     oidc_issuer: OidcIssuerOpt = None,
     oidc_audience: OidcAudienceOpt = None,
     oidc_roles_claim: OidcRolesClaimOpt = None,
+    allowed_hosts: Annotated[
+        str | None,
+        typer.Option(
+            "--allowed-hosts",
+            help="With authentication off, the Host names answered besides loopback ones,"
+            " comma separated; * for any (env WAYMARK_ALLOWED_HOSTS)",
+            show_default=False,
+        ),
+    ] = None,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure",
+            help="Serve on a non-loopback address with authentication off (anyone who can"
+            " reach it may read and write every tenant)",
+        ),
+    ] = False,
 ) -> None:
     """Serve the HTTP API."""
     import os
@@ -182,11 +199,25 @@ def serve(
             oidc_issuer=oidc_issuer,
             oidc_audience=oidc_audience,
             oidc_roles_claim=oidc_roles_claim,
+            allowed_hosts=allowed_hosts,
         )
     except ValueError as exc:
         typer.echo(f"waymark: {exc}", err=True)
         raise typer.Exit(2) from exc
+    from waymark.api.hosts import host_name, is_loopback
+
+    if not settings.auth and not insecure and not is_loopback(host_name(host)):
+        typer.echo(
+            f"waymark: refusing to serve on {host} with authentication off: anyone who can"
+            " reach that address could read and write every tenant. Turn authentication on"
+            " (--auth keys or --auth oidc, see `waymark keys create`), serve on 127.0.0.1,"
+            " or give --insecure to serve it open anyway.",
+            err=True,
+        )
+        raise typer.Exit(2)
     _check_store(settings.store)
+    if settings.bus:
+        _check_bus(settings.bus)
     # Workers are separate processes: they read the resolved settings from the environment.
     os.environ["WAYMARK_STORE"] = settings.store
     os.environ["WAYMARK_BUS"] = settings.bus
@@ -195,6 +226,7 @@ def serve(
     os.environ["WAYMARK_OIDC_ISSUER"] = settings.oidc_issuer
     os.environ["WAYMARK_OIDC_AUDIENCE"] = settings.oidc_audience
     os.environ["WAYMARK_OIDC_ROLES_CLAIM"] = settings.oidc_roles_claim
+    os.environ["WAYMARK_ALLOWED_HOSTS"] = ",".join(settings.allowed_hosts)
     uvicorn.run(
         "waymark.api.app:serve_app",
         factory=True,
@@ -429,6 +461,31 @@ def _check_store(url: str) -> None:
         raise typer.Exit(1) from exc
 
 
+def _check_bus(url: str) -> None:
+    """Refuse to serve with a bus URL that is wrong, or whose credentials the NATS server
+    refuses; a server that cannot be reached now is fine (publishes answer 503 until it is
+    back)."""
+    import asyncio
+
+    from waymark.bus import open_bus
+    from waymark.errors import Unavailable
+
+    async def connect() -> None:
+        bus = open_bus(url)
+        try:
+            await bus.connect()
+        finally:
+            await bus.close()
+
+    try:
+        asyncio.run(connect())
+    except Unavailable:
+        pass
+    except ValueError as exc:  # a bad setting, or credentials refused (never shown)
+        typer.echo(f"waymark: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
 @app.command()
 @needs_server_extra
 def migrate(store: StoreOpt = None) -> None:
@@ -470,6 +527,15 @@ FormatOpt = Annotated[
     ),
 ]
 WideOpt = Annotated[bool, typer.Option("--wide", help="Add the ids", metavar="")]
+TokenOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        metavar="TOKEN",
+        help="API key or OpenID Connect access token, sent as a bearer token (env WAYMARK_TOKEN)",
+        show_default=False,
+    ),
+]
 
 
 @app.command()
@@ -482,10 +548,11 @@ def status(
     fmt: FormatOpt = Format.table,
     url: UrlOpt = None,
     tenant: TenantOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Where a trace stands: its state, current step, how long ago it last moved, and
     okdata's Done, Trace status and Event status; or, with --history, every event."""
-    with reader(url, tenant) as api:
+    with reader(url, tenant, token) as api:
         if history:
             events = list(api.events(trace_id, page_size=1000))
             listing = history_listing(trace_id, events, wide)
@@ -501,9 +568,10 @@ def history(
     fmt: FormatOpt = Format.table,
     url: UrlOpt = None,
     tenant: TenantOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Every event of a trace, in order (the same as `status --history`)."""
-    status(trace_id, history=True, wide=wide, fmt=fmt, url=url, tenant=tenant)
+    status(trace_id, history=True, wide=wide, fmt=fmt, url=url, tenant=tenant, token=token)
 
 
 @app.command()
@@ -514,10 +582,11 @@ def wait(
     ] = 300.0,
     url: UrlOpt = None,
     tenant: TenantOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Show each step of a trace as it arrives, until it is done. Exit 0: succeeded,
     1: failed, 2: not done in time (or never appeared), 4: cannot be read."""
-    raise typer.Exit(wait_for(trace_id, timeout, url, tenant))
+    raise typer.Exit(wait_for(trace_id, timeout, url, tenant, token))
 
 
 def _text_opt(help: str, metavar: str = "TEXT") -> Any:
@@ -568,6 +637,7 @@ def send(
     ] = None,
     url: UrlOpt = None,
     tenant: TenantOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Send events: from a JSON file or stdin, or one event from flags."""
     flags: dict[str, Any] = {
@@ -587,7 +657,7 @@ def send(
         "outputs": output or None,
     }
     raise typer.Exit(
-        send_events(file, {k: v for k, v in flags.items() if v is not None}, url, tenant)
+        send_events(file, {k: v for k, v in flags.items() if v is not None}, url, tenant, token)
     )
 
 
@@ -602,9 +672,10 @@ def path_lookup(
     fmt: FormatOpt = Format.table,
     url: UrlOpt = None,
     tenant: TenantOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Every trace whose events touched a path, once each with its state, newest first."""
-    with reader(url, tenant) as api:
+    with reader(url, tenant, token) as api:
         listing = path_listing(api, path, limit)
     emit(listing, fmt)
 

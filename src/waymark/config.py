@@ -9,12 +9,17 @@
 | OIDC issuer URL       | ``WAYMARK_OIDC_ISSUER``      | none                         |
 | OIDC audience         | ``WAYMARK_OIDC_AUDIENCE``    | none: ``aud`` not checked    |
 | OIDC roles claim      | ``WAYMARK_OIDC_ROLES_CLAIM`` | ``waymark_roles``            |
+| allowed hosts         | ``WAYMARK_ALLOWED_HOSTS``    | none: loopback names only    |
 | server URL (CLI)      | ``WAYMARK_URL``              | ``http://127.0.0.1:8000``    |
 | tenant (CLI)          | ``WAYMARK_TENANT``           | ``default``                  |
 
 ``WAYMARK_AUTH`` is empty or ``none`` (no checks), or a comma list of ``keys`` (API keys
 kept in the store) and ``oidc`` (OpenID Connect tokens of ``WAYMARK_OIDC_ISSUER``); a
 request's bearer credential is tried against each, in that order.
+
+``WAYMARK_ALLOWED_HOSTS`` (a comma list of host names, ``*`` for any) matters only with
+authentication off: the served app then answers only requests whose ``Host`` is a
+loopback name or one of these (:mod:`waymark.api.hosts`).
 """
 
 from __future__ import annotations
@@ -60,6 +65,7 @@ class Settings:
     oidc_issuer: str = ""
     oidc_audience: str = ""
     oidc_roles_claim: str = DEFAULT_ROLES_CLAIM
+    allowed_hosts: tuple[str, ...] = ()  # besides loopback names, with auth off
 
     @classmethod
     def resolve(
@@ -72,6 +78,7 @@ class Settings:
         oidc_issuer: str | None = None,
         oidc_audience: str | None = None,
         oidc_roles_claim: str | None = None,
+        allowed_hosts: str | None = None,
     ) -> Settings:
         """Every setting, from the arguments given, else the environment, else defaults;
         ValueError naming the setting when one is not valid."""
@@ -79,6 +86,15 @@ class Settings:
         issuer = _pick(oidc_issuer, "WAYMARK_OIDC_ISSUER", "")
         if "oidc" in modes and not issuer:
             raise ValueError("WAYMARK_AUTH names oidc, but WAYMARK_OIDC_ISSUER is not set")
+        oidc = "oidc" in modes
+        if oidc and not issuer.startswith(("https://", "http://")):
+            raise ValueError(f"WAYMARK_OIDC_ISSUER {issuer!r} is not an http(s) URL")
+        roles_claim = _pick(oidc_roles_claim, "WAYMARK_OIDC_ROLES_CLAIM", "") or DEFAULT_ROLES_CLAIM
+        if oidc and any(not part for part in roles_claim.split(".")):
+            raise ValueError(
+                f"WAYMARK_OIDC_ROLES_CLAIM {roles_claim!r} is not a dotted path"
+                " (e.g. realm_access.roles)"
+            )
         return cls(
             store=_pick(store, "WAYMARK_STORE", DEFAULT_STORE),
             bus=_pick(bus, "WAYMARK_BUS", ""),
@@ -86,8 +102,12 @@ class Settings:
             auth=modes,
             oidc_issuer=issuer,
             oidc_audience=_pick(oidc_audience, "WAYMARK_OIDC_AUDIENCE", ""),
-            oidc_roles_claim=_pick(oidc_roles_claim, "WAYMARK_OIDC_ROLES_CLAIM", "")
-            or DEFAULT_ROLES_CLAIM,
+            oidc_roles_claim=roles_claim,
+            allowed_hosts=tuple(
+                name.strip()
+                for name in _pick(allowed_hosts, "WAYMARK_ALLOWED_HOSTS", "").split(",")
+                if name.strip()
+            ),
         )
 
 

@@ -36,7 +36,14 @@ from waymark.display import (
 from waymark.model import Summary
 from waymark.printable import printable
 from waymark.sdk import Client
-from waymark.sdk.errors import APIError, ClientError, ConnectionFailed, TraceNotFound, WaitTimeout
+from waymark.sdk.errors import (
+    APIError,
+    ClientError,
+    ConnectionFailed,
+    TraceNotFound,
+    Unauthenticated,
+    WaitTimeout,
+)
 
 EXIT_FAILED = 1
 EXIT_NOT_DONE = 2
@@ -69,15 +76,16 @@ def shown_errors(summary: dict[str, Any]) -> str:
     return "; ".join(text for text in (error_text(first), *gap, error_text(last)) if text)
 
 
-def client(url: str | None, tenant: str | None) -> Client:
-    """The SDK client the CLI reads and sends with: one retry, long enough for ``?wait``."""
-    return Client(server_url(url), tenant, timeout=LONG_POLL_S + 10, retries=1)
+def client(url: str | None, tenant: str | None, token: str | None = None) -> Client:
+    """The SDK client the CLI reads and sends with: one retry, long enough for ``?wait``;
+    ``token`` None means ``WAYMARK_TOKEN``, if set."""
+    return Client(server_url(url), tenant, timeout=LONG_POLL_S + 10, token=token, retries=1)
 
 
 @contextlib.contextmanager
-def reader(url: str | None, tenant: str | None) -> Iterator[Client]:
+def reader(url: str | None, tenant: str | None, token: str | None = None) -> Iterator[Client]:
     """A client whose errors end the command with exit code 4 and a clear message."""
-    api = client(url, tenant)
+    api = client(url, tenant, token)
     try:
         yield api
     except ClientError as exc:
@@ -103,6 +111,8 @@ def report(exc: ClientError, url: str) -> None:
             ".".join(map(str, e.get("loc", []))) + ": " + str(e.get("msg")) for e in exc.errors
         ]
         say_error(f"{exc.status} rejected:", *fields)
+    elif isinstance(exc, Unauthenticated):
+        say_error(str(exc), "give a key or token the server accepts: --token or WAYMARK_TOKEN")
     else:
         say_error(str(exc))
 
@@ -276,7 +286,9 @@ def path_listing(api: Client, path: str, limit: int) -> Listing:
 # -- wait -----------------------------------------------------------------------------------------
 
 
-def wait_for(trace_id: str, timeout: float, url: str | None, tenant: str | None) -> int:
+def wait_for(
+    trace_id: str, timeout: float, url: str | None, tenant: str | None, token: str | None = None
+) -> int:
     """Show each step of the trace as it arrives until it is done; the exit code says how it
     ended. Waits on the server (``?wait``) and reads the events again only when their
     number changed."""
@@ -285,7 +297,7 @@ def wait_for(trace_id: str, timeout: float, url: str | None, tenant: str | None)
     shown: set[str] = set()
     count = 0
     summary: Summary | None = None
-    with reader(url, tenant) as api:
+    with reader(url, tenant, token) as api:
         while True:
             remaining = deadline - time.monotonic()
             summary = look(api, trace_id, min(remaining, STEP_POLL_S)) or summary
@@ -337,7 +349,11 @@ def show_steps(console: Console, events: Iterable[dict[str, Any]]) -> None:
 
 
 def send_events(
-    file: str | None, flags: dict[str, Any], url: str | None, tenant: str | None
+    file: str | None,
+    flags: dict[str, Any],
+    url: str | None,
+    tenant: str | None,
+    token: str | None = None,
 ) -> int:
     """POST events from a file, stdin or flags; print the accepted ids."""
     if file is not None and flags:
@@ -355,7 +371,7 @@ def send_events(
     else:
         say_error("give a file ('-' for stdin) or at least --trace-id")
         return EXIT_UNREADABLE
-    with reader(url, tenant) as api:
+    with reader(url, tenant, token) as api:
         result = api.send(events)
     for event_id in result.event_ids:
         typer.echo(event_id)

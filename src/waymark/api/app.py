@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.concurrency import run_in_threadpool
 
-from waymark.api import access, gsm, health, okdata, openlineage, page, problems, v1
+from waymark.api import access, gsm, health, hosts, okdata, openlineage, page, problems, v1
 from waymark.api.deps import Services, store_threads
 from waymark.auth.authenticators import build_authenticators
 from waymark.bus import sink_for
@@ -35,9 +35,12 @@ def create_app(
     store: Store | None = None,
     sink: Sink | None = None,
     pipelines: Pipelines | None = None,
+    guard_hosts: bool = False,
 ) -> FastAPI:
     """Build the app. Anything not passed in is opened from ``settings`` at startup and
-    closed at shutdown; what is passed in stays the caller's to close."""
+    closed at shutdown; what is passed in stays the caller's to close. ``guard_hosts``:
+    with authentication off, answer only loopback and allowed ``Host`` names
+    (:mod:`waymark.api.hosts`), as the served app does (:func:`serve_app`)."""
     settings = settings or Settings.resolve()
 
     @contextlib.asynccontextmanager
@@ -76,9 +79,11 @@ def create_app(
         lifespan=lifespan,
         routes=list(v1.HOT_ROUTES),  # first, ahead of every router
     )
-    # Added before the request guard, so that it runs inside it: its refusals get the
+    # Added before the request guard, so that they run inside it: their refusals get the
     # request id and the door's shape.
     app.add_middleware(access.AccessGuard, routes=app.router.routes, on=bool(settings.auth))
+    if guard_hosts and not settings.auth:
+        app.add_middleware(hosts.HostGuard, allowed=settings.allowed_hosts)
     problems.install(app)
     app.include_router(v1.router)
     app.include_router(okdata.router)
@@ -107,8 +112,9 @@ SERVER_GC_THRESHOLD = 10_000
 
 
 def serve_app() -> FastAPI:
-    """The app as ``waymark serve`` runs it in each worker: :func:`create_app`, with the
-    cyclic garbage collector started less often.
+    """The app as ``waymark serve`` runs it in each worker: :func:`create_app` with the
+    settings of the environment and the ``Host`` guard, and the cyclic garbage collector
+    started less often.
 
     A 500-event batch makes some ten thousand short-lived containers (models, dicts,
     records, rows) that reference counting frees when the batch is answered; with the
@@ -117,4 +123,4 @@ def serve_app() -> FastAPI:
     10,000 net new containers instead of 700.
     """
     gc.set_threshold(SERVER_GC_THRESHOLD, 10, 10)
-    return create_app()
+    return create_app(guard_hosts=True)

@@ -17,14 +17,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import orjson
 
-from waymark import jetstream, wire
+from waymark import jetstream, nats_credentials, wire
 from waymark.model import Event, Record, now_us
+from waymark.nats_credentials import NatsCredentials
 from waymark.pipelines import Pipelines
 from waymark.sink import Sink
 from waymark.store.base import DatasetDetails
@@ -42,7 +42,8 @@ class BusSettings:
     the SDK expect.
     """
 
-    servers: tuple[str, ...] = ("nats://127.0.0.1:4222",)
+    servers: tuple[str, ...] = ("nats://127.0.0.1:4222",)  # without credentials
+    credentials: NatsCredentials = field(default_factory=NatsCredentials)  # repr hides secrets
     stream: str = jetstream.STREAM  # events: subjects <prefix>.events.>
     gsm_stream: str = "WAYMARK_GSM"  # GSM messages published straight to gsm_subject
     prefix: str = "waymark"  # subjects <prefix>.events.<tenant>, <prefix>.changes.<tenant>
@@ -63,19 +64,15 @@ class BusSettings:
 
     @classmethod
     def from_url(cls, url: str) -> BusSettings:
-        """``nats://a:4222,b:4222?stream=X&ack_wait_s=5``; an unknown or bad setting is an
-        error that names it."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("nats", "tls"):
-            raise ValueError(f"unsupported bus URL {url!r}: use nats://host:4222")
-        hosts = [h for h in parts.netloc.split(",") if h]
-        if not hosts:
-            raise ValueError(f"bus URL {url!r} names no server")
-        servers = tuple(urlunsplit((parts.scheme, h, "", "", "")) for h in hosts)
+        """``nats://a:4222,b:4222?stream=X&ack_wait_s=5``, with NATS credentials if the
+        server needs them (``nats://user:password@...``, ``nats://token@...``,
+        ``?creds=FILE``; see :mod:`waymark.nats_credentials`); an unknown or bad setting is
+        an error that names it, and never shows a secret."""
+        parsed = nats_credentials.parse(url)
         known = {f.name: f for f in fields(cls)}
         values: dict[str, Any] = {}
-        for name, text in parse_qsl(parts.query, keep_blank_values=True):
-            if name not in known or name == "servers":
+        for name, text in parsed.settings:
+            if name not in known or name in ("servers", "credentials"):
                 raise ValueError(f"bus URL: unknown setting {name!r}")
             default = getattr(cls(), name)
             try:
@@ -86,7 +83,7 @@ class BusSettings:
                 ) from exc
             if not values[name] and not isinstance(default, str) and name != "replicas":
                 raise ValueError(f"bus URL: {name} must be positive")
-        settings = cls(servers=servers, **values)
+        settings = cls(servers=parsed.servers, credentials=parsed.credentials, **values)
         if settings.publish_settle_s >= settings.duplicate_window_s:
             # a message published again after the window would be stored twice
             raise ValueError(

@@ -53,7 +53,7 @@ from nats.js.api import (
     StreamConfig,
 )
 
-from waymark import jetstream, wire
+from waymark import jetstream, nats_credentials, wire
 from waymark.bus.base import (
     Bus,
     BusSettings,
@@ -64,6 +64,7 @@ from waymark.bus.base import (
     encode_changes,
 )
 from waymark.errors import Unavailable
+from waymark.nats_credentials import CredentialsRefused
 
 log = logging.getLogger("waymark.bus")
 
@@ -162,7 +163,7 @@ async def delete_streams(settings: BusSettings) -> None:
     """Remove the streams of ``settings`` (Waymark's and the GSM one) with every message and
     consumer in them; a stream that is not there is fine. For test and benchmark runs that
     made their own."""
-    nc = await nats.connect(list(settings.servers))
+    nc = await nats_credentials.connect(settings.servers, settings.credentials)
     try:
         js = nc.jetstream()
         for name in (settings.stream, settings.gsm_stream):
@@ -218,8 +219,9 @@ class NatsBus(Bus):
             if time.monotonic() - self._failed_at < RETRY_CONNECT_S:
                 raise Unavailable(f"cannot reach NATS at {self._where}", 2)
             try:
-                nc = await nats.connect(
-                    servers=list(self.settings.servers),
+                nc = await nats_credentials.connect(
+                    self.settings.servers,
+                    self.settings.credentials,
                     name=self.name,
                     connect_timeout=2,
                     reconnect_time_wait=0.5,
@@ -229,6 +231,9 @@ class NatsBus(Bus):
                     disconnected_cb=self._on_disconnected,
                     reconnected_cb=self._on_reconnected,
                 )
+            except CredentialsRefused:
+                self._failed_at = time.monotonic()
+                raise  # a setting to fix: `waymark serve` and `waymark collect` end with it
             except (OSError, nats.errors.Error) as exc:
                 self._failed_at = time.monotonic()
                 raise Unavailable(f"cannot reach NATS at {self._where}: {exc!r}", 2) from exc
@@ -284,7 +289,10 @@ class NatsBus(Bus):
     # -- publishing ------------------------------------------------------------------------
 
     async def publish(self, messages: Sequence[wire.Message]) -> None:
-        js = await self._jetstream()
+        try:
+            js = await self._jetstream()
+        except CredentialsRefused as exc:  # NATS came back after start, refusing them
+            raise Unavailable(str(exc), 5) from exc
         # Every message's outcome is awaited, so that none is still being published (or
         # settled) after the answer.
         outcomes = await asyncio.gather(

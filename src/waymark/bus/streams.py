@@ -27,6 +27,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from waymark import nats_credentials
 from waymark.bus.base import BusSettings
 from waymark.bus.nats import consumer_config, ensure_stream, stream_config, stream_subjects
 from waymark.errors import Unavailable
@@ -124,8 +125,9 @@ async def _quiet(exc: Exception) -> None:
 async def _connected(settings: BusSettings, work: Callable[[JetStreamContext], Any]) -> Any:
     where = ",".join(settings.servers)
     try:
-        nc = await nats.connect(
-            list(settings.servers),
+        nc = await nats_credentials.connect(
+            settings.servers,
+            settings.credentials,
             connect_timeout=2,
             allow_reconnect=False,
             max_reconnect_attempts=1,  # each server twice (0 would mean forever)

@@ -16,13 +16,16 @@ from waymark.sdk._retry import Backoff
 from waymark.sdk.client import AsyncClient, Client
 from waymark.sdk.delivery import Stats
 from waymark.sdk.errors import (
+    AccessDenied,
     APIError,
     ClientError,
     ConnectionFailed,
+    Forbidden,
     InvalidRequest,
     MissingExtra,
     ServerUnavailable,
     TraceNotFound,
+    Unauthenticated,
     WaitTimeout,
 )
 from waymark.sdk.tracker import (
@@ -38,11 +41,13 @@ from waymark.sdk.transports import Transport
 
 __all__ = [
     "APIError",
+    "AccessDenied",
     "AsyncClient",
     "Backoff",
     "Client",
     "ClientError",
     "ConnectionFailed",
+    "Forbidden",
     "InvalidRequest",
     "Lineage",
     "MissingExtra",
@@ -56,6 +61,7 @@ __all__ = [
     "TraceNotFound",
     "Tracker",
     "Transport",
+    "Unauthenticated",
     "WaitTimeout",
     "bind",
     "current_step",

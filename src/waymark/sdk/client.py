@@ -42,16 +42,21 @@ class _Settings:
         self,
         url: str | None,
         tenant: str | None,
+        token: str | None,
         retries: int,
         backoff: Backoff | None,
     ) -> None:
         self.url = server_url(url)
         self.tenant = tenant if tenant is not None else os.environ.get("WAYMARK_TENANT") or None
+        self.token = token if token is not None else os.environ.get("WAYMARK_TOKEN") or None
         self.retries = retries
         self.backoff = backoff or Backoff()
 
     def headers(self) -> dict[str, str]:
-        return {_api.TENANT_HEADER: self.tenant} if self.tenant else {}
+        headers = {_api.TENANT_HEADER: self.tenant} if self.tenant else {}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        return headers
 
     def delay(self, attempt: int, error: ClientError) -> float | None:
         """Seconds to wait before the next try, or None to give up with ``error``."""
@@ -64,7 +69,9 @@ class Client:
     """A blocking client for the ``/v1`` API.
 
     ``url`` defaults to ``WAYMARK_URL`` (else ``http://127.0.0.1:8000``); ``tenant`` to
-    ``WAYMARK_TENANT`` (else the server's ``default``). ``retries`` is the number of extra
+    ``WAYMARK_TENANT`` (else the server's ``default``); ``token`` (an API key or an OpenID
+    Connect access token, sent as ``Authorization: Bearer``) to ``WAYMARK_TOKEN`` (else
+    none). ``retries`` is the number of extra
     tries after a connection error, 429 or 5xx. ``transport`` is passed to httpx (tests use
     ``httpx.MockTransport``).
     """
@@ -75,11 +82,12 @@ class Client:
         tenant: str | None = None,
         timeout: float = 10.0,
         *,
+        token: str | None = None,
         retries: int = 3,
         backoff: Backoff | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self._settings = _Settings(url, tenant, retries, backoff)
+        self._settings = _Settings(url, tenant, token, retries, backoff)
         self._http = httpx.Client(
             base_url=self._settings.url,
             timeout=timeout,
@@ -195,11 +203,12 @@ class AsyncClient:
         tenant: str | None = None,
         timeout: float = 10.0,
         *,
+        token: str | None = None,
         retries: int = 3,
         backoff: Backoff | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._settings = _Settings(url, tenant, retries, backoff)
+        self._settings = _Settings(url, tenant, token, retries, backoff)
         self._http = httpx.AsyncClient(
             base_url=self._settings.url,
             timeout=timeout,

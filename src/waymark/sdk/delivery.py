@@ -6,9 +6,11 @@ asked for, or every ``interval`` seconds; it prepares each event (times to RFC 3
 random ``event_id`` of 32 hex digits, so that a retried batch stores nothing twice, and a
 check against :class:`waymark.model.Event`) and hands batches to the
 transport. A batch that fails is retried with backoff and jitter until it is delivered,
-refused (:class:`~waymark.sdk.errors.InvalidRequest`: counted as rejected) or the delivery
-is closed. Meanwhile new events queue up to ``max_queue``; past that they are dropped,
-counted, and reported by a logged warning. Nothing here raises into user code.
+refused (:class:`~waymark.sdk.errors.InvalidRequest`, or
+:class:`~waymark.sdk.errors.AccessDenied` for a missing or insufficient token, warned of
+once: counted as rejected) or the delivery is closed. Meanwhile new events queue up to
+``max_queue``; past that they are dropped, counted, and reported by a logged warning.
+Nothing here raises into user code.
 
 At interpreter exit the delivery flushes for up to ``exit_timeout`` seconds; what is
 still undelivered then is counted as lost.
@@ -31,7 +33,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from waymark.model import Event
 from waymark.sdk._retry import Backoff
-from waymark.sdk.errors import InvalidRequest
+from waymark.sdk.errors import AccessDenied, InvalidRequest
 from waymark.sdk.transports.base import EventDoc, Transport
 
 log = logging.getLogger("waymark.sdk")
@@ -107,6 +109,7 @@ class Delivery:
         self._busy_count = 0
         self._sent = self._dropped = self._rejected = self._lost = self._retries = 0
         self._reported_drops = 0
+        self._denied_warned: set[int] = set()
         self._clock = Clock()
 
     # -- user side: must stay cheap and never raise ------------------------------------------
@@ -225,6 +228,10 @@ class Delivery:
                 self._rejected += len(batch)
                 log.warning("waymark: %d events refused: %s", len(batch), exc)
                 return
+            except AccessDenied as exc:
+                self._rejected += len(batch)
+                self._report_denied(exc, len(batch))
+                return
             except Exception as exc:
                 pause = self.backoff.delay(attempt, getattr(exc, "retry_after", None))
                 log.info("waymark: delivery failed (%r); retrying in %.2f s", exc, pause)
@@ -277,6 +284,25 @@ class Delivery:
             log.warning("waymark: dropped an invalid event of trace %r: %s", trace_id, exc)
             return False
         return True
+
+    def _report_denied(self, exc: AccessDenied, count: int) -> None:
+        """A credential problem is the same for every batch: one warning per status says
+        what to fix; the batches after it are only counted (and logged at debug level)."""
+        if exc.status in self._denied_warned:
+            log.debug("waymark: %d events refused: %s", count, exc)
+            return
+        self._denied_warned.add(exc.status)
+        need = (
+            "a token the server accepts (Tracker(token=...) or WAYMARK_TOKEN)"
+            if exc.status == 401
+            else f"a token with the writer role in tenant {self.tenant!r}"
+        )
+        log.warning(
+            "waymark: the server refused the tracker's events (%s); it needs %s. Events refused"
+            " for this are dropped and counted as rejected; this warning is not repeated.",
+            exc,
+            need,
+        )
 
     def _report_drops(self) -> None:
         dropped = self._dropped

@@ -8,6 +8,9 @@
     ├── APIError                the server answered with a problem: ``status``, ``detail``,
     │   │                       ``errors`` (RFC 9457 body, each ``{"loc", "msg"}``)
     │   ├── InvalidRequest      400, 413, 422: fix the request, retrying will not help
+    │   ├── AccessDenied        401 or 403: fix the credential (``token=``, ``WAYMARK_TOKEN``)
+    │   │   ├── Unauthenticated 401: no token, or one the server does not accept
+    │   │   └── Forbidden       403: a valid token without the role, tenant or dataset
     │   ├── TraceNotFound       404: no such trace in this tenant
     │   └── ServerUnavailable   429 or 5xx, even after retries; ``retry_after`` if the
     │                           server said when to come back
@@ -64,6 +67,18 @@ class InvalidRequest(APIError):
     """400, 413 or 422: the request is wrong; ``errors`` names the fields."""
 
 
+class AccessDenied(APIError):
+    """401 or 403: the server does not let this credential do this; retrying will not help."""
+
+
+class Unauthenticated(AccessDenied):
+    """401: no token was sent, or the server does not accept it (unknown, expired)."""
+
+
+class Forbidden(AccessDenied):
+    """403: the token is valid, but lacks the role, tenant or dataset the call needs."""
+
+
 class TraceNotFound(APIError):
     """404: no such trace in this tenant."""
 
@@ -104,6 +119,10 @@ def api_error(status: int, body: Any, retry_after: float | None = None) -> APIEr
     kind: type[APIError]
     if status == 404:
         kind = TraceNotFound
+    elif status == 401:
+        kind = Unauthenticated
+    elif status == 403:
+        kind = Forbidden
     elif status == 429 or status >= 500:
         kind = ServerUnavailable
     elif 400 <= status < 500:

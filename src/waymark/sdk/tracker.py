@@ -293,7 +293,9 @@ class Tracker:
     service on every event; ``tenant`` defaults to ``WAYMARK_TENANT``, else ``default``.
     ``max_queue`` bounds the events waiting for delivery (past it they are dropped and
     counted), ``batch_size`` and ``flush_interval`` shape the batches, ``exit_timeout``
-    bounds the flush at interpreter exit.
+    bounds the flush at interpreter exit. ``token`` is the credential the ``http``
+    transport sends (default ``WAYMARK_TOKEN``); a server that refuses it (401, 403) is
+    warned of once in the log, and never raised into a step.
     """
 
     def __init__(
@@ -309,8 +311,9 @@ class Tracker:
         exit_timeout: float = 5.0,
         failed_trace_status: TraceStatus | str = TraceStatus.FINISHED,
         backoff: Backoff | None = None,
+        token: str | None = None,
     ) -> None:
-        self.transport = resolve(transport, url)
+        self.transport = resolve(transport, url, token=token)
         self.component = component
         self.tenant = tenant or os.environ.get("WAYMARK_TENANT") or DEFAULT_TENANT
         self.failed_trace_status = TraceStatus(failed_trace_status)

@@ -52,15 +52,17 @@ _SCHEMES = {"http": "http", "https": "http", "nats": "nats", "tls": "nats"}
 _warned_unconfigured = False
 
 
-def make(kind: str, url: str | None = None) -> Transport:
-    """A transport of ``kind``; ``url`` is where ``http`` and ``nats`` deliver."""
+def make(kind: str, url: str | None = None, token: str | None = None) -> Transport:
+    """A transport of ``kind``; ``url`` is where ``http`` and ``nats`` deliver, ``token``
+    the credential ``http`` sends (default ``WAYMARK_TOKEN``; NATS credentials are in its
+    URL)."""
     if kind not in KINDS:
         raise ValueError(f"unknown transport kind {kind!r}; known: {', '.join(KINDS)}")
     module_name, class_name = KINDS[kind]
     module = importlib.import_module(f"{__name__}.{module_name}")
     cls = getattr(module, class_name)
     if kind == "http":
-        transport: Transport = cls(url or DEFAULT_URL)
+        transport: Transport = cls(url or DEFAULT_URL, token=token)
     elif kind == "nats":
         transport = cls(url or DEFAULT_NATS_URL)
     else:
@@ -79,20 +81,21 @@ def resolve(
     transport: Transport | str | None = None,
     url: str | None = None,
     environ: Mapping[str, str] | None = None,
+    token: str | None = None,
 ) -> Transport:
     """The transport to use, by the rules in this module's docstring."""
     if isinstance(transport, Transport):
         return transport
     if transport is not None:
-        return make(transport, url)
+        return make(transport, url, token)
     if url:
-        return make(kind_of_url(url), url)
+        return make(kind_of_url(url), url, token)
     env = os.environ if environ is None else environ
     kind = env.get("WAYMARK_TRANSPORT", "").strip().lower()
     env_url = env.get("WAYMARK_URL", "").strip() or None
     if kind or env_url:
         try:
-            return make(kind or kind_of_url(env_url or ""), env_url)
+            return make(kind or kind_of_url(env_url or ""), env_url, token)
         except (ValueError, ImportError) as exc:
             log.warning("waymark: WAYMARK_TRANSPORT/WAYMARK_URL unusable (%s); using noop", exc)
             return make("noop")

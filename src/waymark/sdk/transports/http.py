@@ -15,16 +15,17 @@ class HttpTransport(Transport):
 
     kind = "http"
 
-    def __init__(self, url: str, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, timeout: float = 10.0, token: str | None = None) -> None:
         self.url = url
         self.timeout = timeout
+        self.token = token  # None: WAYMARK_TOKEN, if set
         self._pid = os.getpid()
-        self._client = Client(url, timeout=timeout, retries=0)
+        self._client = Client(url, timeout=timeout, token=token, retries=0)
 
     def send(self, tenant: str, events: Sequence[EventDoc]) -> None:
         if self._pid != os.getpid():  # a forked child must not share its parent's sockets
             self._pid = os.getpid()
-            self._client = Client(self.url, timeout=self.timeout, retries=0)
+            self._client = Client(self.url, timeout=self.timeout, token=self.token, retries=0)
         self._client.send(events, tenant=tenant)
 
     def close(self) -> None:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
-from waymark import jetstream
+from waymark import jetstream, nats_credentials
 from waymark.batching import split_batches
 from waymark.model import now_us
 from waymark.sdk.errors import ConnectionFailed, MissingExtra
@@ -84,7 +84,9 @@ class NatsTransport(Transport):
 
     def __init__(self, url: str, timeout: float = 10.0) -> None:
         _require_nats()
-        self.url = url
+        parsed = nats_credentials.parse(url)  # the stream settings of a bus URL are the server's
+        self._servers, self._credentials = parsed.servers, parsed.credentials
+        self.url = parsed.redacted()  # as messages may show it
         self.timeout = timeout
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -131,10 +133,9 @@ class NatsTransport(Transport):
 
     async def _jetstream(self) -> tuple[NatsConnection, JetStreamContext]:
         if self._nc is None or self._nc.is_closed or self._js is None:
-            import nats
-
-            self._nc = await nats.connect(
-                self.url,
+            self._nc = await nats_credentials.connect(
+                self._servers,
+                self._credentials,
                 connect_timeout=max(int(self.timeout), 1),
                 max_reconnect_attempts=RECONNECT_ATTEMPTS,
                 reconnect_time_wait=1,
