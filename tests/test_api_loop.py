@@ -18,7 +18,7 @@ import uvicorn
 from tests.conftest import free_port
 from waymark.api.app import create_app
 from waymark.model import Summary
-from waymark.store.base import DataFlow, EventQuery, Page, TraceQuery
+from waymark.store.base import DataFlow, Datasets, EventQuery, Page, TraceQuery
 from waymark.store.sqlite import SQLiteStore
 
 
@@ -36,7 +36,13 @@ class StuckStore(SQLiteStore):
             raise TimeoutError("never released")
 
     def lineage(
-        self, tenant: str, trace_id: str, *, limit: int = 1000, cursor: str | None = None
+        self,
+        tenant: str,
+        trace_id: str,
+        *,
+        limit: int = 1000,
+        cursor: str | None = None,
+        datasets: Datasets = None,
     ) -> DataFlow | None:
         self._hold()
         return super().lineage(tenant, trace_id, limit=limit, cursor=cursor)
@@ -48,7 +54,13 @@ class StuckStore(SQLiteStore):
         return super().search(tenant, query, limit=limit, cursor=cursor)
 
     def events(
-        self, tenant: str, trace_id: str, *, limit: int = 100, cursor: str | None = None
+        self,
+        tenant: str,
+        trace_id: str,
+        *,
+        limit: int = 100,
+        cursor: str | None = None,
+        datasets: Datasets = None,
     ) -> Page[dict[str, Any]]:
         self._hold()
         return super().events(tenant, trace_id, limit=limit, cursor=cursor)
