@@ -42,14 +42,18 @@ from waymark.model import (
     Time,
     TraceStatus,
     dataset_trace_id,
+    iso,
+    now_us,
     to_us,
 )
-from waymark.store.base import DataFlow, Page, PathTouch, TraceQuery
+from waymark.store.base import DataFlow, Overview, Page, PathTouch, TraceQuery
 
 router = APIRouter(prefix="/v1", tags=["v1"])
 
 #: the longest ``?wait`` of ``GET /v1/traces/{trace_id}``, in seconds
 MAX_WAIT_S = 60
+#: the overview's default window: the last 24 hours
+DAY_US = 86_400_000_000
 
 _JSON_BODY = {
     "required": True,
@@ -165,6 +169,43 @@ async def get_lineage(request: Request, trace_id: TraceIdPath, tenant: Tenant) -
     if lineage is None:
         raise NotFound(f"no trace {trace_id!r}")
     return json_response({"nodes": lineage.nodes, "edges": lineage.edges})
+
+
+@router.get("/overview", summary="How the traces of a window stand, by state and dataset")
+async def get_overview(
+    request: Request,
+    tenant: Tenant,
+    since: Annotated[
+        Time | None, Query(description="RFC 3339; traces updated at or after (default: 24 h ago)")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500, description="the most datasets listed")] = 100,
+) -> Response:
+    """Counts of the traces updated since ``since`` by state, in all and per dataset (the
+    part of ``domain_id`` before its first ``/``), the failing datasets first. Counts the
+    most recently updated 100,000 traces at most; ``truncated`` says when there were more."""
+    svc = services(request)
+    since_us = now_us() - DAY_US if since is None else to_us(since)
+    view: Overview = await svc.in_thread(
+        lambda: svc.store.overview(tenant, since_us, limit=limit)
+    )
+    return json_response(
+        {
+            "since": iso(view.since_us),
+            "until": iso(view.now_us),
+            "counts": view.counts,
+            "datasets": [
+                {
+                    "dataset": d.dataset,
+                    "counts": d.counts,
+                    "total": d.total,
+                    "updated_at": iso(d.updated_us),
+                }
+                for d in view.datasets
+            ],
+            "more_datasets": view.more_datasets,
+            "truncated": view.truncated,
+        }
+    )
 
 
 # -- the summary ---------------------------------------------------------------------------

@@ -35,8 +35,11 @@ from waymark.store.base import (
     AppendResult,
     DataFlow,
     DatasetDetails,
+    OVERVIEW_TRACES,
+    DatasetCounts,
     DeadLetter,
     EventQuery,
+    Overview,
     Page,
     PathTouch,
     Store,
@@ -315,6 +318,8 @@ class SqlStore(Store):
 
     #: how a backend spells a query parameter; queries here are written with ``?``.
     placeholder = "?"
+    #: the most traces :meth:`overview` counts
+    overview_traces = OVERVIEW_TRACES
 
     def __init__(self, pipelines: Pipelines | None = None) -> None:
         self.pipelines = pipelines or Pipelines()
@@ -571,6 +576,35 @@ class SqlStore(Store):
         rows = self._read(functools.partial(_fetch, sql, (tenant, path_key(path), path, limit)))
         return [PathTouch(trace_id, event_id, iso(int(t)) or "") for trace_id, event_id, t in rows]
 
+    def overview(self, tenant: str, since_us: int, *, limit: int = 100) -> Overview:
+        now = now_us()
+        running, params = self._state_clause(tenant, State.RUNNING, now)
+        # The state of each trace as search's filters decide it, over the most recently
+        # updated traces of the window only: the cost is bounded by OVERVIEW_TRACES.
+        sql = self.q(
+            "SELECT domain_id, CASE"
+            f" WHEN done AND cur_status = '{Status.FAILED.value}' THEN '{State.FAILED.value}'"
+            f" WHEN done THEN '{State.SUCCEEDED.value}'"
+            f" WHEN {running} THEN '{State.RUNNING.value}'"
+            f" ELSE '{State.STALLED.value}' END AS state, COUNT(*), MAX(updated_us)"
+            " FROM (SELECT domain_id, domain, done, cur_status, updated_us FROM traces"
+            " WHERE tenant = ? AND updated_us >= ? ORDER BY updated_us DESC LIMIT ?) AS recent"
+            " GROUP BY domain_id, state"
+        )
+        beyond = self.q(
+            "SELECT 1 FROM traces WHERE tenant = ? AND updated_us >= ?"
+            " ORDER BY updated_us DESC LIMIT 1 OFFSET ?"
+        )
+
+        def read(cur: Cursor) -> tuple[list[Any], bool]:
+            rows = _fetch(sql, (*params, tenant, since_us, self.overview_traces), cur)
+            if sum(int(row[2]) for row in rows) < self.overview_traces:
+                return rows, False
+            return rows, bool(_fetch(beyond, (tenant, since_us, self.overview_traces), cur))
+
+        rows, truncated = self._read(read)
+        return overview_of(rows, since_us, now, limit, truncated)
+
     def lineage(self, tenant: str, trace_id: str) -> DataFlow | None:
         sql = self.q(
             "SELECT doc FROM events WHERE tenant = ? AND trace_id = ? ORDER BY time_us, event_id"
@@ -680,6 +714,34 @@ def _fetch(sql: str, params: Sequence[Any], cur: Cursor) -> list[Any]:
 
 def _execute_many(sql: str, rows: Sequence[Sequence[Any]], cur: Cursor) -> None:
     cur.executemany(sql, rows)
+
+
+def overview_of(
+    rows: Sequence[Any], since_us: int, now: int, limit: int, truncated: bool
+) -> Overview:
+    """Fold ``(domain_id, state, count, latest update)`` rows into datasets (the part of
+    ``domain_id`` before its first ``/``), failing datasets first."""
+    totals = dict.fromkeys((s.value for s in State), 0)
+    by_dataset: dict[str | None, tuple[dict[str, int], int]] = {}
+    for domain_id, state, count, updated_us in rows:
+        dataset = None if domain_id is None else domain_id.split("/", 1)[0]
+        counts, latest = by_dataset.get(dataset) or (dict.fromkeys(totals, 0), 0)
+        counts[state] += int(count)
+        totals[state] += int(count)
+        by_dataset[dataset] = (counts, max(latest, int(updated_us)))
+    datasets = sorted(
+        (DatasetCounts(name, counts, latest) for name, (counts, latest) in by_dataset.items()),
+        key=lambda d: (
+            -d.counts[State.FAILED.value],
+            -d.counts[State.STALLED.value],
+            -d.total,
+            d.dataset is None,
+            d.dataset or "",
+        ),
+    )
+    return Overview(
+        since_us, now, totals, datasets[:limit], max(0, len(datasets) - limit), truncated
+    )
 
 
 def lineage_of(docs: Any) -> DataFlow:

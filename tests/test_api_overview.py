@@ -1,0 +1,64 @@
+"""``GET /v1/overview``: counts of traces by state and dataset over a window, bounded."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from fastapi.testclient import TestClient
+
+from tests.test_api import post, problem
+
+
+def ago(**delta: float) -> str:
+    return (datetime.now(UTC) - timedelta(**delta)).isoformat()
+
+
+def test_the_last_day_by_default_and_a_week_when_asked(client: TestClient) -> None:
+    fin = {"trace_status": "FINISHED"}
+    events = [
+        {"trace_id": "a", "domain_id": "parking/1", "end_time": ago(hours=1), **fin},
+        {
+            "trace_id": "b",
+            "domain_id": "parking/1",
+            "end_time": ago(hours=2),
+            "status": "FAILED",
+            **fin,
+        },
+        {"trace_id": "c", "domain_id": "bikes/3", "end_time": ago(minutes=5)},
+        {
+            "trace_id": "d",
+            "domain_id": "trees/1",
+            "end_time": ago(days=3),
+            "status": "FAILED",
+            **fin,
+        },
+    ]
+    assert post(client, events).status_code == 202
+    day = client.get("/v1/overview")
+    assert day.status_code == 200, day.text
+    body = day.json()
+    assert body["counts"] == {"RUNNING": 1, "SUCCEEDED": 1, "FAILED": 1, "STALLED": 0}
+    assert [(d["dataset"], d["total"]) for d in body["datasets"]] == [("parking", 2), ("bikes", 1)]
+    assert body["datasets"][0]["counts"]["FAILED"] == 1
+    assert body["truncated"] is False and body["more_datasets"] == 0
+    window = datetime.fromisoformat(body["until"]) - datetime.fromisoformat(body["since"])
+    assert timedelta(days=1) <= window < timedelta(days=1, seconds=5)
+    week = client.get("/v1/overview", params={"since": ago(days=7), "limit": 2}).json()
+    assert [d["dataset"] for d in week["datasets"]] == ["parking", "trees"]
+    assert week["more_datasets"] == 1 and week["counts"]["FAILED"] == 2
+
+
+def test_each_tenant_sees_its_own_counts(client: TestClient) -> None:
+    post(client, {"trace_id": "x", "domain_id": "ds/1"}, tenant="north")
+    south = client.get("/v1/overview", headers={"Waymark-Tenant": "south"}).json()
+    assert south["datasets"] == [] and sum(south["counts"].values()) == 0
+
+
+def test_bad_parameters_are_named(client: TestClient) -> None:
+    for params, field in (
+        ({"since": "yesterday"}, "since"),
+        ({"limit": "0"}, "limit"),
+        ({"limit": "501"}, "limit"),
+    ):
+        body = problem(client.get("/v1/overview", params=params), 422)
+        assert field in str(body), body
