@@ -8,6 +8,7 @@ the server through uvicorn), so the tests use the distribution's browser as it i
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import shutil
@@ -62,17 +63,20 @@ class Browser:
             stderr=subprocess.DEVNULL,
         )
         self._ids = itertools.count(1)
+        self._closing = contextlib.ExitStack()
         try:
             port = self._port(profile / "DevToolsActivePort")
             targets = httpx.get(f"http://127.0.0.1:{port}/json/list", timeout=10).json()
             page = next(t for t in targets if t["type"] == "page")
-            self.ws: ClientConnection = connect(page["webSocketDebuggerUrl"], max_size=None)
+            self.ws: ClientConnection = self._closing.enter_context(
+                connect(page["webSocketDebuggerUrl"], max_size=None)
+            )
             self.send("Page.enable")
             self.send("Runtime.enable")
             # Every page keeps its uncaught errors, for the tests to see.
             self.send("Page.addScriptToEvaluateOnNewDocument", source=_COLLECT_ERRORS)
         except BaseException:
-            terminate(self.proc)
+            self.close()
             raise
 
     def _port(self, active: Path) -> int:
@@ -105,8 +109,12 @@ class Browser:
             deviceScaleFactor=1,
             mobile=width < 600,
         )
+        # By way of a blank page: a URL that differs from the current one only in its
+        # fragment would not load the page again.
+        self.send("Page.navigate", url="about:blank")
+        self.wait_for("location.href === 'about:blank' && document.readyState === 'complete'")
         self.send("Page.navigate", url=url)
-        self.wait_for("document.readyState === 'complete'")
+        self.wait_for(f"location.href === {json.dumps(url)} && document.readyState === 'complete'")
 
     def eval(self, expression: str) -> Any:
         """The value of a JavaScript expression (awaited if a promise) in the page."""
@@ -155,6 +163,6 @@ class Browser:
 
     def close(self) -> None:
         try:
-            self.ws.close()
+            self._closing.close()
         finally:
             terminate(self.proc)

@@ -25,6 +25,7 @@ _JS = "text/javascript; charset=utf-8"
 _TYPES = {
     "index.html": "text/html; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
+    "icon.svg": "image/svg+xml",
     "app.js": _JS,
     "api.js": _JS,
     "util.js": _JS,

@@ -185,9 +185,7 @@ async def get_overview(
     most recently updated 100,000 traces at most; ``truncated`` says when there were more."""
     svc = services(request)
     since_us = now_us() - DAY_US if since is None else to_us(since)
-    view: Overview = await svc.in_thread(
-        lambda: svc.store.overview(tenant, since_us, limit=limit)
-    )
+    view: Overview = await svc.in_thread(lambda: svc.store.overview(tenant, since_us, limit=limit))
     return json_response(
         {
             "since": iso(view.since_us),

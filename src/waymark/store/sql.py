@@ -32,11 +32,11 @@ from waymark.model import (
 )
 from waymark.pipelines import Pipelines
 from waymark.store.base import (
+    OVERVIEW_TRACES,
     AppendResult,
     DataFlow,
-    DatasetDetails,
-    OVERVIEW_TRACES,
     DatasetCounts,
+    DatasetDetails,
     DeadLetter,
     EventQuery,
     Overview,

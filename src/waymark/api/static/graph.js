@@ -17,11 +17,11 @@ export class Lineage {
     this.next = null;
   }
 
-  /** Add one page of GET /v1/traces/{id}/lineage. ``events`` name the steps of an answer
-   * whose nodes are plain paths (edges from input to output, each with its event_id). */
+  /** Add one page of GET /v1/traces/{id}/lineage. An answer whose nodes are plain paths
+   * names no steps: then the steps come from ``events`` (what each read and wrote). */
   add(page, events) {
     if (page.nodes.length && typeof page.nodes[0] === "string") {
-      this.addPathEdges(page, events);
+      this.addEvents(events);
     } else {
       for (const node of page.nodes) this.nodes.set(node.id, node);
       for (const edge of page.edges) this.edges.set(edge.from + "\n" + edge.to, edge);
@@ -30,16 +30,24 @@ export class Lineage {
     this.next = page.next ?? null;
   }
 
-  addPathEdges(page, events) {
-    const byId = new Map(events.map((e) => [e.event_id, e]));
-    for (const path of page.nodes) this.nodes.set("path:" + path, { id: "path:" + path, kind: "path", path });
-    for (const edge of page.edges) {
-      const id = "step:" + edge.event_id;
-      const event = byId.get(edge.event_id) || { event_id: edge.event_id };
+  addEvents(events) {
+    const file = (path) => {
+      const id = "path:" + path;
+      this.nodes.set(id, { id, kind: "path", path });
+      return id;
+    };
+    const listed = (event, key, inBody) => {
+      const body = event.body && Array.isArray(event.body[inBody]) ? event.body[inBody] : [];
+      return [...(event[key] || []), ...body].filter((p) => typeof p === "string");
+    };
+    for (const event of events) {
+      const inputs = listed(event, "inputs", "files_incoming");
+      const outputs = listed(event, "outputs", "files_outgoing");
+      if (!inputs.length && !outputs.length) continue;
+      const id = "step:" + event.event_id;
       this.nodes.set(id, { id, kind: "step", ...event });
-      for (const [from, to] of [["path:" + edge.from, id], [id, "path:" + edge.to]]) {
-        this.edges.set(from + "\n" + to, { from, to });
-      }
+      for (const path of inputs) this.edges.set(file(path) + "\n" + id, { from: "path:" + path, to: id });
+      for (const path of outputs) this.edges.set(id + "\n" + file(path), { from: id, to: "path:" + path });
     }
   }
 
@@ -60,9 +68,10 @@ function labelOf(node) {
   if (node.kind === "step") {
     return { text: cut(stepName(node)), full: stepName(node) + " (" + (node.status || "") + ")" };
   }
+  // The file and its folder: files of one name in several folders stay apart.
   const path = node.path ?? node.id;
-  const base = path.replace(/\/+$/, "").split("/").pop() || path;
-  return { text: cut(base), full: path };
+  const parts = path.replace(/^[a-z][a-z0-9+.-]*:\/\//i, "").split("/").filter(Boolean);
+  return { text: cut(parts.slice(-2).join("/") || path), full: path };
 }
 
 /** Draw the graph into ``box`` (replacing what was there). */
