@@ -49,6 +49,30 @@ PipelinesOpt = Annotated[
     str | None,
     typer.Option("--pipelines", help="Pipelines file, TOML (env WAYMARK_PIPELINES)"),
 ]
+AuthOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--auth",
+        help="none, or a comma list of keys and oidc (env WAYMARK_AUTH)",
+        show_default=False,
+    ),
+]
+OidcIssuerOpt = Annotated[
+    str | None,
+    typer.Option("--oidc-issuer", help="OpenID Connect issuer URL (env WAYMARK_OIDC_ISSUER)"),
+]
+OidcAudienceOpt = Annotated[
+    str | None,
+    typer.Option("--oidc-audience", help="Audience tokens must name (env WAYMARK_OIDC_AUDIENCE)"),
+]
+OidcRolesClaimOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--oidc-roles-claim",
+        help="Dotted path of the tokens' roles claim (env WAYMARK_OIDC_ROLES_CLAIM;"
+        " default waymark_roles)",
+    ),
+]
 
 
 @app.callback()
@@ -99,6 +123,10 @@ def serve(
     pipelines: PipelinesOpt = None,
     workers: Annotated[int, typer.Option(help="Worker processes")] = 1,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+    auth: AuthOpt = None,
+    oidc_issuer: OidcIssuerOpt = None,
+    oidc_audience: OidcAudienceOpt = None,
+    oidc_roles_claim: OidcRolesClaimOpt = None,
 ) -> None:
     """Serve the HTTP API."""
     import os
@@ -109,12 +137,28 @@ def serve(
     # here first, so that a missing dependency names the extra to install.
     import waymark.api.app  # noqa: F401
 
-    settings = Settings.resolve(store, bus, pipelines)
+    try:
+        settings = Settings.resolve(
+            store,
+            bus,
+            pipelines,
+            auth=auth,
+            oidc_issuer=oidc_issuer,
+            oidc_audience=oidc_audience,
+            oidc_roles_claim=oidc_roles_claim,
+        )
+    except ValueError as exc:
+        typer.echo(f"waymark: {exc}", err=True)
+        raise typer.Exit(2) from exc
     _check_store(settings.store)
     # Workers are separate processes: they read the resolved settings from the environment.
     os.environ["WAYMARK_STORE"] = settings.store
     os.environ["WAYMARK_BUS"] = settings.bus
     os.environ["WAYMARK_PIPELINES"] = settings.pipelines
+    os.environ["WAYMARK_AUTH"] = ",".join(settings.auth) or "none"
+    os.environ["WAYMARK_OIDC_ISSUER"] = settings.oidc_issuer
+    os.environ["WAYMARK_OIDC_AUDIENCE"] = settings.oidc_audience
+    os.environ["WAYMARK_OIDC_ROLES_CLAIM"] = settings.oidc_roles_claim
     uvicorn.run(
         "waymark.api.app:serve_app",
         factory=True,
@@ -245,6 +289,84 @@ def streams(
     monitors = monitor or syncing.default_monitors(settings)
     found += asyncio.run(syncing.inspect_servers(monitors))
     bus_streams.show(found, as_json=output == "json", applied=apply)
+
+
+keys_app = typer.Typer(
+    name="keys",
+    help="Make, list and revoke API keys (kept in the store; needs WAYMARK_AUTH=keys).",
+    no_args_is_help=True,
+)
+app.add_typer(keys_app)
+
+
+@keys_app.command("create")
+@needs_server_extra
+def keys_create(
+    tenant: Annotated[str, typer.Option(help="The tenant the key acts in ('*': every tenant)")],
+    role: Annotated[list[str], typer.Option(help="reader, writer or admin (repeat for several)")],
+    dataset: Annotated[
+        list[str] | None,
+        typer.Option(help="Limit the key to this dataset (repeat; default: every dataset)"),
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Recorded as submitted_by on its events (default key-<id>)")
+    ] = None,
+    expires_in: Annotated[
+        str | None, typer.Option(help="Lifetime, e.g. 90d, 12h, 2w (default: no expiry)")
+    ] = None,
+    store: StoreOpt = None,
+) -> None:
+    """Make a key and print its secret alone on stdout: it is shown this once."""
+    from waymark.auth import admin
+    from waymark.errors import Unavailable
+
+    try:
+        grants = admin.grants_of(tenant, role, dataset or [])
+        secret = admin.create(
+            Settings.resolve(store).store, grants, name=name, expires_in=expires_in
+        )
+    except (Unavailable, ValueError) as exc:
+        typer.echo(f"waymark: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(secret)
+
+
+@keys_app.command("list")
+@needs_server_extra
+def keys_list(
+    store: StoreOpt = None,
+    limit: Annotated[int, typer.Option(min=1, max=100_000, help="Most keys to list")] = 1000,
+    output: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+) -> None:
+    """List keys, newest first: id, name, grants, state and times (never a secret)."""
+    from waymark.auth import admin
+    from waymark.errors import Unavailable
+
+    if output not in ("table", "json"):
+        raise typer.BadParameter("must be table or json", param_hint="--format")
+    try:
+        admin.show(Settings.resolve(store).store, limit=limit, as_json=output == "json")
+    except (Unavailable, ValueError) as exc:
+        typer.echo(f"waymark: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
+@keys_app.command("revoke")
+@needs_server_extra
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id (see waymark keys list)")],
+    store: StoreOpt = None,
+) -> None:
+    """Revoke a key: every API server refuses it within 10 seconds."""
+    from waymark.auth import admin
+    from waymark.errors import Unavailable
+
+    try:
+        key = admin.revoke(Settings.resolve(store).store, key_id)
+    except (Unavailable, ValueError) as exc:
+        typer.echo(f"waymark: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"revoked {key.id} ({key.name})")
 
 
 def _check_store(url: str) -> None:

@@ -99,7 +99,13 @@ def resolve_events(message: InboundMessage, pipelines: Pipelines) -> Resolved:
     """A native bus message (:mod:`waymark.wire`, either kind) into records or dataset
     details."""
     decoded = wire.decode(message.data)
-    records = to_records(decoded.events, decoded.tenant, pipelines, received_us=decoded.received_us)
+    records = to_records(
+        decoded.events,
+        decoded.tenant,
+        pipelines,
+        received_us=decoded.received_us,
+        submitted_by=decoded.submitted_by,
+    )
     return Resolved(records, decoded.details)
 
 

@@ -1,12 +1,20 @@
 """Configuration, resolved in one place: explicit argument, then environment, then default.
 
-| setting            | environment          | default                      |
-| ------------------ | -------------------- | ---------------------------- |
-| store URL          | ``WAYMARK_STORE``     | ``sqlite:///./waymark.db``   |
-| bus URL            | ``WAYMARK_BUS``       | empty: direct, no bus        |
-| pipelines file     | ``WAYMARK_PIPELINES`` | none: built-in default rule  |
-| server URL (CLI)   | ``WAYMARK_URL``       | ``http://127.0.0.1:8000``    |
-| tenant (CLI)       | ``WAYMARK_TENANT``    | ``default``                  |
+| setting               | environment                  | default                      |
+| --------------------- | ---------------------------- | ---------------------------- |
+| store URL             | ``WAYMARK_STORE``            | ``sqlite:///./waymark.db``   |
+| bus URL               | ``WAYMARK_BUS``              | empty: direct, no bus        |
+| pipelines file        | ``WAYMARK_PIPELINES``        | none: built-in default rule  |
+| authentication        | ``WAYMARK_AUTH``             | empty (``none``): no checks  |
+| OIDC issuer URL       | ``WAYMARK_OIDC_ISSUER``      | none                         |
+| OIDC audience         | ``WAYMARK_OIDC_AUDIENCE``    | none: ``aud`` not checked    |
+| OIDC roles claim      | ``WAYMARK_OIDC_ROLES_CLAIM`` | ``waymark_roles``            |
+| server URL (CLI)      | ``WAYMARK_URL``              | ``http://127.0.0.1:8000``    |
+| tenant (CLI)          | ``WAYMARK_TENANT``           | ``default``                  |
+
+``WAYMARK_AUTH`` is empty or ``none`` (no checks), or a comma list of ``keys`` (API keys
+kept in the store) and ``oidc`` (OpenID Connect tokens of ``WAYMARK_OIDC_ISSUER``); a
+request's bearer credential is tried against each, in that order.
 """
 
 from __future__ import annotations
@@ -16,6 +24,10 @@ from dataclasses import dataclass
 
 DEFAULT_STORE = "sqlite:///./waymark.db"
 DEFAULT_URL = "http://127.0.0.1:8000"
+DEFAULT_ROLES_CLAIM = "waymark_roles"
+
+#: the ways in ``WAYMARK_AUTH`` may name, in the order a credential is tried
+AUTH_MODES = ("keys", "oidc")
 
 
 def _pick(explicit: str | None, env: str, default: str) -> str:
@@ -24,20 +36,58 @@ def _pick(explicit: str | None, env: str, default: str) -> str:
     return os.environ.get(env, default)
 
 
+def parse_auth(text: str) -> tuple[str, ...]:
+    """``WAYMARK_AUTH`` as the modes it names, in :data:`AUTH_MODES` order; () for empty or
+    ``none``. ValueError naming the setting and the value for anything else."""
+    names = [part.strip().lower() for part in text.split(",") if part.strip()]
+    if names in ([], ["none"]):
+        return ()
+    unknown = [n for n in names if n not in AUTH_MODES]
+    if unknown:
+        raise ValueError(
+            f"WAYMARK_AUTH has {unknown[0]!r}: use none, or a comma list of "
+            + " and ".join(AUTH_MODES)
+        )
+    return tuple(mode for mode in AUTH_MODES if mode in names)
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     store: str = DEFAULT_STORE
     bus: str = ""
     pipelines: str = ""
+    auth: tuple[str, ...] = ()  # the modes of WAYMARK_AUTH (parse_auth); () is none
+    oidc_issuer: str = ""
+    oidc_audience: str = ""
+    oidc_roles_claim: str = DEFAULT_ROLES_CLAIM
 
     @classmethod
     def resolve(
-        cls, store: str | None = None, bus: str | None = None, pipelines: str | None = None
+        cls,
+        store: str | None = None,
+        bus: str | None = None,
+        pipelines: str | None = None,
+        *,
+        auth: str | None = None,
+        oidc_issuer: str | None = None,
+        oidc_audience: str | None = None,
+        oidc_roles_claim: str | None = None,
     ) -> Settings:
+        """Every setting, from the arguments given, else the environment, else defaults;
+        ValueError naming the setting when one is not valid."""
+        modes = parse_auth(_pick(auth, "WAYMARK_AUTH", ""))
+        issuer = _pick(oidc_issuer, "WAYMARK_OIDC_ISSUER", "")
+        if "oidc" in modes and not issuer:
+            raise ValueError("WAYMARK_AUTH names oidc, but WAYMARK_OIDC_ISSUER is not set")
         return cls(
             store=_pick(store, "WAYMARK_STORE", DEFAULT_STORE),
             bus=_pick(bus, "WAYMARK_BUS", ""),
             pipelines=_pick(pipelines, "WAYMARK_PIPELINES", ""),
+            auth=modes,
+            oidc_issuer=issuer,
+            oidc_audience=_pick(oidc_audience, "WAYMARK_OIDC_AUDIENCE", ""),
+            oidc_roles_claim=_pick(oidc_roles_claim, "WAYMARK_OIDC_ROLES_CLAIM", "")
+            or DEFAULT_ROLES_CLAIM,
         )
 
 

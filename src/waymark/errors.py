@@ -56,11 +56,13 @@ class Unauthenticated(WaymarkError):
 
 
 class Forbidden(WaymarkError):
-    """A valid credential that lacks the role, tenant or dataset the request needs."""
+    """A valid credential that lacks the role, tenant or dataset the request needs;
+    ``errors`` names the fields of a refused write (``{"loc": [...], "msg": ...}``)."""
 
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: str, errors: list[dict[str, object]] | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
+        self.errors = errors or []
 
 
 class NotFound(WaymarkError):

@@ -105,10 +105,19 @@ def to_records(
     pipelines: Pipelines,
     *,
     received_us: int | None = None,
+    submitted_by: str | None = None,
 ) -> list[Record]:
-    """Resolve events into records; each pipeline decides which of them finish a trace."""
+    """Resolve events into records; each pipeline decides which of them finish a trace.
+    ``submitted_by``: who sent them (see :func:`waymark.model.to_record`)."""
     received = now_us() if received_us is None else received_us
     finishes = pipelines.finishes
     return [
-        to_record(event, tenant, received, finishing=finishes(tenant, event)) for event in events
+        to_record(
+            event,
+            tenant,
+            received,
+            finishing=finishes(tenant, event),
+            submitted_by=submitted_by,
+        )
+        for event in events
     ]

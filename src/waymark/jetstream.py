@@ -84,10 +84,20 @@ def with_event_ids(events: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def encode(tenant: str, events: Sequence[Mapping[str, Any]], received_us: int) -> Message:
-    """One bus message for events of one tenant; gives each event an id if it has none."""
+def encode(
+    tenant: str,
+    events: Sequence[Mapping[str, Any]],
+    received_us: int,
+    *,
+    submitted_by: str | None = None,
+) -> Message:
+    """One bus message for events of one tenant; gives each event an id if it has none.
+    ``submitted_by``: who the API accepted them from (left out when not known)."""
     docs = with_event_ids(events)
-    payload = orjson.dumps({"tenant": tenant, "received_us": received_us, "events": docs})
+    body: dict[str, Any] = {"tenant": tenant, "received_us": received_us, "events": docs}
+    if submitted_by is not None:
+        body["submitted_by"] = submitted_by
+    payload = orjson.dumps(body)
     return Message(
         events_subject(tenant),
         {"Nats-Msg-Id": msg_id([d["event_id"] for d in docs])},

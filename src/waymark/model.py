@@ -365,12 +365,14 @@ def to_record(
     *,
     timestamp_us: int | None = None,
     finishing: bool | None = None,
+    submitted_by: str | None = None,
 ) -> Record:
     """Resolve an accepted event into its stored form.
 
     ``timestamp_us`` is the message timestamp, the event time of last resort
     (defaults to the time of receipt). ``finishing`` overrides the default rule
-    (``trace_status`` FINISHED); pipelines pass their own verdict.
+    (``trace_status`` FINISHED); pipelines pass their own verdict. ``submitted_by`` is who
+    sent it (an API key's name, a token's client), recorded in ``doc`` when known.
 
     ``doc`` holds the event's given fields as JSON-ready values, in field order (what
     ``model_dump(mode="json", exclude_none=True)`` gives, at a fraction of its cost: this
@@ -403,6 +405,8 @@ def to_record(
     else:
         time_us = received_us if timestamp_us is None else timestamp_us
         doc["time"] = iso(time_us)
+    if submitted_by is not None:
+        doc["submitted_by"] = submitted_by
     return _tuple_new(
         Record,
         (
@@ -476,6 +480,14 @@ class Summary(BaseModel):
     current: Current
     errors: list[Any]
     paths: list[str]
+
+
+def dataset_of(domain_id: str | None) -> str | None:
+    """The dataset a ``domain_id`` names: its part before the first ``/`` (okdata's
+    ``<dataset>/<version>/<edition>``); None when there is no domain_id."""
+    if not domain_id:
+        return None
+    return domain_id.split("/", 1)[0]
 
 
 def dataset_trace_id(domain_id: str | None) -> str:

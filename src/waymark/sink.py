@@ -46,14 +46,16 @@ class Sink(ABC):
         events: Sequence[Event],
         sent: Sequence[dict[str, Any]],
         pipelines: Pipelines,
+        *,
+        submitted_by: str | None = None,
     ) -> list[str]:
         """Make validated events of one tenant durable; return their event ids.
 
-        ``sent[i]`` is the JSON object ``events[i]`` was validated from. By default the
-        events are resolved into records (:func:`waymark.ingest.to_records`) and
-        submitted; the bus sink publishes the objects as sent instead, since collectors
-        resolve them again anyway."""
-        records = to_records(events, tenant, pipelines)
+        ``sent[i]`` is the JSON object ``events[i]`` was validated from; ``submitted_by``
+        who sent them, recorded with each. By default the events are resolved into
+        records (:func:`waymark.ingest.to_records`) and submitted; the bus sink publishes
+        the objects as sent instead, since collectors resolve them again anyway."""
+        records = to_records(events, tenant, pipelines, submitted_by=submitted_by)
         await self.submit(records)
         return [r.event_id for r in records]
 

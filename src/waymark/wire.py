@@ -4,7 +4,8 @@ producers and collectors.
 Subject: ``waymark.events.<tenant token>`` on stream ``WAYMARK``, for both kinds of
 message. Body (JSON), one tenant per message::
 
-    {"tenant": "opendes", "received_us": 1795337103439176, "events": [{...}, ...]}
+    {"tenant": "opendes", "received_us": 1795337103439176, "events": [{...}, ...],
+     "submitted_by": "ingest-key"}
     {"kind": "dataset_details", "v": 1, "tenant": "opendes", "received_us": 1795337103439176,
      "details": [{"trace_id": ..., "dataset_id": ..., "dataset_version_id": ...,
                   "dataset_type": ..., "record_count": ..., "time_us": ...}, ...]}
@@ -20,6 +21,9 @@ microseconds since the epoch; storing them twice leaves one row, so a re-deliver
 harmless.
 
 ``received_us`` is when the front door accepted them (microseconds since the epoch).
+``submitted_by`` (optional) is who the API accepted them from, with authentication on
+(an API key's name, a token's client); a collector records it with each event. Whoever
+may publish to the stream may set it: bus credentials are the API's and collectors'.
 Header ``Nats-Msg-Id`` is the event id for a one-event message, else a digest of the
 message's event ids, or of its details, so the server's duplicate window drops a retried
 publish. The API (bus sink) and the collector use these functions.
@@ -67,13 +71,14 @@ DETAILS_BYTES = 512 * 1024
 
 def encode_records(records: Sequence[Record]) -> list[Message]:
     """Bus messages for records accepted by the API, one per tenant."""
-    by_tenant: dict[str, list[Record]] = {}
+    by_sender: dict[tuple[str, str | None], list[Record]] = {}
     for record in records:
-        by_tenant.setdefault(record.tenant, []).append(record)
+        key = (record.tenant, record.doc.get("submitted_by"))
+        by_sender.setdefault(key, []).append(record)
     out = []
-    for tenant, group in by_tenant.items():
+    for (tenant, by), group in by_sender.items():
         docs = [_event_fields(r.doc) for r in group]
-        out.append(encode(tenant, docs, group[0].received_us))
+        out.append(encode(tenant, docs, group[0].received_us, submitted_by=by))
     return out
 
 
@@ -81,7 +86,8 @@ _EVENT_FIELDS = frozenset(Event.model_fields)
 
 
 def _event_fields(doc: Mapping[str, Any]) -> dict[str, Any]:
-    """A stored doc back to the input shape (drops derived fields such as ``time``)."""
+    """A stored doc back to the input shape (drops derived fields such as ``time``, and
+    ``submitted_by``, which travels beside the events)."""
     return {k: v for k, v in doc.items() if k in _EVENT_FIELDS}
 
 
@@ -93,6 +99,7 @@ class Decoded:
     received_us: int
     events: list[Event] = field(default_factory=list)
     details: list[DatasetDetails] = field(default_factory=list)
+    submitted_by: str | None = None
 
 
 def decode(payload: bytes) -> Decoded:
@@ -114,6 +121,11 @@ def decode(payload: bytes) -> Decoded:
         )
     if kind == DETAILS_KIND:
         return Decoded(tenant, received, details=_details(data.get("details"), tenant, received))
+    submitted_by = data.get("submitted_by")
+    if submitted_by is not None and (not isinstance(submitted_by, str) or len(submitted_by) > 500):
+        raise invalid(
+            [{"loc": ["message", "submitted_by"], "msg": "must be text of at most 500 characters"}]
+        )
     events = parse_events(data.get("events"))
     missing = [i for i, e in enumerate(events) if not e.event_id]
     if missing:
@@ -124,7 +136,7 @@ def decode(payload: bytes) -> Decoded:
                 for i in missing
             ],
         )
-    return Decoded(tenant, received, events)
+    return Decoded(tenant, received, events, submitted_by=submitted_by)
 
 
 def _kind(data: dict[str, Any]) -> str:

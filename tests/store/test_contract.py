@@ -11,7 +11,7 @@ from waymark.errors import BadCursor
 from waymark.model import State, Status, now_us
 from waymark.pipelines import Pipeline, Pipelines
 from waymark.store import open_store
-from waymark.store.base import DatasetDetails, EventQuery, TraceQuery
+from waymark.store.base import ApiKey, DatasetDetails, EventQuery, TraceQuery
 from waymark.store.sql import SqlStore
 from waymark.summary import head, head_of
 
@@ -457,3 +457,84 @@ def test_the_commit_marker_changes_with_every_commit_from_anywhere(
     finally:
         other.close()
     assert store.commit_marker() != marker
+
+
+# -- dataset scope ---------------------------------------------------------------------------
+
+
+def _two_datasets(store: SqlStore) -> None:
+    """Traces of datasets ``sales`` (ids s1, s2), ``salesy`` (y1, a prefix without its
+    ``/``), ``hr`` (h1), and one without a domain_id (n1); every event touches ``raw/f``."""
+    store.append(
+        [
+            rec("s1", "e1", at=10, domain_id="sales/1/latest", path="raw/f"),
+            rec("s2", "e2", at=20, domain_id="sales", path="raw/f"),
+            rec("y1", "e3", at=30, domain_id="salesy/1", path="raw/f"),
+            rec("h1", "e4", at=40, domain_id="hr/2", path="raw/f", stage="S"),
+            rec("n1", "e5", at=50, path="raw/f"),
+        ]
+    )
+    store.put_dataset_details(
+        [DatasetDetails("default", t, "ds", "1", None, 1, 10, 10) for t in ("s1", "h1")]
+    )
+
+
+def test_dataset_scope_leaves_other_datasets_out_of_every_read(store: SqlStore) -> None:
+    _two_datasets(store)
+    sales = frozenset({"sales"})
+    found = store.search("default", TraceQuery(datasets=sales), limit=10)
+    assert sorted(s.trace_id for s in found.items) == ["s1", "s2"]
+    assert [p.trace_id for p in store.paths("default", "raw/f", datasets=sales)] == ["s2", "s1"]
+    assert [e["event_id"] for e in store.events("default", "s1", datasets=sales).items] == ["e1"]
+    assert store.events("default", "h1", datasets=sales).items == []
+    assert store.lineage("default", "h1", datasets=sales) is None
+    assert store.lineage("default", "s1", datasets=sales) is not None
+    by_stage = EventQuery(stages=("S",), datasets=sales)
+    assert store.find_events("default", by_stage).items == []
+    assert [
+        d.trace_id for d in store.dataset_details("default", dataset_id="ds", datasets=sales)
+    ] == ["s1"]
+    # None is every trace; an empty set is none
+    assert len(store.search("default", TraceQuery(), limit=10).items) == 5
+    assert store.search("default", TraceQuery(datasets=frozenset()), limit=10).items == []
+    assert store.paths("default", "raw/f", datasets=frozenset()) == []
+    scoped = store.overview("default", 0, datasets=sales)
+    assert [(d.dataset, d.total) for d in scoped.datasets] == [("sales", 2)]
+    assert sum(scoped.counts.values()) == 2
+    assert store.overview("default", 0, datasets=frozenset()).datasets == []
+
+
+def test_dataset_scope_filters_before_paging(store: SqlStore) -> None:
+    """A page of a scoped search is full of the scope's traces, however many others are
+    newer: the filter is in the query, not applied to a page after it was read."""
+    store.append([rec(f"h{i}", f"h{i}", at=1000 + i, domain_id="hr") for i in range(30)])
+    store.append([rec(f"s{i}", f"s{i}", at=i, domain_id="sales/x") for i in range(5)])
+    page = store.search("default", TraceQuery(datasets=frozenset({"sales"})), limit=3)
+    assert [s.trace_id for s in page.items] == ["s4", "s3", "s2"]
+    assert page.next_cursor is not None
+    rest = store.search(
+        "default", TraceQuery(datasets=frozenset({"sales"})), limit=3, cursor=page.next_cursor
+    )
+    assert [s.trace_id for s in rest.items] == ["s1", "s0"]
+
+
+# -- API keys -------------------------------------------------------------------------------
+
+
+def test_api_keys_are_stored_listed_and_revoked(store: SqlStore) -> None:
+    first = ApiKey("k1", "ingest", ("alpha:writer",), "ab" * 32, 100, expires_us=900)
+    second = ApiKey("k2", "viewer", ("alpha:reader:sales", "beta:reader"), "cd" * 32, 200)
+    store.add_api_key(first)
+    store.add_api_key(second)
+    assert store.api_key("k1") == first
+    assert store.api_key("nope") is None
+    assert store.api_keys() == [second, first]  # newest first
+    assert store.api_keys(limit=1) == [second]
+    with pytest.raises(ValueError, match="k1"):
+        store.add_api_key(first)
+    revoked = store.revoke_api_key("k1", 500)
+    assert revoked is not None and revoked.revoked_us == 500
+    again = store.revoke_api_key("k1", 700)  # the first revocation stands
+    assert again is not None and again.revoked_us == 500
+    assert store.api_key("k2") == second
+    assert store.revoke_api_key("nope", 500) is None

@@ -11,13 +11,15 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.concurrency import run_in_threadpool
 
-from waymark.api import gsm, health, okdata, openlineage, page, problems, v1
+from waymark.api import access, gsm, health, okdata, openlineage, page, problems, v1
 from waymark.api.deps import Services, store_threads
+from waymark.auth.authenticators import build_authenticators
 from waymark.bus import sink_for
 from waymark.config import Settings
 from waymark.pipelines import Pipelines, load
 from waymark.sink import Sink
 from waymark.store import Store, log_durability_warnings, open_store
+from waymark.store.base import ApiKey
 from waymark.watch import Watcher
 
 
@@ -51,7 +53,13 @@ def create_app(
         the_sink = sink or sink_for(settings.bus, the_store, watcher)
         await the_sink.start()
         threads = store_threads()
-        app.state.services = Services(the_store, the_sink, watcher, rules, threads)
+        services = Services(the_store, the_sink, watcher, rules, threads)
+        app.state.services = services
+
+        async def lookup_key(key_id: str) -> ApiKey | None:
+            return await services.in_thread(the_store.api_key, key_id)
+
+        app.state.authenticators = build_authenticators(settings, lookup_key)
         try:
             yield
         finally:
@@ -68,6 +76,9 @@ def create_app(
         lifespan=lifespan,
         routes=list(v1.HOT_ROUTES),  # first, ahead of every router
     )
+    # Added before the request guard, so that it runs inside it: its refusals get the
+    # request id and the door's shape.
+    app.add_middleware(access.AccessGuard, routes=app.router.routes, on=bool(settings.auth))
     problems.install(app)
     app.include_router(v1.router)
     app.include_router(okdata.router)

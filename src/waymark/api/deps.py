@@ -1,5 +1,6 @@
-"""What every router of the API shares: the services, the tenant of a request, its body,
-JSON answers, and the one way a request's store calls run (in a store thread).
+"""What every router of the API shares: the services, the tenant and principal of a
+request (and what its datasets allow), its body, JSON answers, the way accepted events go
+to the sink, and the one way a request's store calls run (in a store thread).
 
 Routers import this module; it imports no router, so the API's modules form layers:
 :mod:`waymark.api.app` on top, the routers (``v1``, the front doors, the page) under it,
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
@@ -20,9 +21,10 @@ import orjson
 from fastapi import Depends, Header, Path, Request
 from starlette.responses import Response
 
-from waymark.errors import BadRequest, TooLarge
+from waymark.auth.grants import Principal, Role
+from waymark.errors import BadRequest, Forbidden, NotFound, TooLarge
 from waymark.ingest import MAX_REQUEST_BYTES, check_tenant
-from waymark.model import TRACE_ID_MAX, Summary
+from waymark.model import TRACE_ID_MAX, Event, Record, Summary, dataset_of
 from waymark.pipelines import Pipelines
 from waymark.sink import Sink
 from waymark.store import Store
@@ -135,22 +137,117 @@ def services(request: Request) -> Services:
     return found
 
 
-# -- the tenant ---------------------------------------------------------------------------
+# -- the tenant and the principal ----------------------------------------------------------
 
 TENANT_HEADER = "Waymark-Tenant"
 
+#: where :class:`waymark.api.access.AccessGuard` puts a request's authenticated
+#: :class:`~waymark.auth.grants.Principal` in its ASGI scope (absent with auth off)
+PRINCIPAL = "waymark.principal"
+#: where it puts the request's tenant, once the principal may act in it
+TENANT = "waymark.tenant"
+
 
 def tenant_of(request: Request) -> str:
-    """The request's tenant, from the ``Waymark-Tenant`` header (``default`` when absent)."""
+    """The request's tenant: the one the access guard allowed, else the ``Waymark-Tenant``
+    header (``default`` when absent)."""
+    allowed: str | None = request.scope.get(TENANT)
+    if allowed is not None:
+        return allowed
     return check_tenant(request.headers.get(TENANT_HEADER))
 
 
 def _tenant(
+    request: Request,
     value: Annotated[
         str | None, Header(alias=TENANT_HEADER, description="The tenant; `default` when absent.")
     ] = None,
 ) -> str:
+    allowed: str | None = request.scope.get(TENANT)
+    if allowed is not None:
+        return allowed
     return check_tenant(value)
+
+
+def principal_of(request: Request) -> Principal | None:
+    """Who sent the request; None when authentication is off."""
+    found: Principal | None = request.scope.get(PRINCIPAL)
+    return found
+
+
+def datasets_of(request: Request, role: Role = Role.READER) -> frozenset[str] | None:
+    """The datasets the request may use with ``role`` in its tenant, None for all of them
+    (always None with authentication off)."""
+    principal = principal_of(request)
+    if principal is None:
+        return None
+    return principal.datasets(tenant_of(request), role)
+
+
+def visible(request: Request, summary: Summary | None, role: Role = Role.READER) -> Summary | None:
+    """``summary`` if the request may use its trace with ``role``, else None (as if it did
+    not exist)."""
+    datasets = datasets_of(request, role)
+    if summary is None or datasets is None or dataset_of(summary.domain_id) in datasets:
+        return summary
+    return None
+
+
+def check_writes(
+    request: Request, domain_ids: Sequence[str | None], field: str = "domain_id"
+) -> None:
+    """:class:`Forbidden` naming the first item (``body[i].<field>``) whose dataset (the
+    part of ``domain_ids[i]`` before the first ``/``) the request's credential may not
+    write."""
+    datasets = datasets_of(request, Role.WRITER)
+    if datasets is None:
+        return
+    for i, domain_id in enumerate(domain_ids):
+        dataset = dataset_of(domain_id)
+        if dataset not in datasets:
+            at = f"body[{i}].{field}" if len(domain_ids) > 1 else f"body.{field}"
+            named = "no dataset" if dataset is None else f"dataset {dataset!r}"
+            allowed = ", ".join(sorted(datasets)) or "none"
+            raise Forbidden(
+                f"{at} names {named}; this credential may write only datasets: {allowed}",
+                [{"loc": ["body", i, field], "msg": f"may not write {named}"}],
+            )
+
+
+def submitter(request: Request) -> str | None:
+    """What the request's events record as ``submitted_by``: its principal's name."""
+    principal = principal_of(request)
+    return None if principal is None else principal.name
+
+
+async def submit_events(
+    request: Request, tenant: str, events: Sequence[Event], sent: Sequence[dict[str, Any]]
+) -> list[str]:
+    """Validated events of one request to the sink, once its credential may write their
+    datasets; each records who submitted it. Returns their event ids."""
+    check_writes(request, [e.domain_id for e in events])
+    svc = services(request)
+    return await svc.sink.submit_events(
+        tenant, events, sent, svc.pipelines, submitted_by=submitter(request)
+    )
+
+
+async def submit_records(request: Request, records: Sequence[Record]) -> None:
+    """Records made by a front door to the sink, as :func:`submit_events` does events."""
+    check_writes(request, [r.domain_id for r in records])
+    by = submitter(request)
+    if by is not None:
+        for record in records:
+            record.doc["submitted_by"] = by
+    await services(request).sink.submit(records)
+
+
+def not_found_unless(request: Request, summary: Summary | None, detail: str) -> Summary:
+    """The summary if there is one the request may read; :class:`NotFound` otherwise."""
+    found = visible(request, summary)
+    if found is None:
+        raise NotFound(detail)
+    return found
 
 
 #: A route parameter: the request's tenant, checked (and documented in OpenAPI).

@@ -7,13 +7,23 @@ answer OSDU's shape, ``{"code", "reason", "message"}``, with ``errors`` listing 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request
 from starlette.responses import Response
 
-from waymark.api.deps import json_bytes, json_response, read_body, services
+from waymark.api.deps import (
+    TENANT,
+    check_writes,
+    datasets_of,
+    json_bytes,
+    json_response,
+    read_body,
+    services,
+    submit_records,
+)
 from waymark.api.problems import Problem, shaped
 from waymark.errors import BadCursor
 from waymark.ingest import check_tenant, invalid, load_json
@@ -52,10 +62,14 @@ router = APIRouter(tags=["OSDU GSM"], route_class=shaped(gsm_error))
 
 
 def _tenant(
+    request: Request,
     partition: Annotated[
         str, Header(alias="data-partition-id", min_length=1, max_length=TRACE_ID_MAX)
     ],
 ) -> str:
+    allowed: str | None = request.scope.get(TENANT)  # the access guard read the same header
+    if allowed is not None:
+        return allowed
     return check_tenant(partition, ("header", "data-partition-id"))
 
 
@@ -81,7 +95,7 @@ async def publish_status(
         correlation_id=correlation_id or None,
         kinds=(STATUS_KIND,),
     )
-    await svc.sink.submit(records)
+    await submit_records(request, records)
     return json_response({"accepted": len(records)})
 
 
@@ -99,6 +113,7 @@ async def publish_dataset_details(
         correlation_id=correlation_id or None,
         kinds=(DETAILS_KIND,),
     )
+    check_writes(request, [d.dataset_id for d in details], "properties.datasetId")
     await svc.sink.submit_dataset_details(details)
     return json_response({"accepted": len(details)})
 
@@ -107,6 +122,7 @@ async def publish_dataset_details(
 async def query_status(request: Request, tenant: Partition) -> Response:
     """``{"statusQuery": {...}, "limit": N, "cursor": C}`` -> ``{"results", "cursor"}``."""
     query, limit, cursor = event_query(load_json(await read_body(request)))
+    query = replace(query, datasets=datasets_of(request))
     svc = services(request)
 
     def find() -> bytes:  # up to 1,000 messages, encoded in the thread too
@@ -137,7 +153,10 @@ async def get_dataset_details(
             [{"loc": ["query", "correlationId"], "msg": "give correlationId or datasetId"}]
         )
     svc = services(request)
+    datasets = datasets_of(request)
     found: list[DatasetDetails] = await svc.in_thread(
-        lambda: svc.store.dataset_details(tenant, trace_id=correlation_id, dataset_id=dataset_id)
+        lambda: svc.store.dataset_details(
+            tenant, trace_id=correlation_id, dataset_id=dataset_id, datasets=datasets
+        )
     )
     return json_response({"results": [details_properties(d) for d in found]})

@@ -17,8 +17,19 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from waymark.api.deps import Tenant, TraceIdPath, json_bytes, json_response, read_body, services
+from waymark.api.deps import (
+    Tenant,
+    TraceIdPath,
+    datasets_of,
+    json_bytes,
+    json_response,
+    read_body,
+    services,
+    submit_records,
+    visible,
+)
 from waymark.api.problems import Problem, shaped
+from waymark.auth.grants import Role
 from waymark.errors import NotFound
 from waymark.ingest import invalid, load_json, to_records
 from waymark.model import Event, Summary
@@ -47,9 +58,8 @@ router = APIRouter(tags=["okdata status API"], route_class=shaped(okdata_error))
 
 
 async def _store(request: Request, event: Event, tenant: str) -> dict[str, Any]:
-    svc = services(request)
-    records = to_records([event], tenant, svc.pipelines)
-    await svc.sink.submit(records)
+    records = to_records([event], tenant, services(request).pipelines)
+    await submit_records(request, records)
     return records[0].doc
 
 
@@ -61,13 +71,16 @@ async def create_status(request: Request, tenant: Tenant) -> Response:
     return json_response({"trace_id": event.trace_id})
 
 
-def history(store: Store, tenant: str, trace_id: str) -> bytes:
+def history(
+    store: Store, tenant: str, trace_id: str, datasets: frozenset[str] | None = None
+) -> bytes:
     """A trace's events in okdata's names, as JSON: its pages read one after another, up to
-    :data:`MAX_EVENTS` events (run in a store thread: a long trace takes a while)."""
+    :data:`MAX_EVENTS` events (run in a store thread: a long trace takes a while); only
+    of a trace of ``datasets`` when given."""
     items: list[dict[str, Any]] = []
     cursor: str | None = None
     while len(items) < MAX_EVENTS:
-        page = store.events(tenant, trace_id, limit=1000, cursor=cursor)
+        page = store.events(tenant, trace_id, limit=1000, cursor=cursor, datasets=datasets)
         items += (to_item(doc) for doc in page.items)
         cursor = page.next_cursor
         if cursor is None:
@@ -80,7 +93,9 @@ def history(store: Store, tenant: str, trace_id: str) -> bytes:
 @router.get("/status/{trace_id}", summary="A trace's events in okdata's names")
 async def get_status(request: Request, trace_id: TraceIdPath, tenant: Tenant) -> Response:
     svc = services(request)
-    return json_bytes(await svc.in_thread(history, svc.store, tenant, trace_id))
+    return json_bytes(
+        await svc.in_thread(history, svc.store, tenant, trace_id, datasets_of(request))
+    )
 
 
 @router.post("/status/{trace_id}", summary="Add an event to a trace (okdata)")
@@ -92,8 +107,8 @@ async def update_status(request: Request, trace_id: TraceIdPath, tenant: Tenant)
     event = update_event(load_json(await read_body(request)), trace_id)
     svc = services(request)
 
-    async def read() -> Summary | None:
-        return await svc.summaries.read(tenant, trace_id)
+    async def read() -> Summary | None:  # a trace this credential may not write is absent
+        return visible(request, await svc.summaries.read(tenant, trace_id), Role.WRITER)
 
     found = await read()
     if found is None:
@@ -120,7 +135,10 @@ def decode_path(b64: str) -> str:
 async def status_from_path(request: Request, b64: str, tenant: Tenant) -> Response:
     path = decode_path(b64)
     svc = services(request)
-    hits: list[PathTouch] = await svc.in_thread(lambda: svc.store.paths(tenant, path, limit=1))
+    datasets = datasets_of(request)
+    hits: list[PathTouch] = await svc.in_thread(
+        lambda: svc.store.paths(tenant, path, limit=1, datasets=datasets)
+    )
     if not hits:
         raise NotFound(f"Could not find item: {path}")
     return json_response({"id": hits[0].trace_id, "trace_id": hits[0].trace_id})

@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from waymark.api.deps import Tenant, json_response, read_body, services
+from waymark.api.deps import Tenant, json_response, read_body, services, submit_records
 from waymark.api.problems import Problem, shaped
 from waymark.ingest import load_json, to_records
 from waymark.translate.openlineage import parse
@@ -48,7 +48,6 @@ router = APIRouter(tags=["OpenLineage"], route_class=shaped(marquez_error))
 )
 async def post_lineage(request: Request, tenant: Tenant) -> Response:
     raw = await read_body(request, gzip=True)
-    svc = services(request)
-    records = to_records(parse(load_json(raw)), tenant, svc.pipelines)
-    await svc.sink.submit(records)
+    records = to_records(parse(load_json(raw)), tenant, services(request).pipelines)
+    await submit_records(request, records)
     return Response(status_code=201)

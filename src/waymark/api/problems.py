@@ -37,9 +37,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from waymark.errors import (
     BadRequest,
+    Forbidden,
     InvalidFields,
     NotFound,
     TooLarge,
+    Unauthenticated,
     Unavailable,
     WaymarkError,
 )
@@ -62,6 +64,8 @@ STATUS: dict[type[BaseException], int] = {
     InvalidFields: 422,  # well-formed, with fields whose values are wrong
     RequestValidationError: 422,  # the same, found by FastAPI in a path, query or header
     TooLarge: 413,
+    Unauthenticated: 401,  # with WWW-Authenticate: Bearer
+    Forbidden: 403,  # a valid credential without the role, tenant or dataset
     NotFound: 404,
     Unavailable: 503,  # with Retry-After
 }
@@ -107,7 +111,7 @@ def problem_of(exc: BaseException, request_id: str) -> Problem:
         detail = invalid(errors).detail if errors else "invalid request"
     elif isinstance(exc, HTTPException):
         detail = str(exc.detail)
-    elif isinstance(exc, BadRequest):
+    elif isinstance(exc, BadRequest | Forbidden):
         detail, errors = exc.detail, exc.errors
     else:
         detail = str(exc)
@@ -142,6 +146,9 @@ def render(scope: Scope, exc: BaseException) -> Response:
     response = shape(problem)
     if isinstance(exc, Unavailable):
         response.headers["Retry-After"] = str(exc.retry_after)
+    elif isinstance(exc, Unauthenticated):
+        response.headers["WWW-Authenticate"] = 'Bearer realm="waymark"'
+
     elif isinstance(exc, HTTPException) and exc.headers:
         response.headers.update(exc.headers)
     where = f"{scope.get('method')} {scope.get('path')}"

@@ -27,10 +27,13 @@ from waymark.api.deps import (
     Services,
     Tenant,
     TraceIdPath,
+    datasets_of,
     json_bytes,
     json_response,
+    not_found_unless,
     read_body,
     services,
+    submit_events,
     tenant_of,
 )
 from waymark.errors import NotFound
@@ -63,12 +66,11 @@ _JSON_BODY = {
 
 async def post_events(request: Request) -> Response:
     """Answers 202 once every event is durable; a batch is stored whole or not at all."""
-    svc = services(request)
     tenant = tenant_of(request)
     data = load_json(await read_body(request))
     events = parse_events(data)
     sent = data if isinstance(data, list) else [data]
-    ids = await svc.sink.submit_events(tenant, events, sent, svc.pipelines)
+    ids = await submit_events(request, tenant, events, sent)
     return json_bytes(orjson.dumps({"accepted": len(ids), "event_ids": ids}), 202)
 
 
@@ -89,8 +91,7 @@ async def create_trace(request: Request, tenant: Tenant) -> Response:
         raise invalid(missing)
     trace_id = dataset_trace_id(data["domain_id"] if isinstance(data["domain_id"], str) else "")
     first = {"trace_status": TraceStatus.STARTED.value, **data, "trace_id": trace_id}
-    svc = services(request)
-    await svc.sink.submit_events(tenant, parse_events(first), [first], svc.pipelines)
+    await submit_events(request, tenant, parse_events(first), [first])
     return json_response({"trace_id": trace_id}, 201)
 
 
@@ -103,8 +104,9 @@ async def get_events(
     cursor: Annotated[str | None, Query(max_length=2000)] = None,
 ) -> Response:
     svc = services(request)
+    datasets = datasets_of(request)
     page: Page[dict[str, Any]] = await svc.in_thread(
-        lambda: svc.store.events(tenant, trace_id, limit=limit, cursor=cursor)
+        lambda: svc.store.events(tenant, trace_id, limit=limit, cursor=cursor, datasets=datasets)
     )
     if not page.items and cursor is None:
         raise NotFound(f"no trace {trace_id!r}")
@@ -137,6 +139,7 @@ async def search_traces(
         user=user,
         since_us=None if since is None else to_us(since),
         until_us=None if until is None else to_us(until),
+        datasets=datasets_of(request),
     )
     svc = services(request)
 
@@ -156,7 +159,10 @@ async def get_paths(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
     svc = services(request)
-    hits: list[PathTouch] = await svc.in_thread(lambda: svc.store.paths(tenant, path, limit=limit))
+    datasets = datasets_of(request)
+    hits: list[PathTouch] = await svc.in_thread(
+        lambda: svc.store.paths(tenant, path, limit=limit, datasets=datasets)
+    )
     return json_response(
         {"items": [{"trace_id": h.trace_id, "event_id": h.event_id, "at": h.at} for h in hits]}
     )
@@ -165,7 +171,10 @@ async def get_paths(
 @router.get("/traces/{trace_id:path}/lineage", summary="What went in and out of each step")
 async def get_lineage(request: Request, trace_id: TraceIdPath, tenant: Tenant) -> Response:
     svc = services(request)
-    lineage: DataFlow | None = await svc.in_thread(svc.store.lineage, tenant, trace_id)
+    datasets = datasets_of(request)
+    lineage: DataFlow | None = await svc.in_thread(
+        lambda: svc.store.lineage(tenant, trace_id, datasets=datasets)
+    )
     if lineage is None:
         raise NotFound(f"no trace {trace_id!r}")
     return json_response({"nodes": lineage.nodes, "edges": lineage.edges})
@@ -185,7 +194,10 @@ async def get_overview(
     most recently updated 100,000 traces at most; ``truncated`` says when there were more."""
     svc = services(request)
     since_us = now_us() - DAY_US if since is None else to_us(since)
-    view: Overview = await svc.in_thread(lambda: svc.store.overview(tenant, since_us, limit=limit))
+    datasets = datasets_of(request)
+    view: Overview = await svc.in_thread(
+        lambda: svc.store.overview(tenant, since_us, limit=limit, datasets=datasets)
+    )
     return json_response(
         {
             "since": iso(view.since_us),
@@ -233,8 +245,11 @@ def trace_id_of(request: Request) -> str:
     return trace_id
 
 
-async def read_summary(svc: Services, tenant: str, trace_id: str, wait: float) -> Summary:
-    """The summary; with ``wait``, once the trace is done or ``wait`` seconds pass."""
+async def read_summary(
+    request: Request, svc: Services, tenant: str, trace_id: str, wait: float
+) -> Summary:
+    """The summary; with ``wait``, once the trace is done or ``wait`` seconds pass. A
+    trace of a dataset the request may not read is not found."""
 
     async def read() -> Summary | None:
         return await svc.summaries.read(tenant, trace_id)
@@ -243,14 +258,12 @@ async def read_summary(svc: Services, tenant: str, trace_id: str, wait: float) -
         summary = await svc.watcher.wait_done((tenant, trace_id), wait, read)
     else:
         summary = await read()
-    if summary is None:
-        raise NotFound(f"no trace {trace_id!r}")
-    return summary
+    return not_found_unless(request, summary, f"no trace {trace_id!r}")
 
 
 async def get_trace(request: Request) -> Response:
     summary = await read_summary(
-        services(request), tenant_of(request), trace_id_of(request), wait_of(request)
+        request, services(request), tenant_of(request), trace_id_of(request), wait_of(request)
     )
     return json_bytes(summary.model_dump_json().encode())
 

@@ -216,9 +216,11 @@ class BusSink(Sink):
         events: Sequence[Event],
         sent: Sequence[dict[str, Any]],
         pipelines: Pipelines,
+        *,
+        submitted_by: str | None = None,
     ) -> list[str]:
         docs = wire.with_event_ids(sent)
-        await self._publish([wire.encode(tenant, docs, now_us())])
+        await self._publish([wire.encode(tenant, docs, now_us(), submitted_by=submitted_by)])
         return [d["event_id"] for d in docs]
 
     async def _publish(self, messages: Sequence[wire.Message]) -> None:

@@ -51,9 +51,16 @@ class PathTouch:
     at: str
 
 
+#: Dataset scope, the ``datasets`` of the read methods: None reads every trace; a set reads
+#: only traces whose dataset (the part of their ``domain_id`` before the first ``/``) is in
+#: it, as if the others did not exist (an empty set reads none).
+Datasets = frozenset[str] | None
+
+
 @dataclass(frozen=True, slots=True)
 class TraceQuery:
-    """Filters for trace search; ``component``/``stage`` match the deciding event."""
+    """Filters for trace search; ``component``/``stage`` match the deciding event;
+    ``datasets`` limits it to those datasets' traces (:data:`Datasets`)."""
 
     domain: str | None = None
     domain_id: str | None = None
@@ -64,16 +71,19 @@ class TraceQuery:
     user: str | None = None
     since_us: int | None = None
     until_us: int | None = None
+    datasets: Datasets = None
 
 
 @dataclass(frozen=True, slots=True)
 class EventQuery:
-    """Filters for event search (GSM's status query); any combination, at least one."""
+    """Filters for event search (GSM's status query); any combination, at least one;
+    ``datasets`` limits it to events of those datasets' traces (:data:`Datasets`)."""
 
     trace_id: str | None = None
     record_id: str | None = None
     stages: tuple[str, ...] = ()
     statuses: tuple[str, ...] = ()
+    datasets: Datasets = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +109,22 @@ class DeadLetter:
     subject: str
     reason: str
     raw: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """An API key as stored: never its secret, only the secret's hash (hex SHA-256).
+
+    ``grants`` are ``TENANT:ROLE[:DATASET]`` texts (:mod:`waymark.auth.grants`); times are
+    microseconds since the epoch, ``expires_us``/``revoked_us`` None when not set."""
+
+    id: str
+    name: str
+    grants: tuple[str, ...]
+    secret_hash: str
+    created_us: int
+    expires_us: int | None = None
+    revoked_us: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +234,13 @@ class Store(ABC):
 
     @abstractmethod
     def events(
-        self, tenant: str, trace_id: str, *, limit: int = 100, cursor: str | None = None
+        self,
+        tenant: str,
+        trace_id: str,
+        *,
+        limit: int = 100,
+        cursor: str | None = None,
+        datasets: Datasets = None,
     ) -> Page[dict[str, Any]]:
         """The trace's events in sort-key order, each as stored plus ``received_at``."""
 
@@ -219,18 +251,23 @@ class Store(ABC):
         """Summaries matching the query, most recently updated first."""
 
     @abstractmethod
-    def paths(self, tenant: str, path: str, *, limit: int = 100) -> list[PathTouch]:
+    def paths(
+        self, tenant: str, path: str, *, limit: int = 100, datasets: Datasets = None
+    ) -> list[PathTouch]:
         """Every event that touched the path (``path``, ``inputs``, ``outputs``, files in its
         body), newest first."""
 
     @abstractmethod
-    def lineage(self, tenant: str, trace_id: str) -> DataFlow | None:
+    def lineage(self, tenant: str, trace_id: str, *, datasets: Datasets = None) -> DataFlow | None:
         """The trace's data flow: an edge from each input to each output of an event."""
 
     @abstractmethod
-    def overview(self, tenant: str, since_us: int, *, limit: int = 100) -> Overview:
+    def overview(
+        self, tenant: str, since_us: int, *, limit: int = 100, datasets: Datasets = None
+    ) -> Overview:
         """How the traces updated at or after ``since_us`` stand, by state and dataset; counts
-        at most :data:`OVERVIEW_TRACES` traces (the most recently updated)."""
+        at most :data:`OVERVIEW_TRACES` traces (the most recently updated). ``datasets``
+        limits it to those datasets' traces (:data:`Datasets`)."""
 
     @abstractmethod
     def find_events(
@@ -244,9 +281,15 @@ class Store(ABC):
 
     @abstractmethod
     def dataset_details(
-        self, tenant: str, *, trace_id: str | None = None, dataset_id: str | None = None
+        self,
+        tenant: str,
+        *,
+        trace_id: str | None = None,
+        dataset_id: str | None = None,
+        datasets: Datasets = None,
     ) -> list[DatasetDetails]:
-        """Dataset details by trace or by dataset (at least one), oldest first."""
+        """Dataset details by trace or by dataset (at least one), oldest first; with
+        ``datasets``, only those of traces of those datasets."""
 
     @abstractmethod
     def park(self, letters: Sequence[tuple[str, str, bytes]]) -> None:
@@ -261,6 +304,23 @@ class Store(ABC):
     @abstractmethod
     def discard_dead_letters(self, ids: Sequence[int]) -> int:
         """Remove parked messages (replayed or given up on); return how many were there."""
+
+    @abstractmethod
+    def add_api_key(self, key: ApiKey) -> None:
+        """Store a new key; ValueError if its id is taken."""
+
+    @abstractmethod
+    def api_key(self, key_id: str) -> ApiKey | None:
+        """The key with this id (revoked and expired ones too), or None."""
+
+    @abstractmethod
+    def api_keys(self, *, limit: int = 1000) -> list[ApiKey]:
+        """Keys, newest first, up to ``limit``."""
+
+    @abstractmethod
+    def revoke_api_key(self, key_id: str, at_us: int) -> ApiKey | None:
+        """Mark the key revoked at ``at_us`` (an earlier revocation stands); return it as
+        stored after that, or None if there is no such key."""
 
     @abstractmethod
     def ping(self) -> None:

@@ -190,3 +190,19 @@ dead_letters = Table(
     Column("reason", Text, nullable=False),
     Column("raw", LargeBinary, nullable=False),
 )
+
+# API keys: credentials of every tenant (a key's grants name its tenants), so the table
+# is not tenant-scoped; only the store's administrators (``waymark keys``) write it. The
+# secret itself is never stored: ``secret_hash`` is its SHA-256, hex.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String, nullable=False),
+    Column("name", String, nullable=False),
+    Column("grants", Text, nullable=False),  # JSON list of TENANT:ROLE[:DATASET]
+    Column("secret_hash", String, nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("expires_us", BigInteger),  # NULL: never expires
+    Column("revoked_us", BigInteger),  # NULL: not revoked
+    PrimaryKeyConstraint("id", name="pk_api_keys"),
+)

@@ -33,10 +33,12 @@ from waymark.model import (
 from waymark.pipelines import Pipelines
 from waymark.store.base import (
     OVERVIEW_TRACES,
+    ApiKey,
     AppendResult,
     DataFlow,
     DatasetCounts,
     DatasetDetails,
+    Datasets,
     DeadLetter,
     EventQuery,
     Overview,
@@ -451,9 +453,16 @@ class SqlStore(Store):
         return self._read(read)
 
     def events(
-        self, tenant: str, trace_id: str, *, limit: int = 100, cursor: str | None = None
+        self,
+        tenant: str,
+        trace_id: str,
+        *,
+        limit: int = 100,
+        cursor: str | None = None,
+        datasets: Datasets = None,
     ) -> Page[dict[str, Any]]:
-        return self.find_events(tenant, EventQuery(trace_id=trace_id), limit=limit, cursor=cursor)
+        query = EventQuery(trace_id=trace_id, datasets=datasets)
+        return self.find_events(tenant, query, limit=limit, cursor=cursor)
 
     def find_events(
         self, tenant: str, query: EventQuery, *, limit: int = 100, cursor: str | None = None
@@ -468,6 +477,8 @@ class SqlStore(Store):
             if values:
                 where.append(f"{column} IN ({', '.join('?' for _ in values)})")
                 params += values
+        if query.datasets is not None:
+            where.append(_of_traces_in("events", query.datasets, params))
         if cursor is not None:
             time_us, event_id = decode_cursor(cursor, int, str)
             where.append("(time_us, event_id) > (?, ?)")
@@ -556,6 +567,8 @@ class SqlStore(Store):
             clause, more = self._state_clause(tenant, query.state, now)
             where.append(clause)
             params += more
+        if query.datasets is not None:
+            where.append(_in_datasets("domain_id", query.datasets, params))
         if cursor is not None:
             updated_us, trace_id = decode_cursor(cursor, int, str)
             where.append("(updated_us, trace_id) < (?, ?)")
@@ -567,18 +580,27 @@ class SqlStore(Store):
         params.append(limit + 1)
         return self.q(sql), params
 
-    def paths(self, tenant: str, path: str, *, limit: int = 100) -> list[PathTouch]:
+    def paths(
+        self, tenant: str, path: str, *, limit: int = 100, datasets: Datasets = None
+    ) -> list[PathTouch]:
+        params: list[Any] = [tenant, path_key(path), path]
+        scope = "" if datasets is None else " AND " + _of_traces_in("paths", datasets, params)
         sql = self.q(
             "SELECT trace_id, event_id, time_us FROM paths"
-            " WHERE tenant = ? AND path_key = ? AND path = ?"
+            f" WHERE tenant = ? AND path_key = ? AND path = ?{scope}"
             " ORDER BY time_us DESC, event_id DESC LIMIT ?"
         )
-        rows = self._read(functools.partial(_fetch, sql, (tenant, path_key(path), path, limit)))
+        params.append(limit)
+        rows = self._read(functools.partial(_fetch, sql, params))
         return [PathTouch(trace_id, event_id, iso(int(t)) or "") for trace_id, event_id, t in rows]
 
-    def overview(self, tenant: str, since_us: int, *, limit: int = 100) -> Overview:
+    def overview(
+        self, tenant: str, since_us: int, *, limit: int = 100, datasets: Datasets = None
+    ) -> Overview:
         now = now_us()
         running, params = self._state_clause(tenant, State.RUNNING, now)
+        where: list[Any] = [tenant, since_us]
+        scope = "" if datasets is None else " AND " + _in_datasets("domain_id", datasets, where)
         # The state of each trace as search's filters decide it, over the most recently
         # updated traces of the window only: the cost is bounded by OVERVIEW_TRACES.
         sql = self.q(
@@ -588,28 +610,31 @@ class SqlStore(Store):
             f" WHEN {running} THEN '{State.RUNNING.value}'"
             f" ELSE '{State.STALLED.value}' END AS state, COUNT(*), MAX(updated_us)"
             " FROM (SELECT domain_id, domain, done, cur_status, updated_us FROM traces"
-            " WHERE tenant = ? AND updated_us >= ? ORDER BY updated_us DESC LIMIT ?) AS recent"
-            " GROUP BY domain_id, state"
+            f" WHERE tenant = ? AND updated_us >= ?{scope}"
+            " ORDER BY updated_us DESC LIMIT ?) AS recent GROUP BY domain_id, state"
         )
         beyond = self.q(
-            "SELECT 1 FROM traces WHERE tenant = ? AND updated_us >= ?"
+            f"SELECT 1 FROM traces WHERE tenant = ? AND updated_us >= ?{scope}"
             " ORDER BY updated_us DESC LIMIT 1 OFFSET ?"
         )
 
         def read(cur: Cursor) -> tuple[list[Any], bool]:
-            rows = _fetch(sql, (*params, tenant, since_us, self.overview_traces), cur)
+            rows = _fetch(sql, (*params, *where, self.overview_traces), cur)
             if sum(int(row[2]) for row in rows) < self.overview_traces:
                 return rows, False
-            return rows, bool(_fetch(beyond, (tenant, since_us, self.overview_traces), cur))
+            return rows, bool(_fetch(beyond, (*where, self.overview_traces), cur))
 
         rows, truncated = self._read(read)
         return overview_of(rows, since_us, now, limit, truncated)
 
-    def lineage(self, tenant: str, trace_id: str) -> DataFlow | None:
+    def lineage(self, tenant: str, trace_id: str, *, datasets: Datasets = None) -> DataFlow | None:
+        params: list[Any] = [tenant, trace_id]
+        scope = "" if datasets is None else " AND " + _of_traces_in("events", datasets, params)
         sql = self.q(
-            "SELECT doc FROM events WHERE tenant = ? AND trace_id = ? ORDER BY time_us, event_id"
+            f"SELECT doc FROM events WHERE tenant = ? AND trace_id = ?{scope}"
+            " ORDER BY time_us, event_id"
         )
-        rows = self._read(functools.partial(_fetch, sql, (tenant, trace_id)))
+        rows = self._read(functools.partial(_fetch, sql, params))
         if not rows:
             return None
         return lineage_of(orjson.loads(doc) for (doc,) in rows)
@@ -635,7 +660,12 @@ class SqlStore(Store):
         )
 
     def dataset_details(
-        self, tenant: str, *, trace_id: str | None = None, dataset_id: str | None = None
+        self,
+        tenant: str,
+        *,
+        trace_id: str | None = None,
+        dataset_id: str | None = None,
+        datasets: Datasets = None,
     ) -> list[DatasetDetails]:
         where = ["tenant = ?"]
         params: list[Any] = [tenant]
@@ -645,6 +675,8 @@ class SqlStore(Store):
                 params.append(value)
         if len(where) == 1:
             raise ValueError("dataset_details needs a trace_id or a dataset_id")
+        if datasets is not None:
+            where.append(_of_traces_in("dataset_details", datasets, params))
         sql = self.q(
             "SELECT tenant, trace_id, dataset_id, dataset_version_id, dataset_type,"
             " record_count, time_us, received_us FROM dataset_details"
@@ -703,8 +735,76 @@ class SqlStore(Store):
 
         return self._write(discard, len(ids))
 
+    # -- API keys ----------------------------------------------------------------------------
+
+    def add_api_key(self, key: ApiKey) -> None:
+        if self.api_key(key.id) is not None:
+            raise ValueError(f"an API key with id {key.id!r} exists")
+        row = (
+            key.id,
+            key.name,
+            orjson.dumps(list(key.grants)).decode(),
+            key.secret_hash,
+            key.created_us,
+            key.expires_us,
+            key.revoked_us,
+        )
+        sql = self.q(f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)")
+        self._write(functools.partial(_execute_many, sql, [row]))
+
+    def api_key(self, key_id: str) -> ApiKey | None:
+        sql = self.q(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE id = ?")
+        rows = self._read(functools.partial(_fetch, sql, (key_id,)))
+        return _api_key(rows[0]) if rows else None
+
+    def api_keys(self, *, limit: int = 1000) -> list[ApiKey]:
+        sql = self.q(f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY created_us DESC, id LIMIT ?")
+        return [_api_key(row) for row in self._read(functools.partial(_fetch, sql, (limit,)))]
+
+    def revoke_api_key(self, key_id: str, at_us: int) -> ApiKey | None:
+        sql = self.q("UPDATE api_keys SET revoked_us = ? WHERE id = ? AND revoked_us IS NULL")
+        self._write(functools.partial(_execute_many, sql, [(at_us, key_id)]))
+        return self.api_key(key_id)
+
     def ping(self) -> None:
         self._read(functools.partial(_fetch, "SELECT 1", ()))
+
+
+_KEY_COLUMNS = "id, name, grants, secret_hash, created_us, expires_us, revoked_us"
+
+
+def _api_key(row: Sequence[Any]) -> ApiKey:
+    return ApiKey(
+        id=row[0],
+        name=row[1],
+        grants=tuple(orjson.loads(row[2])),
+        secret_hash=row[3],
+        created_us=int(row[4]),
+        expires_us=None if row[5] is None else int(row[5]),
+        revoked_us=None if row[6] is None else int(row[6]),
+    )
+
+
+def _in_datasets(column: str, datasets: frozenset[str], params: list[Any]) -> str:
+    """A condition: ``column`` (a domain_id) names one of ``datasets``, that is, it is the
+    dataset or starts with it and a ``/``. Adds its parameters to ``params``."""
+    if not datasets:
+        return "1 = 0"
+    parts = []
+    for dataset in sorted(datasets):
+        parts.append(f"({column} = ? OR substr({column}, 1, ?) = ?)")
+        params += [dataset, len(dataset) + 1, dataset + "/"]
+    return "(" + " OR ".join(parts) + ")"
+
+
+def _of_traces_in(table: str, datasets: frozenset[str], params: list[Any]) -> str:
+    """A condition on rows of ``table`` (with tenant and trace_id): their trace's dataset is
+    one of ``datasets``."""
+    clause = _in_datasets("t.domain_id", datasets, params)
+    return (
+        f"EXISTS (SELECT 1 FROM traces t WHERE t.tenant = {table}.tenant"
+        f" AND t.trace_id = {table}.trace_id AND {clause})"
+    )
 
 
 def _fetch(sql: str, params: Sequence[Any], cur: Cursor) -> list[Any]:

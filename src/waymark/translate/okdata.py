@@ -192,11 +192,14 @@ def update_event(data: Any, trace_id: str) -> Event:
 
 
 def to_item(doc: dict[str, Any]) -> dict[str, Any]:
-    """A stored event as an okdata status item (every field, ``None`` where unset)."""
+    """A stored event as an okdata status item (every field, ``None`` where unset), and
+    ``submitted_by`` where the event records who sent it (authentication on)."""
     status = doc.get("status")
     item: dict[str, Any] = {}
     for name in ITEM_FIELDS:
         item[name] = doc.get(NATIVE_NAMES.get(name, name))
+    if "submitted_by" in doc:
+        item["submitted_by"] = doc["submitted_by"]
     item["trace_event_status"] = (
         None
         if status is None
