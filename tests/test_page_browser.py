@@ -20,6 +20,9 @@ import pytest
 
 from tests.browser import Browser
 from tests.conftest import LiveServer
+from waymark.auth import admin
+from waymark.auth.admin import grants_of
+from waymark.store import migrate
 
 WIDTHS = (1280, 420)
 HOSTILE_MESSAGE = (
@@ -467,3 +470,63 @@ def test_a_trace_id_with_slashes_and_markup_opens_by_its_link(
     )
     assert browser.texts("#events tbody td:nth-child(2)") == ["<b>evil</b>"]
     check_page(browser, 420)
+
+
+def make_key(store: str, tenant: str, role: str) -> str:
+    """A new API key, made as ``waymark keys create`` makes it."""
+    return admin.create(store, grants_of(tenant, [role], []))
+
+
+def test_sign_in_with_a_key_kept_for_the_tab(
+    tmp_path: Path, browser: Browser, artefacts: Path
+) -> None:
+    store = f"sqlite:///{tmp_path / 'auth.db'}"
+    migrate.upgrade(store)
+    writer = make_key(store, "alpha", "writer")
+    reader = make_key(store, "alpha", "reader")
+    elsewhere = make_key(store, "beta", "reader")
+    live = LiveServer(store, env={"WAYMARK_AUTH": "keys"})
+    try:
+        answer = httpx.post(
+            f"{live.url}/v1/events",
+            json={"trace_id": "secret-1", "trace_status": "FINISHED"},
+            headers={"Waymark-Tenant": "alpha", "Authorization": f"Bearer {writer}"},
+        )
+        assert answer.status_code == 202, answer.text
+        message = "document.getElementById('auth-message').textContent"
+
+        def sign_in(credential: str) -> None:
+            browser.eval(
+                f"document.getElementById('token').value = {json.dumps(credential)};"
+                " document.querySelector('#signin button[type=submit]').click()"
+            )
+
+        open_at(browser, live, "tenant=alpha", 1280)
+        browser.wait_for(f"{message}.includes('(401)')")
+        assert "none was given" in browser.eval(message)
+        assert browser.eval("document.querySelectorAll('#traces tbody tr').length") == 0
+        sign_in("wmk_not-a-key")
+        browser.wait_for(f"{message}.includes('was not accepted')")
+        sign_in(elsewhere)  # a good key, of another tenant
+        browser.wait_for(f"{message}.includes('(403)')")
+        assert "may not read this" in browser.eval(message)
+        browser.screenshot(artefacts / "refused-1280.png")
+        sign_in(reader)
+        browser.wait_for("document.querySelectorAll('#traces tbody tr').length === 1")
+        assert browser.eval(message) == ""
+        assert browser.texts("#traces tbody td.id") == ["secret-1"]
+        assert browser.text("#signin-state") == "Signed in (this tab)"
+        # Kept for this tab only, and never in the link.
+        assert browser.eval("sessionStorage.getItem('waymark-token')") == reader
+        assert browser.eval("localStorage.length") == 0
+        assert reader not in browser.eval("location.href")
+        open_at(browser, live, "tenant=alpha", 420)  # the page loaded again in the same tab
+        browser.wait_for("document.querySelectorAll('#traces tbody tr').length === 1")
+        assert browser.eval(message) == ""
+        browser.eval("document.getElementById('signout').click()")
+        browser.wait_for(f"{message}.includes('(401)')")
+        assert browser.eval("document.querySelectorAll('#traces tbody tr').length") == 0
+        assert browser.eval("sessionStorage.getItem('waymark-token')") is None
+        check_page(browser, 1280)
+    finally:
+        live.stop()

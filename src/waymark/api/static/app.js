@@ -45,7 +45,9 @@ function tenant() {
 function fail(error, where) {
   if (error instanceof AuthError) {
     $("auth-message").textContent = error.message;
-    $("token").focus();
+    // Nothing read with an earlier credential stays on show.
+    for (const id of ["traces", "overview-table", "events"]) $(id).tBodies[0].replaceChildren();
+    for (const id of ["summary", "timeline", "failures", "graph"]) $(id).replaceChildren();
   } else {
     where.textContent = error.message;
     where.className = "error";
