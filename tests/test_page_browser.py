@@ -530,3 +530,54 @@ def test_sign_in_with_a_key_kept_for_the_tab(
         check_page(browser, 1280)
     finally:
         live.stop()
+
+
+def test_the_graph_merges_pages_of_steps_and_paths_by_id(
+    server: LiveServer, browser: Browser
+) -> None:
+    """The lineage answer as a graph of step and path nodes, paged (``truncated``, ``next``):
+    the page's graph module merges pages by node id and draws steps that only read."""
+    open_at(browser, server, "view=overview", 1280)
+    step = {"kind": "step", "stage": None, "operation": None, "time": "2026-01-01T00:00:00Z"}
+    first = {
+        "nodes": [
+            {"id": "s1", "event_id": "e1", "component": "load", "status": "SUCCESS", **step},
+            {"id": "p1", "kind": "path", "path": "s3://in/a.csv"},
+            {"id": "p2", "kind": "path", "path": "s3://out/a.parquet"},
+        ],
+        "edges": [{"from": "p1", "to": "s1"}, {"from": "s1", "to": "p2"}],
+        "truncated": True,
+        "next": "c1",
+    }
+    second = {
+        "nodes": [
+            {"id": "p2", "kind": "path", "path": "s3://out/a.parquet"},
+            {"id": "s2", "event_id": "e2", "component": "check", "status": "FAILED", **step},
+        ],
+        "edges": [{"from": "p2", "to": "s2"}],
+        "truncated": False,
+        "next": None,
+    }
+    drawn = browser.eval(
+        "(async () => { const { Lineage, drawGraph } = await import('/ui/graph.js');"
+        " const lineage = new Lineage(); const box = document.createElement('div');"
+        " document.body.append(box); const seen = [];"
+        f" for (const page of [{json.dumps(first)}, {json.dumps(second)}]) {{"
+        "   lineage.add(page, []); drawGraph(box, lineage);"
+        "   seen.push([lineage.truncated, lineage.next, lineage.counts(),"
+        "     [...box.querySelectorAll('g.node')].map(n => n.getAttribute('class') + ' '"
+        "       + n.querySelector('text').textContent).sort(),"
+        "     [...box.querySelectorAll('path.edge')].map(e => e.dataset.from + '>' + e.dataset.to)"
+        "       .sort()]); }"
+        " return seen; })()"
+    )
+    assert drawn[0][:3] == [True, "c1", {"steps": 1, "files": 2, "edges": 2}]
+    assert drawn[1] == [
+        False,
+        None,
+        {"steps": 2, "files": 2, "edges": 3},
+        ["node file in/a.csv", "node file out/a.parquet", "node step FAILED check",
+         "node step SUCCESS load"],
+        ["p1>s1", "p2>s2", "s1>p2"],
+    ]  # fmt: skip
+    assert browser.errors() == []
