@@ -274,6 +274,8 @@ def test_the_list_pages_and_follows_new_traces(
         "document.querySelector('#traces tbody td.id').textContent === 'run-new'", timeout=15
     )
     assert browser.text("#traces tbody tr:first-child td:nth-child(2)") == "RUNNING"
+    step = browser.text("#traces tbody tr:first-child td:nth-child(5)")
+    assert step.startswith("router IN_PROGRESS silent for ") and step.endswith(" s"), step
 
 
 def test_the_tenant_filters_and_open_trace_are_in_the_link(

@@ -40,7 +40,10 @@ from waymark.errors import NotFound
 from waymark.ingest import invalid, load_json, malformed, parse_events
 from waymark.model import (
     TRACE_ID_MAX,
+    DatasetOverview,
+    OverviewAnswer,
     State,
+    StateCounts,
     Summary,
     Time,
     TraceStatus,
@@ -180,7 +183,11 @@ async def get_lineage(request: Request, trace_id: TraceIdPath, tenant: Tenant) -
     return json_response({"nodes": lineage.nodes, "edges": lineage.edges})
 
 
-@router.get("/overview", summary="How the traces of a window stand, by state and dataset")
+@router.get(
+    "/overview",
+    summary="How the traces of a window stand, by state and dataset",
+    response_model=OverviewAnswer,
+)
 async def get_overview(
     request: Request,
     tenant: Tenant,
@@ -198,24 +205,23 @@ async def get_overview(
     view: Overview = await svc.in_thread(
         lambda: svc.store.overview(tenant, since_us, limit=limit, datasets=datasets)
     )
-    return json_response(
-        {
-            "since": iso(view.since_us),
-            "until": iso(view.now_us),
-            "counts": view.counts,
-            "datasets": [
-                {
-                    "dataset": d.dataset,
-                    "counts": d.counts,
-                    "total": d.total,
-                    "updated_at": iso(d.updated_us),
-                }
-                for d in view.datasets
-            ],
-            "more_datasets": view.more_datasets,
-            "truncated": view.truncated,
-        }
+    answer = OverviewAnswer(
+        since=iso(view.since_us) or "",
+        until=iso(view.now_us) or "",
+        counts=StateCounts(**view.counts),
+        datasets=[
+            DatasetOverview(
+                dataset=d.dataset,
+                counts=StateCounts(**d.counts),
+                total=d.total,
+                updated_at=iso(d.updated_us) or "",
+            )
+            for d in view.datasets
+        ],
+        more_datasets=view.more_datasets,
+        truncated=view.truncated,
     )
+    return json_bytes(answer.model_dump_json().encode())
 
 
 # -- the summary ---------------------------------------------------------------------------

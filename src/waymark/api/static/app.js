@@ -13,7 +13,9 @@ const FILTERS = ["state", "domain_id", "component", "stage"];
 const LIST_LIMIT = 50;
 const EVENT_PAGE = 500;
 const EVENT_PAGES = 4; // read at once; "More events" reads further
-const POLL_MS = 5000; // the list and the overview
+const POLL_MS = 5000; // the list
+const OVERVIEW_POLL_MS = 30000; // the overview: it counts up to 100,000 traces twice
+let overviewAt = 0;
 const TRACE_POLL_MS = 2000; // an open trace that is not done
 let generation = 0; // bumped whenever the view changes: stale loops and answers stop
 
@@ -83,7 +85,14 @@ function traceRow(summary, now) {
     el("td", {}, stateBadge(summary.state)),
     el("td", {}, timeEl(summary.started_at, now)),
     el("td", {}, summaryDuration(summary, now)),
-    el("td", {}, stepName(summary.current), " ", statusBadge(summary.current.status)),
+    el(
+      "td",
+      {},
+      stepName(summary.current),
+      " ",
+      statusBadge(summary.current.status),
+      summary.done ? "" : el("span", { className: "quiet" }, " silent for " + duration(now - Date.parse(summary.updated_at))),
+    ),
     el("td", { className: errors ? "error count" : "count" }, String(errors)),
     el("td", {}, summary.domain_id || ""),
   );
@@ -138,6 +147,7 @@ function countsCell(counts) {
 }
 
 async function showOverview(mine) {
+  overviewAt = Date.now();
   const since = (days) => new Date(Date.now() - days * 86400000).toISOString();
   try {
     const [day, week] = await Promise.all([
@@ -388,7 +398,7 @@ function poll() {
   if (document.hidden) return;
   const mine = generation;
   if (!$("finder").hidden && !params().get("path")) showList(mine);
-  if (!$("overview").hidden) showOverview(mine);
+  if (!$("overview").hidden && Date.now() - overviewAt >= OVERVIEW_POLL_MS) showOverview(mine);
 }
 
 function updateSignIn() {
