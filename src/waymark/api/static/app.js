@@ -341,9 +341,12 @@ class TraceView {
     }
   }
 
-  /** The running step grows and the relative times move on, once a second. */
+  /** The running step grows, and the summary's times move on, once a second. */
   tick() {
-    if (this.live() && this.summary && !this.summary.done) this.draw(Date.now());
+    if (!this.live() || !this.summary || this.summary.done) return;
+    const now = Date.now();
+    showSummary(this.summary, now);
+    drawTimeline($("timeline"), barsOf(this.events), true, now);
   }
 }
 
