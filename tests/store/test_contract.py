@@ -220,6 +220,9 @@ def test_overview_counts_traces_by_state_per_dataset_failing_first(store: SqlSto
         (None, {"RUNNING": 1, "SUCCEEDED": 0, "FAILED": 0, "STALLED": 0}, 1),
     ]
     assert view.datasets[1].updated_us == now - 5_000_000
+    for state in State:  # the same verdicts as search's
+        found = _search_ids(store, TraceQuery(state=state, since_us=now - 60_000_000))
+        assert view.counts[state.value] == len(found), state
     assert (view.more_datasets, view.truncated) == (0, False)
     wider = store.overview("default", now - 7 * 86_400_000_000, limit=1)
     assert [d.dataset for d in wider.datasets] == ["bikes"]  # trees: as many failed, fewer traces
