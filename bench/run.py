@@ -6,7 +6,8 @@ Workloads: single (single-event POSTs vs a bare ASGI app), batch (500-event POST
 SQLite vs executemany), reads (summary, events page, search, path lookup p50/p99 with
 10,000,000 events stored, 100,000 with --quick; WAYMARK_BENCH_READ_EVENTS overrides),
 completion (finishing event -> waiting client), postgres (bench/pg_batch.py), bus
-(bench/bus.py), tracker (bench/tracker.py). Prints a table and writes
+(bench/bus.py), tracker (bench/tracker.py), auth (bench/auth.py: API keys on against
+off). Prints a table and writes
 ``bench/results.json``. The server under test is pinned to CPU 0 and the load generator
 (wrk) to CPU 1, so that the generator is not the bottleneck; the bare-ASGI row shows the
 generator's and uvicorn's own ceiling. Two rows run ``serve --workers 2`` on both CPUs
@@ -417,6 +418,24 @@ def tracker(quick: bool) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+def auth(quick: bool) -> list[dict[str, Any]]:
+    got = script("auth.py", "--seconds", "2" if quick else "3", "--rounds", "4" if quick else "12")
+    off = got["medians"]["off"]
+    out = []
+    for config, figures in got["medians"].items():
+        if config == "off":
+            continue
+        for name, label in (("single", "single-event POSTs"), ("batch", "batched POSTs (500)")):
+            out += [
+                row(f"{label}, auth {config}", figures[name], "events/s", off[name],
+                    "limit: a server with auth off, taking turns in one run; paired ratio "
+                    f"{got['paired_ratio_to_off'][config][name]}"),
+                row(f"{label}, auth {config}, per server CPU-second", figures[f"{name}_per_cpu_s"],
+                    "events", off[f"{name}_per_cpu_s"], "limit: auth off, as above"),
+            ]  # fmt: skip
+    return out
+
+
 WORKLOADS: dict[str, Callable[[bool], list[dict[str, Any]]]] = {
     "single": single_posts,
     "batch": batched_posts_sqlite,
@@ -425,6 +444,7 @@ WORKLOADS: dict[str, Callable[[bool], list[dict[str, Any]]]] = {
     "postgres": postgres_batches,
     "bus": bus,
     "tracker": tracker,
+    "auth": auth,
 }
 
 

@@ -24,6 +24,7 @@ every request through untouched.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -51,6 +52,13 @@ class Need:
     tenant_header: str = TENANT_HEADER
     open: bool = False
 
+    @property
+    def header_key(self) -> bytes:
+        """The tenant header's name as an ASGI scope holds it."""
+        return _HEADER_KEYS[self.tenant_header]
+
+
+_HEADER_KEYS = {name: name.lower().encode() for name in (TENANT_HEADER, "data-partition-id")}
 
 READ = Need(Role.READER)
 WRITE = Need(Role.WRITER)
@@ -161,16 +169,23 @@ async def authenticate(authenticators: Sequence[Authenticator], credential: str)
 
 def tenant_for(principal: Principal, need: Need, scope: Scope) -> str:
     """The request's tenant, once the principal may act in it with the needed role."""
-    header = need.tenant_header.lower().encode()
-    given = next((v.decode("latin-1") for n, v in scope["headers"] if n == header), None)
-    if not given:
-        given = principal.only_tenant()
-    tenant = check_tenant(given, ("header", need.tenant_header))
+    header = need.header_key
+    given = next((v for n, v in scope["headers"] if n == header), None)
     assert need.role is not None
-    if principal.allows(tenant, need.role):
+    return _allowed_tenant(principal, given, need.role, need.tenant_header)
+
+
+@functools.lru_cache(maxsize=4096)
+def _allowed_tenant(principal: Principal, given: bytes | None, role: Role, header: str) -> str:
+    """:func:`tenant_for`'s decision, remembered: a credential's requests mostly ask the
+    same of it (a refusal is an exception, never remembered)."""
+    tenant = check_tenant(
+        given.decode("latin-1") if given else principal.only_tenant(), ("header", header)
+    )
+    if principal.allows(tenant, role):
         return tenant
     if any(g.tenant in (tenant, "*") for g in principal.grants):
-        raise Forbidden(f"the credential holds no {need.role} role in tenant {tenant!r}")
+        raise Forbidden(f"the credential holds no {role} role in tenant {tenant!r}")
     raise Forbidden(f"the credential holds no role in tenant {tenant!r}")
 
 
@@ -188,14 +203,16 @@ class AccessGuard:
         self.on = on
         self._given = routes
         self._routes: list[BaseRoute] | None = None
+        #: the route of each (method, path) a route without parameters answered
+        self._fixed: dict[tuple[str, str], BaseRoute] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self.on or scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if self._routes is None:  # every route is in place once requests come
-            self._routes = list(served_routes(self._given))
-        route = _route_of(self._routes, scope)
+        route = self._fixed.get((scope["method"], scope["path"]))
+        if route is None:
+            route = self._route(scope)
         if route is not None:
             scope["route"] = route  # so that a refusal answers in the route's door's shape
         need = _need(route, scope["method"])
@@ -210,3 +227,14 @@ class AccessGuard:
             if need.role is not None:
                 scope[TENANT] = tenant_for(principal, need, scope)
         await self.app(scope, receive, send)
+
+    def _route(self, scope: Scope) -> BaseRoute | None:
+        if self._routes is None:  # every route is in place once requests come
+            self._routes = list(served_routes(self._given))
+        route = _route_of(self._routes, scope)
+        if route is not None and not getattr(route, "param_convertors", True):
+            # A path of a route without parameters is one of few: remember it.
+            match, _ = route.matches(scope)
+            if match is Match.FULL:
+                self._fixed[(scope["method"], scope["path"])] = route
+        return route

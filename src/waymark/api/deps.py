@@ -22,7 +22,7 @@ from fastapi import Depends, Header, Path, Request
 from starlette.responses import Response
 
 from waymark.auth.grants import Principal, Role
-from waymark.errors import BadRequest, Forbidden, NotFound, TooLarge
+from waymark.errors import BadRequest, Forbidden, TooLarge
 from waymark.ingest import MAX_REQUEST_BYTES, check_tenant
 from waymark.model import TRACE_ID_MAX, Event, Record, Summary, dataset_of
 from waymark.pipelines import Pipelines
@@ -240,14 +240,6 @@ async def submit_records(request: Request, records: Sequence[Record]) -> None:
         for record in records:
             record.doc["submitted_by"] = by
     await services(request).sink.submit(records)
-
-
-def not_found_unless(request: Request, summary: Summary | None, detail: str) -> Summary:
-    """The summary if there is one the request may read; :class:`NotFound` otherwise."""
-    found = visible(request, summary)
-    if found is None:
-        raise NotFound(detail)
-    return found
 
 
 #: A route parameter: the request's tenant, checked (and documented in OpenAPI).

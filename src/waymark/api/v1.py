@@ -30,11 +30,11 @@ from waymark.api.deps import (
     datasets_of,
     json_bytes,
     json_response,
-    not_found_unless,
     read_body,
     services,
     submit_events,
     tenant_of,
+    visible,
 )
 from waymark.errors import NotFound
 from waymark.ingest import invalid, load_json, malformed, parse_events
@@ -255,16 +255,18 @@ async def read_summary(
     request: Request, svc: Services, tenant: str, trace_id: str, wait: float
 ) -> Summary:
     """The summary; with ``wait``, once the trace is done or ``wait`` seconds pass. A
-    trace of a dataset the request may not read is not found."""
+    trace of a dataset the request may not read is absent, waited for as one."""
 
     async def read() -> Summary | None:
-        return await svc.summaries.read(tenant, trace_id)
+        return visible(request, await svc.summaries.read(tenant, trace_id))
 
     if wait > 0:
         summary = await svc.watcher.wait_done((tenant, trace_id), wait, read)
     else:
         summary = await read()
-    return not_found_unless(request, summary, f"no trace {trace_id!r}")
+    if summary is None:
+        raise NotFound(f"no trace {trace_id!r}")
+    return summary
 
 
 async def get_trace(request: Request) -> Response:

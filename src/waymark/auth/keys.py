@@ -103,7 +103,7 @@ class KeyAuthenticator:
 
     def __init__(self, lookup: Callable[[str], Awaitable[ApiKey | None]]) -> None:
         self.lookup = lookup
-        self._cache: dict[str, tuple[float, ApiKey | None]] = {}
+        self._cache: dict[str, tuple[float, ApiKey | None, Principal | None]] = {}
         self._reading: dict[str, asyncio.Future[ApiKey | None]] = {}
 
     async def authenticate(self, credential: str) -> Principal | None:
@@ -112,31 +112,35 @@ class KeyAuthenticator:
         key_id = key_id_of(credential)
         if key_id is None:
             raise Unauthenticated("the API key is malformed")
-        key = await self._key(key_id)
+        key, principal = await self._key(key_id)
         if key is None or not hmac.compare_digest(key.secret_hash, hash_secret(credential)):
             raise Unauthenticated("the API key is not known")
         if key.revoked_us is not None:
             raise Unauthenticated(f"the API key {key.id} is revoked")
         if key.expires_us is not None and key.expires_us <= now_us():
             raise Unauthenticated(f"the API key {key.id} has expired")
-        return principal_of(key)
+        assert principal is not None
+        return principal
 
-    async def _key(self, key_id: str) -> ApiKey | None:
+    async def _key(self, key_id: str) -> tuple[ApiKey | None, Principal | None]:
+        """The key of this id and its principal, read at most once per :data:`CACHE_S`."""
         now = time.monotonic()
         cached = self._cache.get(key_id)
         if cached is not None and now - cached[0] < CACHE_S:
-            return cached[1]
+            return cached[1], cached[2]
         reading = self._reading.get(key_id)
-        if reading is None:  # one read per key at a time, whoever else waits for it
-            reading = asyncio.ensure_future(self.lookup(key_id))
-            self._reading[key_id] = reading
-            try:
-                key = await reading
-            finally:
-                del self._reading[key_id]
-            if len(self._cache) >= CACHE_SIZE:
-                for old in list(self._cache)[: CACHE_SIZE // 2]:
-                    del self._cache[old]
-            self._cache[key_id] = (now, key)
-            return key
-        return await asyncio.shield(reading)
+        if reading is not None:  # one read per key at a time, whoever else waits for it
+            key = await asyncio.shield(reading)
+            return key, None if key is None else principal_of(key)
+        reading = asyncio.ensure_future(self.lookup(key_id))
+        self._reading[key_id] = reading
+        try:
+            key = await reading
+        finally:
+            del self._reading[key_id]
+        principal = None if key is None else principal_of(key)
+        if len(self._cache) >= CACHE_SIZE:
+            for old in list(self._cache)[: CACHE_SIZE // 2]:
+                del self._cache[old]
+        self._cache[key_id] = (now, key, principal)
+        return key, principal
