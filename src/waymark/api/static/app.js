@@ -93,7 +93,7 @@ function traceRow(summary, now) {
       statusBadge(summary.current.status),
       summary.done ? "" : el("span", { className: "quiet" }, " silent for " + duration(now - Date.parse(summary.updated_at))),
     ),
-    el("td", { className: errors ? "error count" : "count" }, String(errors)),
+    el("td", { className: errors ? "error num" : "num" }, String(errors)),
     el("td", {}, summary.domain_id || ""),
   );
 }
