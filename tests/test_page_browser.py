@@ -89,7 +89,8 @@ def check_page(browser: Browser, width: int) -> None:
 
 
 def a_failed_upload(tenant: str) -> list[dict[str, Any]]:
-    """A router that took 41 s, a writer that failed after 3 min, an indexer skipped."""
+    """A router that took 41 s, a writer that failed after 3 min, an indexer skipped; it
+    started 4.6 minutes ago, so that "5 min ago" holds for most of a minute of a slow run."""
     return [
         {
             "trace_id": "upload-1",
@@ -97,13 +98,13 @@ def a_failed_upload(tenant: str) -> list[dict[str, Any]]:
             "status": "IN_PROGRESS",
             "trace_status": "STARTED",
             "domain_id": "parking/1",
-            "end_time": ago(300),
+            "end_time": ago(275),
         },
         {
             "trace_id": "upload-1",
             "component": "router",
             "status": "SUCCESS",
-            "end_time": ago(259),
+            "end_time": ago(234),
             "inputs": ["s3://raw/parking.csv"],
             "outputs": ["s3://clean/parking.parquet"],
         },
@@ -112,14 +113,14 @@ def a_failed_upload(tenant: str) -> list[dict[str, Any]]:
             "component": "writer",
             "stage": "WRITE",
             "status": "IN_PROGRESS",
-            "end_time": ago(250),
+            "end_time": ago(225),
         },
         {
             "trace_id": "upload-1",
             "component": "writer",
             "stage": "WRITE",
             "status": "FAILED",
-            "end_time": ago(70),
+            "end_time": ago(45),
             "inputs": ["s3://clean/parking.parquet"],
             "message": HOSTILE_MESSAGE,
             "error_code": 42,
@@ -131,7 +132,7 @@ def a_failed_upload(tenant: str) -> list[dict[str, Any]]:
             "component": "indexer",
             "status": "SKIPPED",
             "trace_status": "FINISHED",
-            "end_time": ago(60),
+            "end_time": ago(35),
         },
     ]
 
@@ -232,7 +233,7 @@ def test_the_list_pages_and_follows_new_traces(
                 "component": "router",
                 "status": "IN_PROGRESS",
                 "domain_id": "parking/1",
-                "end_time": ago(3600 - i * 60),
+                "end_time": ago(3571 - i * 60),
             }
         )
         events.append(
@@ -242,7 +243,7 @@ def test_the_list_pages_and_follows_new_traces(
                 "stage": "WRITE",
                 "status": "FAILED" if failed else "SUCCESS",
                 "trace_status": "FINISHED",
-                "end_time": ago(3600 - i * 60 - 41),
+                "end_time": ago(3571 - i * 60 - 41),
                 **(
                     {"errors": [{"message": {"en": "a"}}, {"message": {"en": "b"}}]}
                     if failed
