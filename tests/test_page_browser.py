@@ -33,12 +33,15 @@ EXCEPTION = 'Traceback (most recent call last):\n  File "writer.py", line 9\nVal
 
 
 @pytest.fixture(scope="module")
-def artefacts() -> Iterator[Path]:
+def artefacts(request: pytest.FixtureRequest) -> Iterator[Path]:
     default = Path(__file__).resolve().parents[1] / "build" / "test-artefacts" / "page"
     where = Path(os.environ.get("WAYMARK_ARTEFACTS", default))
     where.mkdir(parents=True, exist_ok=True)
     yield where
-    print(f"\nthe page's screenshots: {where}")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    assert capture is not None
+    with capture.global_and_fixture_disabled():  # shown whatever the capture and verbosity
+        print(f"\nthe web page's screenshots: {where}")
 
 
 @pytest.fixture(scope="module")
@@ -224,7 +227,7 @@ def test_steps_pair_by_name_and_a_lone_event_with_a_duration_is_a_bar(
 def test_the_list_pages_and_follows_new_traces(
     server: LiveServer, browser: Browser, artefacts: Path
 ) -> None:
-    events = []
+    events: list[dict[str, Any]] = []
     for i in range(55):
         failed = i % 10 == 0
         events.append(
@@ -411,7 +414,7 @@ def test_a_data_flow_of_50_steps_and_200_files_is_readable(
 ) -> None:
     """Fifty steps in a chain, each reading the four files the one before wrote and writing
     four of its own (200 files, and the upload the first step read)."""
-    events = []
+    events: list[dict[str, Any]] = []
     for step in range(50):
         events.append(
             {
