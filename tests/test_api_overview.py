@@ -7,6 +7,10 @@ from datetime import UTC, datetime, timedelta
 from fastapi.testclient import TestClient
 
 from tests.test_api import post, problem
+from tests.test_api_access import add_key, bearer
+from waymark.api.app import create_app
+from waymark.config import Settings
+from waymark.store import migrate, open_store
 
 
 def ago(**delta: float) -> str:
@@ -62,3 +66,30 @@ def test_bad_parameters_are_named(client: TestClient) -> None:
     ):
         body = problem(client.get("/v1/overview", params=params), 422)
         assert field in str(body), body
+
+
+def test_a_credential_limited_to_datasets_counts_only_those(db_url: str) -> None:
+    migrate.upgrade(db_url)
+    store = open_store(db_url)
+    try:
+        admin = add_key(store, "alpha:admin", name="admin")
+        sales = add_key(store, "alpha:reader:sales", name="sales")
+        with TestClient(create_app(Settings(store=db_url, auth=("keys",)))) as c:
+            events = [
+                {"trace_id": "s", "domain_id": "sales/1"},
+                {
+                    "trace_id": "h",
+                    "domain_id": "hr/1",
+                    "status": "FAILED",
+                    "trace_status": "FINISHED",
+                },
+            ]
+            assert c.post("/v1/events", json=events, headers=bearer(admin)).status_code == 202
+            assert c.get("/v1/overview").status_code == 401
+            seen = c.get("/v1/overview", headers=bearer(sales)).json()
+            assert [d["dataset"] for d in seen["datasets"]] == ["sales"]
+            assert seen["counts"] == {"RUNNING": 1, "SUCCEEDED": 0, "FAILED": 0, "STALLED": 0}
+            every = c.get("/v1/overview", headers=bearer(admin)).json()
+            assert [d["dataset"] for d in every["datasets"]] == ["hr", "sales"]
+    finally:
+        store.close()
