@@ -15,9 +15,9 @@ const EVENT_PAGE = 500;
 const EVENT_PAGES = 4; // read at once; "More events" reads further
 const POLL_MS = 5000; // the list
 const OVERVIEW_POLL_MS = 30000; // the overview: it counts up to 100,000 traces twice
-let overviewAt = 0;
 const TRACE_POLL_MS = 2000; // an open trace that is not done
 let generation = 0; // bumped whenever the view changes: stale loops and answers stop
+let overviewAt = 0; // when the overview was last read
 
 // -- the URL -------------------------------------------------------------------------------
 
@@ -26,7 +26,7 @@ function params() {
 }
 
 /** A fragment link keeping the tenant (and, unless ``fresh``, the filters) of this one. */
-export function link(changes, fresh) {
+function link(changes, fresh) {
   const next = new URLSearchParams();
   const now = params();
   const keep = fresh ? ["tenant"] : ["tenant", ...FILTERS];

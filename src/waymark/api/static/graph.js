@@ -1,5 +1,5 @@
 // The lineage graph: steps and files as nodes, edges in the direction data moved (file ->
-// the step that read it -> the file it wrote), laid out left to right in layers by dagre
+// the step that read it -> the file it wrote), laid out in layers by dagre
 // (vendored: dagre.min.js, MIT, see dagre.LICENSE.txt) and drawn as SVG at a readable size
 // in a box that scrolls.
 
@@ -82,7 +82,9 @@ export function drawGraph(box, lineage) {
     return;
   }
   const g = new dagre.graphlib.Graph();
-  g.setGraph({ rankdir: "LR", nodesep: 10, ranksep: 70, edgesep: 6, marginx: 10, marginy: 10 });
+  // Left to right where there is room; top to bottom on a narrow screen, which scrolls down.
+  const rankdir = box.clientWidth && box.clientWidth < 600 ? "TB" : "LR";
+  g.setGraph({ rankdir, nodesep: 10, ranksep: rankdir === "LR" ? 70 : 40, edgesep: 6, marginx: 10, marginy: 10 });
   g.setDefaultEdgeLabel(() => ({}));
   for (const node of lineage.nodes.values()) {
     const label = labelOf(node);
