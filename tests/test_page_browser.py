@@ -587,3 +587,32 @@ def test_the_graph_merges_pages_of_steps_and_paths_by_id(
         ["p1>s1", "p2>s2", "s1>p2"],
     ]  # fmt: skip
     assert browser.errors() == []
+
+
+def test_durations_and_relative_times_read_as_words(server: LiveServer, browser: Browser) -> None:
+    open_at(browser, server, "view=overview", 420)
+    cases = {
+        "0": "0 ms",
+        "250": "250 ms",
+        "41000": "41 s",
+        "59400": "59 s",
+        "60000": "1 min",
+        "190000": "3 min",
+        "3600000": "1 h",
+        "7500000": "2 h 5 min",
+        "86400000": "1 d",
+        "273600000": "3 d 4 h",
+    }
+    said = browser.eval(
+        "(async () => { const { duration } = await import('/ui/util.js');"
+        f" return Object.fromEntries(Object.keys({json.dumps(cases)}).map(ms =>"
+        " [ms, duration(Number(ms))])); })()"
+    )
+    assert said == cases
+    relative = browser.eval(
+        "(async () => { const { relative } = await import('/ui/util.js');"
+        " const now = Date.parse('2026-01-01T12:00:00Z');"
+        " return ['2026-01-01T11:57:00Z', '2026-01-01T12:03:00Z', '2026-01-01T12:00:00.400Z']"
+        ".map(t => relative(t, now)); })()"
+    )
+    assert relative == ["3 min ago", "in 3 min", "just now"]
