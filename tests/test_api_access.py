@@ -112,7 +112,8 @@ def test_no_route_answers_without_a_credential(tmp_path: Path) -> None:
         for route, method in every_route(app):
             path = concrete(getattr(route, "path", ""))
             scope = {"type": "http", "method": method, "path": path, "headers": []}
-            assert access._route_of(list(access.served_routes(app.router.routes)), scope) is route
+            found = access._route_of(list(access.served_routes(app.router.routes)), scope)
+            assert found == (route, True)
             answer = client.request(method, path, headers={"data-partition-id": "alpha"})
             need = access.declared(route)[method]
             assert need is not None
@@ -122,8 +123,10 @@ def test_no_route_answers_without_a_credential(tmp_path: Path) -> None:
             else:
                 assert answer.status_code == 401, f"{method} {path}: {answer.status_code}"
                 assert answer.headers["www-authenticate"].startswith("Bearer")
-        # a path no route serves is refused the same way, before "not found"
+        # a path no route serves, or a method a route does not take, is refused the same
+        # way, before "not found" or "method not allowed"
         assert client.get("/no/such/route").status_code == 401
+        assert client.delete("/v1/events").status_code == 401
     assert sorted(answered) == [
         "GET /",
         "GET /healthz",
@@ -175,6 +178,9 @@ def test_the_guard_tries_each_way_in_in_turn(tmp_path: Path) -> None:
         assert c.get("/v1/traces/t", headers=bearer("t2", "x")).status_code == 401
         # the API's description: any valid credential
         assert c.get("/openapi.json", headers=bearer("t1")).status_code == 200
+        # signed in, a request for no route, or a method a route does not take, is told so
+        assert c.get("/no/such/route", headers=bearer("t1")).status_code == 404
+        assert c.delete("/v1/events", headers=bearer("t1")).status_code == 405
 
 
 def test_a_server_whose_ways_in_are_not_ready_refuses(tmp_path: Path) -> None:

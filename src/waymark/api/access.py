@@ -34,7 +34,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from waymark.api.deps import PRINCIPAL, TENANT, TENANT_HEADER
 from waymark.auth.grants import Authenticator, Principal, Role
-from waymark.errors import Forbidden, Unauthenticated, Unavailable
+from waymark.errors import Forbidden, Unauthenticated, Unavailable, WaymarkError
 from waymark.ingest import check_tenant
 
 log = logging.getLogger("waymark.api")
@@ -121,20 +121,23 @@ def declared(route: BaseRoute) -> dict[str, Need | None]:
     return {method: NEEDS.get(("GET" if method == "HEAD" else method, path)) for method in methods}
 
 
-def _route_of(routes: Sequence[BaseRoute], scope: Scope) -> BaseRoute | None:
-    """The route the router will take for ``scope``: the first full match, else the first
-    partial one (a method it does not allow: the router answers 405)."""
+def _route_of(routes: Sequence[BaseRoute], scope: Scope) -> tuple[BaseRoute | None, bool]:
+    """The route the router will take for ``scope`` and whether it takes the request's
+    method: the first full match, else the first partial one (a method the route does not
+    allow: the router answers 405)."""
     partial = None
     for route in routes:
         match, _ = route.matches(scope)
         if match is Match.FULL:
-            return route
+            return route, True
         if match is Match.PARTIAL and partial is None:
             partial = route
-    return partial
+    return partial, False
 
 
 def _need(route: BaseRoute | None, method: str) -> Need:
+    """What a request for ``route`` with ``method`` needs; one for no route, or for a
+    method the route does not take, needs a valid credential before it is told so."""
     if route is None:
         return SIGNED_IN
     path = getattr(route, "path", "")
@@ -158,13 +161,7 @@ def credential_of(scope: Scope) -> str:
     raise Unauthenticated("no credential: send 'Authorization: Bearer <API key or token>'")
 
 
-async def authenticate(authenticators: Sequence[Authenticator], credential: str) -> Principal:
-    """The principal of a credential: the first authenticator that recognises it decides."""
-    for authenticator in authenticators:
-        principal = await authenticator.authenticate(credential)
-        if principal is not None:
-            return principal
-    raise Unauthenticated("the credential is not an API key or token this server accepts")
+UNKNOWN = "the credential is not an API key or token this server accepts"
 
 
 def tenant_for(principal: Principal, need: Need, scope: Scope) -> str:
@@ -210,31 +207,39 @@ class AccessGuard:
         if not self.on or scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        route = self._fixed.get((scope["method"], scope["path"]))
+        route: BaseRoute | None = self._fixed.get((scope["method"], scope["path"]))
+        full = route is not None
         if route is None:
-            route = self._route(scope)
-        if route is not None:
-            scope["route"] = route  # so that a refusal answers in the route's door's shape
-        need = _need(route, scope["method"])
+            route, full = self._route(scope)
+        need = _need(route, scope["method"]) if full else SIGNED_IN
         if not need.open:
-            authenticators: Sequence[Authenticator] | None = getattr(
-                scope["app"].state, "authenticators", None
-            )
-            if not authenticators:
-                raise Unavailable("the server is starting: its authentication is not ready")
-            principal = await authenticate(authenticators, credential_of(scope))
-            scope[PRINCIPAL] = principal
-            if need.role is not None:
-                scope[TENANT] = tenant_for(principal, need, scope)
+            try:
+                authenticators: Sequence[Authenticator] | None = getattr(
+                    scope["app"].state, "authenticators", None
+                )
+                if not authenticators:
+                    raise Unavailable("the server is starting: its authentication is not ready")
+                credential = credential_of(scope)
+                for authenticator in authenticators:  # the first that recognises it decides
+                    principal = await authenticator.authenticate(credential)
+                    if principal is not None:
+                        break
+                else:
+                    raise Unauthenticated(UNKNOWN)
+                scope[PRINCIPAL] = principal
+                if need.role is not None:
+                    scope[TENANT] = tenant_for(principal, need, scope)
+            except WaymarkError:
+                if route is not None:  # answered in the shape of the route's door
+                    scope["route"] = route
+                raise
         await self.app(scope, receive, send)
 
-    def _route(self, scope: Scope) -> BaseRoute | None:
+    def _route(self, scope: Scope) -> tuple[BaseRoute | None, bool]:
         if self._routes is None:  # every route is in place once requests come
             self._routes = list(served_routes(self._given))
-        route = _route_of(self._routes, scope)
-        if route is not None and not getattr(route, "param_convertors", True):
+        route, full = _route_of(self._routes, scope)
+        if full and route is not None and not getattr(route, "param_convertors", True):
             # A path of a route without parameters is one of few: remember it.
-            match, _ = route.matches(scope)
-            if match is Match.FULL:
-                self._fixed[(scope["method"], scope["path"])] = route
-        return route
+            self._fixed[(scope["method"], scope["path"])] = route
+        return route, full

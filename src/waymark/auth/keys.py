@@ -112,7 +112,11 @@ class KeyAuthenticator:
         key_id = key_id_of(credential)
         if key_id is None:
             raise Unauthenticated("the API key is malformed")
-        key, principal = await self._key(key_id)
+        cached = self._cache.get(key_id)
+        if cached is not None and time.monotonic() - cached[0] < CACHE_S:
+            key, principal = cached[1], cached[2]
+        else:
+            key, principal = await self._read(key_id)
         if key is None or not hmac.compare_digest(key.secret_hash, hash_secret(credential)):
             raise Unauthenticated("the API key is not known")
         if key.revoked_us is not None:
@@ -122,16 +126,14 @@ class KeyAuthenticator:
         assert principal is not None
         return principal
 
-    async def _key(self, key_id: str) -> tuple[ApiKey | None, Principal | None]:
-        """The key of this id and its principal, read at most once per :data:`CACHE_S`."""
-        now = time.monotonic()
-        cached = self._cache.get(key_id)
-        if cached is not None and now - cached[0] < CACHE_S:
-            return cached[1], cached[2]
+    async def _read(self, key_id: str) -> tuple[ApiKey | None, Principal | None]:
+        """The key of this id and its principal, read from the store and remembered for
+        :data:`CACHE_S` seconds; one read per key at a time, whoever else waits for it."""
         reading = self._reading.get(key_id)
-        if reading is not None:  # one read per key at a time, whoever else waits for it
+        if reading is not None:
             key = await asyncio.shield(reading)
             return key, None if key is None else principal_of(key)
+        now = time.monotonic()
         reading = asyncio.ensure_future(self.lookup(key_id))
         self._reading[key_id] = reading
         try:
