@@ -1,4 +1,5 @@
-"""``GET /v1/overview``: counts of traces by state and dataset over a window, bounded."""
+"""``GET /v1/overview``: counts of traces by state and dataset over a window, bounded; and
+the search by dataset that the overview's rows lead to."""
 
 from __future__ import annotations
 
@@ -91,5 +92,52 @@ def test_a_credential_limited_to_datasets_counts_only_those(db_url: str) -> None
             assert seen["counts"] == {"RUNNING": 1, "SUCCEEDED": 0, "FAILED": 0, "STALLED": 0}
             every = c.get("/v1/overview", headers=bearer(admin)).json()
             assert [d["dataset"] for d in every["datasets"]] == ["hr", "sales"]
+    finally:
+        store.close()
+
+
+def test_search_by_dataset_takes_every_version(client: TestClient) -> None:
+    post(
+        client,
+        [
+            {"trace_id": "a", "domain_id": "parking/1"},
+            {"trace_id": "b", "domain_id": "parking/2/latest"},
+            {"trace_id": "c", "domain_id": "parking-fees/1"},
+            {"trace_id": "d", "domain_id": "parking"},
+        ],
+    )
+
+    def ids(dataset: str) -> list[str]:
+        found = client.get("/v1/traces", params={"dataset": dataset})
+        assert found.status_code == 200, found.text
+        return sorted(s["trace_id"] for s in found.json()["items"])
+
+    assert ids("parking") == ["a", "b", "d"]
+    assert ids("parking/2") == ["b"]
+    assert ids("parking-fees") == ["c"]
+    assert ids("trees") == []
+    problem(client.get("/v1/traces", params={"dataset": "x" * 501}), 422)
+
+
+def test_search_by_dataset_keeps_to_a_credential_s_datasets(db_url: str) -> None:
+    migrate.upgrade(db_url)
+    store = open_store(db_url)
+    try:
+        admin = add_key(store, "alpha:admin", name="admin")
+        sales = add_key(store, "alpha:reader:sales", name="sales")
+        with TestClient(create_app(Settings(store=db_url, auth=("keys",)))) as c:
+            events = [
+                {"trace_id": "s", "domain_id": "sales/1"},
+                {"trace_id": "h", "domain_id": "hr/1"},
+            ]
+            assert c.post("/v1/events", json=events, headers=bearer(admin)).status_code == 202
+
+            def ids(key: str, dataset: str) -> list[str]:
+                found = c.get("/v1/traces", params={"dataset": dataset}, headers=bearer(key))
+                return [s["trace_id"] for s in found.json()["items"]]
+
+            assert ids(sales, "sales") == ["s"] and ids(sales, "sales/1") == ["s"]
+            assert ids(sales, "hr") == []  # as if absent
+            assert ids(admin, "hr") == ["h"]
     finally:
         store.close()

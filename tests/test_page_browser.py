@@ -353,8 +353,8 @@ def test_the_overview_puts_failing_datasets_first(
         browser.wait_for("document.querySelectorAll('#overview-table tbody tr').length === 4")
         rows = browser.eval(
             "[...document.querySelectorAll('#overview-table tbody tr')].map(r =>"
-            " [...r.children].map(c => c.children.length ?"
-            " [...c.children].map(s => s.title + '=' + s.textContent).join(' ') : c.textContent))"
+            " [...r.children].map((c, i) => i === 0 ? c.textContent :"
+            " [...c.children].map(s => s.title + '=' + s.textContent).join(' ')))"
         )
         day = "FAILED={} STALLED=0 RUNNING={} SUCCEEDED={}"
         assert rows == [
@@ -365,6 +365,15 @@ def test_the_overview_puts_failing_datasets_first(
         ]
         check_page(browser, width)
         browser.screenshot(artefacts / f"overview-{width}.png")
+    # A dataset's failures lead to those traces, by a link that says so.
+    failed = "#overview-table tbody tr:nth-child(2) td:nth-child(2) a.FAILED"
+    assert browser.eval(f"document.querySelector('{failed}').getAttribute('href')") == (
+        "#tenant=t3&dataset=bikes&state=FAILED"
+    )
+    browser.eval(f"document.querySelector('{failed}').click()")
+    browser.wait_for("document.querySelectorAll('#traces tbody tr').length === 1")
+    assert browser.texts("#traces tbody td.id") == ["b1"]
+    assert browser.eval("document.getElementById('dataset').value") == "bikes"
 
 
 def test_a_running_step_grows_and_the_trace_follows_to_its_end(

@@ -122,6 +122,13 @@ async def search_traces(
     tenant: Tenant,
     domain: str | None = None,
     domain_id: str | None = None,
+    dataset: Annotated[
+        str | None,
+        Query(
+            max_length=500,
+            description="a dataset: domain_id is it, or begins with it and '/' (any version)",
+        ),
+    ] = None,
     component: str | None = None,
     stage: str | None = None,
     state: State | None = None,
@@ -142,7 +149,7 @@ async def search_traces(
         user=user,
         since_us=None if since is None else to_us(since),
         until_us=None if until is None else to_us(until),
-        datasets=datasets_of(request),
+        datasets=asked_datasets(datasets_of(request), dataset),
     )
     svc = services(request)
 
@@ -152,6 +159,16 @@ async def search_traces(
         return b'{"items":[' + items + b'],"next_cursor":' + orjson.dumps(page.next_cursor) + b"}"
 
     return json_bytes(await svc.in_thread(search))
+
+
+def asked_datasets(allowed: frozenset[str] | None, dataset: str | None) -> frozenset[str] | None:
+    """The datasets a search keeps to: those the credential may read (None: all), narrowed
+    to ``dataset`` when one is asked for (none if the credential may not read it)."""
+    if dataset is None:
+        return allowed
+    if allowed is None or any(dataset == a or dataset.startswith(a + "/") for a in allowed):
+        return frozenset({dataset})
+    return frozenset()
 
 
 @router.get("/paths", summary="Every trace that touched a file or object")

@@ -9,7 +9,7 @@ import { Lineage, drawGraph } from "./graph.js";
 import { barsOf, drawTimeline } from "./timeline.js";
 import { $, duration, el, stateBadge, statusBadge, stepName, timeEl } from "./util.js";
 
-const FILTERS = ["state", "domain_id", "component", "stage"];
+const FILTERS = ["state", "dataset", "component", "stage"];
 const LIST_LIMIT = 50;
 const EVENT_PAGE = 500;
 const EVENT_PAGES = 4; // read at once; "More events" reads further
@@ -137,11 +137,18 @@ async function findPath(path, mine) {
 
 const STATES = ["FAILED", "STALLED", "RUNNING", "SUCCEEDED"];
 
-function countsCell(counts) {
+/** A dataset's counts by state; each count that is not 0 leads to those traces. */
+function countsCell(counts, dataset) {
   const td = el("td", { className: "counts" });
   for (const state of STATES) {
     const n = counts ? counts[state] : 0;
-    td.append(el("span", { className: "count " + state + (n ? "" : " none"), title: state }, String(n)));
+    const className = "count " + state + (n ? "" : " none");
+    if (!n || dataset === undefined) {
+      td.append(el("span", { className, title: state }, String(n)));
+    } else {
+      const to = link({ dataset, state, view: null }, true);
+      td.append(el("a", { className, title: state, href: to }, String(n)));
+    }
   }
   return td;
 }
@@ -169,11 +176,15 @@ async function showOverview(mine) {
         || String(a.dataset).localeCompare(String(b.dataset)),
     );
     const body = $("overview-table").tBodies[0];
+    const name = (row) =>
+      row.dataset == null ? "(no dataset)" : el("a", { href: link({ dataset: row.dataset, view: null }, true) }, row.dataset);
+    // A dataset's counts lead to its traces; the counts of traces that name none, nowhere.
+    const key = (row) => (row.dataset == null ? undefined : row.dataset);
     body.replaceChildren(
       el("tr", { className: "all" }, el("th", {}, "all datasets"), countsCell(day.counts), countsCell(week.counts)),
       ...sorted.map((row) =>
         el("tr", { className: row.day && row.day.FAILED ? "failing" : "" },
-          el("td", {}, row.dataset ?? "(no dataset)"), countsCell(row.day), countsCell(row.week))),
+          el("td", {}, name(row)), countsCell(row.day, key(row)), countsCell(row.week, key(row)))),
     );
     const notes = [];
     if (week.more_datasets) notes.push(week.more_datasets + " more datasets not listed.");
