@@ -20,7 +20,7 @@ from tests.store.conftest import rec
 from tests.tcp_proxy import TcpProxy
 from waymark.api.app import create_app
 from waymark.errors import BadRequest, Unavailable
-from waymark.store.base import DatasetDetails, EventQuery, Store, TraceQuery
+from waymark.store.base import ApiKey, DatasetDetails, EventQuery, Store, TraceQuery
 from waymark.store.postgres import PostgresStore
 
 FAST = {"timeout": 0.3, "attempts": 3, "backoff": 0.02, "max_backoff": 0.1}
@@ -181,6 +181,12 @@ OPERATIONS: dict[str, Callable[[Store], object]] = {
     "discard_dead_letters": lambda s: s.discard_dead_letters([1, 2]),
     "ping": lambda s: s.ping(),
     "durability_warnings": lambda s: s.durability_warnings(),
+    "add_api_key": lambda s: s.add_api_key(
+        ApiKey(uuid.uuid4().hex[:16], "k", ("default:reader",), "00" * 32, 1)
+    ),
+    "api_key": lambda s: s.api_key("k1"),
+    "api_keys": lambda s: s.api_keys(),
+    "revoke_api_key": lambda s: s.revoke_api_key("k1", 5),
 }
 #: what needs no connection: nothing to retry.
 WITHOUT_CONNECTIONS = {"close", "commit_marker"}
