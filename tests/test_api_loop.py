@@ -18,7 +18,7 @@ import uvicorn
 from tests.conftest import free_port
 from waymark.api.app import create_app
 from waymark.model import Summary
-from waymark.store.base import DataFlow, EventQuery, Page, TraceQuery
+from waymark.store.base import DataFlow, Datasets, EventQuery, Page, TraceQuery
 from waymark.store.sqlite import SQLiteStore
 
 
@@ -35,9 +35,9 @@ class StuckStore(SQLiteStore):
         if not self.release.wait(30):
             raise TimeoutError("never released")
 
-    def lineage(self, tenant: str, trace_id: str) -> DataFlow | None:
+    def lineage(self, tenant: str, trace_id: str, *, datasets: Datasets = None) -> DataFlow | None:
         self._hold()
-        return super().lineage(tenant, trace_id)
+        return super().lineage(tenant, trace_id, datasets=datasets)
 
     def search(
         self, tenant: str, query: TraceQuery, *, limit: int = 50, cursor: str | None = None
@@ -46,10 +46,16 @@ class StuckStore(SQLiteStore):
         return super().search(tenant, query, limit=limit, cursor=cursor)
 
     def events(
-        self, tenant: str, trace_id: str, *, limit: int = 100, cursor: str | None = None
+        self,
+        tenant: str,
+        trace_id: str,
+        *,
+        limit: int = 100,
+        cursor: str | None = None,
+        datasets: Datasets = None,
     ) -> Page[dict[str, Any]]:
         self._hold()
-        return super().events(tenant, trace_id, limit=limit, cursor=cursor)
+        return super().events(tenant, trace_id, limit=limit, cursor=cursor, datasets=datasets)
 
     def find_events(
         self, tenant: str, query: EventQuery, *, limit: int = 100, cursor: str | None = None

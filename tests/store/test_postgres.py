@@ -20,7 +20,7 @@ from tests.store.conftest import rec
 from tests.tcp_proxy import TcpProxy
 from waymark.api.app import create_app
 from waymark.errors import BadRequest, Unavailable
-from waymark.store.base import DatasetDetails, EventQuery, Store, TraceQuery
+from waymark.store.base import ApiKey, DatasetDetails, EventQuery, Store, TraceQuery
 from waymark.store.postgres import PostgresStore
 
 FAST = {"timeout": 0.3, "attempts": 3, "backoff": 0.02, "max_backoff": 0.1}
@@ -171,6 +171,7 @@ OPERATIONS: dict[str, Callable[[Store], object]] = {
     "search": lambda s: s.search("default", TraceQuery()),
     "paths": lambda s: s.paths("default", "/p"),
     "lineage": lambda s: s.lineage("default", "t"),
+    "overview": lambda s: s.overview("default", 0),
     "find_events": lambda s: s.find_events("default", EventQuery(trace_id="t")),
     "put_dataset_details": lambda s: s.put_dataset_details(
         [DatasetDetails("default", "t", "ds", None, "csv", 1, 1, 2)]
@@ -181,6 +182,12 @@ OPERATIONS: dict[str, Callable[[Store], object]] = {
     "discard_dead_letters": lambda s: s.discard_dead_letters([1, 2]),
     "ping": lambda s: s.ping(),
     "durability_warnings": lambda s: s.durability_warnings(),
+    "add_api_key": lambda s: s.add_api_key(
+        ApiKey(uuid.uuid4().hex[:16], "k", ("default:reader",), "00" * 32, 1)
+    ),
+    "api_key": lambda s: s.api_key("k1"),
+    "api_keys": lambda s: s.api_keys(),
+    "revoke_api_key": lambda s: s.revoke_api_key("k1", 5),
 }
 #: what needs no connection: nothing to retry.
 WITHOUT_CONNECTIONS = {"close", "commit_marker"}
