@@ -45,7 +45,7 @@ class StuckStore(SQLiteStore):
         datasets: Datasets = None,
     ) -> DataFlow | None:
         self._hold()
-        return super().lineage(tenant, trace_id, limit=limit, cursor=cursor)
+        return super().lineage(tenant, trace_id, limit=limit, cursor=cursor, datasets=datasets)
 
     def search(
         self, tenant: str, query: TraceQuery, *, limit: int = 50, cursor: str | None = None
@@ -63,7 +63,7 @@ class StuckStore(SQLiteStore):
         datasets: Datasets = None,
     ) -> Page[dict[str, Any]]:
         self._hold()
-        return super().events(tenant, trace_id, limit=limit, cursor=cursor)
+        return super().events(tenant, trace_id, limit=limit, cursor=cursor, datasets=datasets)
 
     def find_events(
         self, tenant: str, query: EventQuery, *, limit: int = 100, cursor: str | None = None

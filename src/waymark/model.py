@@ -528,3 +528,39 @@ def dataset_trace_id(domain_id: str | None) -> str:
     cut at 80 characters."""
     dataset = (domain_id or "").split("/", 1)[0]
     return f"{dataset}-{uuid.uuid4()}"[:TRACE_ID_CUT]
+
+
+# -- overview -------------------------------------------------------------------------------------
+
+
+class StateCounts(BaseModel):
+    """How many traces are in each state."""
+
+    RUNNING: int
+    SUCCEEDED: int
+    FAILED: int
+    STALLED: int
+
+
+class DatasetOverview(BaseModel):
+    """One dataset's traces in an overview's window."""
+
+    dataset: str | None = Field(
+        description="the part of domain_id before its first '/'; null: traces naming none"
+    )
+    counts: StateCounts
+    total: int
+    updated_at: str = Field(description="when the latest of its traces was updated")
+
+
+class OverviewAnswer(BaseModel):
+    """``GET /v1/overview``: the traces updated since ``since``, by state and dataset."""
+
+    since: str
+    until: str
+    counts: StateCounts = Field(description="every dataset's traces together")
+    datasets: list[DatasetOverview] = Field(description="failing first, at most `limit`")
+    more_datasets: int = Field(description="how many datasets were left off")
+    truncated: bool = Field(
+        description="the window held more than 100,000 traces: only the most recent were counted"
+    )

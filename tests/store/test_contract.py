@@ -9,6 +9,7 @@ import pytest
 from tests.store.conftest import rec, write_concurrently
 from waymark.errors import BadCursor
 from waymark.model import State, Status, now_us
+from waymark.pipelines import Pipeline, Pipelines
 from waymark.store import open_store
 from waymark.store.base import (
     LINEAGE_SCAN_EVENTS,
@@ -203,6 +204,60 @@ def test_search_pages_most_recent_first_without_gaps_or_repeats(store: SqlStore)
         assert seen == expected
     updated = [s.updated_at for s in store.search("default", TraceQuery(), limit=100).items]
     assert updated == sorted(updated, reverse=True)
+
+
+def test_overview_counts_traces_by_state_per_dataset_failing_first(store: SqlStore) -> None:
+    now = now_us()
+    fin = {"trace_status": "FINISHED"}
+    store.append(
+        [
+            rec("ok1", "o1", at=now - 10_000_000, domain_id="parking/1", **fin),
+            rec("ok2", "o2", at=now - 20_000_000, domain_id="parking/2", **fin),
+            rec("run", "r1", at=now - 5_000_000, domain_id="parking/2"),
+            rec("bad1", "b1", at=now - 7_000_000, domain_id="bikes/1", status="FAILED", **fin),
+            rec("ok3", "o3", at=now - 8_000_000, domain_id="bikes", **fin),
+            rec("plain", "p1", at=now - 9_000_000),
+            rec("old", "x1", at=now - 3_600_000_000, domain_id="trees/1", status="FAILED", **fin),
+        ]
+    )
+    view = store.overview("default", now - 60_000_000)
+    assert view.counts == {"RUNNING": 2, "SUCCEEDED": 3, "FAILED": 1, "STALLED": 0}
+    assert [(d.dataset, d.counts, d.total) for d in view.datasets] == [
+        ("bikes", {"RUNNING": 0, "SUCCEEDED": 1, "FAILED": 1, "STALLED": 0}, 2),
+        ("parking", {"RUNNING": 1, "SUCCEEDED": 2, "FAILED": 0, "STALLED": 0}, 3),
+        (None, {"RUNNING": 1, "SUCCEEDED": 0, "FAILED": 0, "STALLED": 0}, 1),
+    ]
+    assert view.datasets[1].updated_us == now - 5_000_000
+    for state in State:  # the same verdicts as search's
+        found = _search_ids(store, TraceQuery(state=state, since_us=now - 60_000_000))
+        assert view.counts[state.value] == len(found), state
+    assert (view.more_datasets, view.truncated) == (0, False)
+    wider = store.overview("default", now - 7 * 86_400_000_000, limit=1)
+    assert [d.dataset for d in wider.datasets] == ["bikes"]  # trees: as many failed, fewer traces
+    assert wider.more_datasets == 3 and wider.counts["FAILED"] == 2
+    assert store.overview("other", 0).counts == dict.fromkeys(view.counts, 0)
+
+
+def test_overview_counts_a_silent_trace_as_stalled(store_url: str) -> None:
+    rules = Pipelines(default=Pipeline(stall_timeout_s=60))
+    stalling = open_store(store_url, rules)
+    try:
+        now = now_us()
+        stalling.append([rec("quiet", "q1", at=now - 120_000_000, domain_id="d/1")])
+        stalling.append([rec("busy", "b1", at=now - 1_000_000, domain_id="d/1")])
+        view = stalling.overview("default", now - 3_600_000_000)
+        assert view.datasets[0].counts == {"RUNNING": 1, "SUCCEEDED": 0, "FAILED": 0, "STALLED": 1}
+    finally:
+        stalling.close()
+
+
+def test_overview_counts_only_the_most_recent_traces_and_says_so(store: SqlStore) -> None:
+    store.overview_traces = 3
+    now = now_us()
+    store.append([rec(f"t{i}", f"e{i}", at=now - i * 1_000_000, domain_id="d") for i in range(5)])
+    view = store.overview("default", now - 60_000_000)
+    assert view.truncated and sum(view.counts.values()) == 3
+    assert not store.overview("default", now - 2_500_000).truncated  # t0, t1, t2: all of it
 
 
 def test_path_lookup_newest_first(store: SqlStore) -> None:
@@ -656,6 +711,10 @@ def test_dataset_scope_leaves_other_datasets_out_of_every_read(store: SqlStore) 
     assert len(store.search("default", TraceQuery(), limit=10).items) == 5
     assert store.search("default", TraceQuery(datasets=frozenset()), limit=10).items == []
     assert store.paths("default", "raw/f", datasets=frozenset()) == []
+    scoped = store.overview("default", 0, datasets=sales)
+    assert [(d.dataset, d.total) for d in scoped.datasets] == [("sales", 2)]
+    assert sum(scoped.counts.values()) == 2
+    assert store.overview("default", 0, datasets=frozenset()).datasets == []
 
 
 def test_dataset_scope_filters_before_paging(store: SqlStore) -> None:

@@ -173,6 +173,7 @@ OPERATIONS: dict[str, Callable[[Store], object]] = {
     "paths": lambda s: s.paths("default", "/p"),
     "lineage": lambda s: s.lineage("default", "t"),
     "trace_items": lambda s: s.trace_items("default", "t", "path"),
+    "overview": lambda s: s.overview("default", 0),
     "find_events": lambda s: s.find_events("default", EventQuery(trace_id="t")),
     "put_dataset_details": lambda s: s.put_dataset_details(
         [DatasetDetails("default", "t", "ds", None, "csv", 1, 1, 2)]

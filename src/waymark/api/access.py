@@ -79,6 +79,7 @@ NEEDS: dict[tuple[str, str], Need] = {
     ("GET", "/v1/traces/{trace_id:path}/paths"): READ,
     ("GET", "/v1/traces"): READ,
     ("GET", "/v1/paths"): READ,
+    ("GET", "/v1/overview"): READ,
     # okdata status API
     ("POST", "/status"): WRITE,
     ("POST", "/status/{trace_id}"): WRITE,

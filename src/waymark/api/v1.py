@@ -43,19 +43,26 @@ from waymark.ingest import invalid, load_json, malformed, parse_events
 from waymark.lineage import Lineage
 from waymark.model import (
     TRACE_ID_MAX,
+    DatasetOverview,
+    OverviewAnswer,
     State,
+    StateCounts,
     Summary,
     Time,
     TraceStatus,
     dataset_trace_id,
+    iso,
+    now_us,
     to_us,
 )
-from waymark.store.base import PathTouch, TraceQuery, encode_cursor
+from waymark.store.base import Overview, PathTouch, TraceQuery, encode_cursor
 
 router = APIRouter(prefix="/v1", tags=["v1"])
 
 #: the longest ``?wait`` of ``GET /v1/traces/{trace_id}``, in seconds
 MAX_WAIT_S = 60
+#: the overview's default window: the last 24 hours
+DAY_US = 86_400_000_000
 
 _JSON_BODY = {
     "required": True,
@@ -169,6 +176,13 @@ async def search_traces(
     tenant: Tenant,
     domain: str | None = None,
     domain_id: str | None = None,
+    dataset: Annotated[
+        str | None,
+        Query(
+            max_length=500,
+            description="a dataset: domain_id is it, or begins with it and '/' (any version)",
+        ),
+    ] = None,
     component: str | None = None,
     stage: str | None = None,
     state: State | None = None,
@@ -189,7 +203,7 @@ async def search_traces(
         user=user,
         since_us=None if since is None else to_us(since),
         until_us=None if until is None else to_us(until),
-        datasets=datasets_of(request),
+        datasets=asked_datasets(datasets_of(request), dataset),
     )
     svc = services(request)
 
@@ -199,6 +213,16 @@ async def search_traces(
         return b'{"items":[' + items + b'],"next_cursor":' + orjson.dumps(page.next_cursor) + b"}"
 
     return json_bytes(await svc.in_thread(search))
+
+
+def asked_datasets(allowed: frozenset[str] | None, dataset: str | None) -> frozenset[str] | None:
+    """The datasets a search keeps to: those the credential may read (None: all), narrowed
+    to ``dataset`` when one is asked for (none if the credential may not read it)."""
+    if dataset is None:
+        return allowed
+    if allowed is None or any(dataset == a or dataset.startswith(a + "/") for a in allowed):
+        return frozenset({dataset})
+    return frozenset()
 
 
 @router.get("/paths", summary="Every trace that touched a file or object")
@@ -259,6 +283,47 @@ async def get_lineage(
         )
 
     return await trace_answer(svc, trace_id, page)
+
+
+@router.get(
+    "/overview",
+    summary="How the traces of a window stand, by state and dataset",
+    response_model=OverviewAnswer,
+)
+async def get_overview(
+    request: Request,
+    tenant: Tenant,
+    since: Annotated[
+        Time | None, Query(description="RFC 3339; traces updated at or after (default: 24 h ago)")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500, description="the most datasets listed")] = 100,
+) -> Response:
+    """Counts of the traces updated since ``since`` by state, in all and per dataset (the
+    part of ``domain_id`` before its first ``/``), the failing datasets first. Counts the
+    most recently updated 100,000 traces at most; ``truncated`` says when there were more."""
+    svc = services(request)
+    since_us = now_us() - DAY_US if since is None else to_us(since)
+    datasets = datasets_of(request)
+    view: Overview = await svc.in_thread(
+        lambda: svc.store.overview(tenant, since_us, limit=limit, datasets=datasets)
+    )
+    answer = OverviewAnswer(
+        since=iso(view.since_us) or "",
+        until=iso(view.now_us) or "",
+        counts=StateCounts(**view.counts),
+        datasets=[
+            DatasetOverview(
+                dataset=d.dataset,
+                counts=StateCounts(**d.counts),
+                total=d.total,
+                updated_at=iso(d.updated_us) or "",
+            )
+            for d in view.datasets
+        ],
+        more_datasets=view.more_datasets,
+        truncated=view.truncated,
+    )
+    return json_bytes(answer.model_dump_json().encode())
 
 
 # -- the summary ---------------------------------------------------------------------------

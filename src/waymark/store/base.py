@@ -144,6 +144,43 @@ class DataFlow:
     next_cursor: str | None
 
 
+#: the most traces an overview counts: the most recently updated of its window.
+OVERVIEW_TRACES = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetCounts:
+    """One dataset's traces in an overview's window, by state (every :class:`State`).
+
+    ``dataset`` is the part of the traces' ``domain_id`` before the first ``/`` (okdata's
+    ``<dataset>/<version>``), None for traces that name none."""
+
+    dataset: str | None
+    counts: dict[str, int]
+    updated_us: int
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+@dataclass(frozen=True, slots=True)
+class Overview:
+    """Counts of the traces updated at or after ``since_us``, by state, per dataset.
+
+    ``datasets`` are the failing first (most FAILED, then most STALLED, then most traces),
+    at most the ``limit`` asked for; ``more_datasets`` says how many were left off.
+    ``truncated``: the window held more than :data:`OVERVIEW_TRACES` traces and only the
+    most recently updated of them were counted."""
+
+    since_us: int
+    now_us: int
+    counts: dict[str, int]
+    datasets: list[DatasetCounts]
+    more_datasets: int
+    truncated: bool
+
+
 def encode_cursor(*parts: Any) -> str:
     return base64.urlsafe_b64encode(orjson.dumps(parts)).decode().rstrip("=")
 
@@ -271,6 +308,14 @@ class Store(ABC):
         events (or is outside ``datasets``). A page reads a bounded number of events
         (:data:`LINEAGE_SCAN_EVENTS`, :data:`LINEAGE_SCAN_BYTES`) and may end early, with a
         cursor, to keep to it."""
+
+    @abstractmethod
+    def overview(
+        self, tenant: str, since_us: int, *, limit: int = 100, datasets: Datasets = None
+    ) -> Overview:
+        """How the traces updated at or after ``since_us`` stand, by state and dataset; counts
+        at most :data:`OVERVIEW_TRACES` traces (the most recently updated). ``datasets``
+        limits it to those datasets' traces (:data:`Datasets`)."""
 
     @abstractmethod
     def find_events(

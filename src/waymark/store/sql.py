@@ -34,13 +34,16 @@ from waymark.pipelines import Pipelines
 from waymark.store.base import (
     LINEAGE_SCAN_BYTES,
     LINEAGE_SCAN_EVENTS,
+    OVERVIEW_TRACES,
     ApiKey,
     AppendResult,
     DataFlow,
+    DatasetCounts,
     DatasetDetails,
     Datasets,
     DeadLetter,
     EventQuery,
+    Overview,
     Page,
     PathTouch,
     Store,
@@ -385,6 +388,8 @@ class SqlStore(Store):
 
     #: how a backend spells a query parameter; queries here are written with ``?``.
     placeholder = "?"
+    #: the most traces :meth:`overview` counts
+    overview_traces = OVERVIEW_TRACES
 
     def __init__(self, pipelines: Pipelines | None = None) -> None:
         self.pipelines = pipelines or Pipelines()
@@ -794,6 +799,39 @@ class SqlStore(Store):
             for trace_id, event_id, t in rows
         ]
 
+    def overview(
+        self, tenant: str, since_us: int, *, limit: int = 100, datasets: Datasets = None
+    ) -> Overview:
+        now = now_us()
+        running, params = self._state_clause(tenant, State.RUNNING, now)
+        where: list[Any] = [tenant, since_us]
+        scope = "" if datasets is None else " AND " + _in_datasets("domain_id", datasets, where)
+        # The state of each trace as search's filters decide it, over the most recently
+        # updated traces of the window only: the cost is bounded by OVERVIEW_TRACES.
+        sql = self.q(
+            "SELECT domain_id, CASE"
+            f" WHEN done AND cur_status = '{Status.FAILED.value}' THEN '{State.FAILED.value}'"
+            f" WHEN done THEN '{State.SUCCEEDED.value}'"
+            f" WHEN {running} THEN '{State.RUNNING.value}'"
+            f" ELSE '{State.STALLED.value}' END AS state, COUNT(*), MAX(updated_us)"
+            " FROM (SELECT domain_id, domain, done, cur_status, updated_us FROM traces"
+            f" WHERE tenant = ? AND updated_us >= ?{scope}"
+            " ORDER BY updated_us DESC LIMIT ?) AS recent GROUP BY domain_id, state"
+        )
+        beyond = self.q(
+            f"SELECT 1 FROM traces WHERE tenant = ? AND updated_us >= ?{scope}"
+            " ORDER BY updated_us DESC LIMIT 1 OFFSET ?"
+        )
+
+        def read(cur: Cursor) -> tuple[list[Any], bool]:
+            rows = _fetch(sql, (*params, *where, self.overview_traces), cur)
+            if sum(int(row[2]) for row in rows) < self.overview_traces:
+                return rows, False
+            return rows, bool(_fetch(beyond, (*where, self.overview_traces), cur))
+
+        rows, truncated = self._read(read)
+        return overview_of(rows, since_us, now, limit, truncated)
+
     def lineage(
         self,
         tenant: str,
@@ -1037,3 +1075,31 @@ def _fetch_within(sql: str, params: Sequence[Any], most: int, cur: Cursor) -> tu
 
 def _execute_many(sql: str, rows: Sequence[Sequence[Any]], cur: Cursor) -> None:
     cur.executemany(sql, rows)
+
+
+def overview_of(
+    rows: Sequence[Any], since_us: int, now: int, limit: int, truncated: bool
+) -> Overview:
+    """Fold ``(domain_id, state, count, latest update)`` rows into datasets (the part of
+    ``domain_id`` before its first ``/``), failing datasets first."""
+    totals = dict.fromkeys((s.value for s in State), 0)
+    by_dataset: dict[str | None, tuple[dict[str, int], int]] = {}
+    for domain_id, state, count, updated_us in rows:
+        dataset = None if domain_id is None else domain_id.split("/", 1)[0]
+        counts, latest = by_dataset.get(dataset) or (dict.fromkeys(totals, 0), 0)
+        counts[state] += int(count)
+        totals[state] += int(count)
+        by_dataset[dataset] = (counts, max(latest, int(updated_us)))
+    datasets = sorted(
+        (DatasetCounts(name, counts, latest) for name, (counts, latest) in by_dataset.items()),
+        key=lambda d: (
+            -d.counts[State.FAILED.value],
+            -d.counts[State.STALLED.value],
+            -d.total,
+            d.dataset is None,
+            d.dataset or "",
+        ),
+    )
+    return Overview(
+        since_us, now, totals, datasets[:limit], max(0, len(datasets) - limit), truncated
+    )

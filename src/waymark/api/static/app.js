@@ -1,260 +1,492 @@
-// Waymark's page: searches traces and shows one as it goes, through the /v1 API only.
-// Everything shown comes from producers, so it is put in the page as text
-// (textContent), never as markup.
-"use strict";
+// Waymark's page: the traces (searched, paged, kept up to date), an overview by dataset,
+// and one trace as it goes (timeline, failures, data flow, events), through /v1 only.
+//
+// What is shown lives in the URL's fragment (tenant, filters, view, open trace), so a link
+// shows the same thing to whoever opens it; the key or token never goes in the URL.
 
-const $ = (id) => document.getElementById(id);
-let cursor = null; // the search's next page
-let watching = null; // the trace being shown, while its long poll runs
+import { AuthError, get, setToken, token, tracePath, useTenant } from "./api.js";
+import { Lineage, drawGraph } from "./graph.js";
+import { barsOf, drawTimeline } from "./timeline.js";
+import { $, duration, el, stateBadge, statusBadge, stepName, timeEl } from "./util.js";
+
+const FILTERS = ["state", "dataset", "component", "stage"];
+const LIST_LIMIT = 50;
+const EVENT_PAGE = 500;
+const EVENT_PAGES = 4; // read at once; "More events" reads further
+const POLL_MS = 5000; // the list
+const OVERVIEW_POLL_MS = 30000; // the overview: it counts up to 100,000 traces twice
+const TRACE_POLL_MS = 2000; // an open trace that is not done
+let generation = 0; // bumped whenever the view changes: stale loops and answers stop
+let overviewAt = 0; // when the overview was last read
+
+// -- the URL -------------------------------------------------------------------------------
+
+function params() {
+  return new URLSearchParams(location.hash.slice(1));
+}
+
+/** A fragment link keeping the tenant (and, unless ``fresh``, the filters) of this one. */
+function link(changes, fresh) {
+  const next = new URLSearchParams();
+  const now = params();
+  const keep = fresh ? ["tenant"] : ["tenant", ...FILTERS];
+  for (const name of keep) if (now.get(name)) next.set(name, now.get(name));
+  for (const [name, value] of Object.entries(changes)) {
+    if (value) next.set(name, value);
+    else next.delete(name);
+  }
+  return "#" + next.toString();
+}
 
 function tenant() {
-  return $("tenant").value.trim() || "default";
+  return params().get("tenant") || "";
 }
 
-async function api(path) {
-  const response = await fetch(path, { headers: { "Waymark-Tenant": tenant() } });
-  if (response.status === 404) return null;
-  const body = await response.json();
-  if (!response.ok) throw new Error(body.detail || response.statusText);
-  return body;
+// -- messages ------------------------------------------------------------------------------
+
+function fail(error, where) {
+  if (error instanceof AuthError) {
+    $("auth-message").textContent = error.message;
+    // Nothing read with an earlier credential stays on show.
+    for (const id of ["traces", "overview-table", "events"]) $(id).tBodies[0].replaceChildren();
+    for (const id of ["summary", "timeline", "failures", "graph"]) $(id).replaceChildren();
+  } else {
+    where.textContent = error.message;
+    where.className = "error";
+  }
 }
 
-function cell(row, text, className) {
-  const td = row.insertCell();
-  td.textContent = text == null ? "" : String(text);
-  if (className) td.className = className;
+function say(where, text) {
+  where.textContent = text || "";
+  where.className = "";
+}
+
+// -- the list ------------------------------------------------------------------------------
+
+const pages = { cursors: [null], at: 0 }; // the cursor of each page seen, for Newer/Older
+
+function summaryDuration(summary, now) {
+  if (!summary.started_at) return "";
+  if (!summary.done) return duration(now - Date.parse(summary.started_at)) + " so far";
+  if (summary.duration_ms != null) return duration(summary.duration_ms);
+  return duration(Date.parse(summary.finished_at || summary.updated_at) - Date.parse(summary.started_at));
+}
+
+function errorCount(summary) {
+  return summary.error_count ?? summary.errors.length;
+}
+
+function traceRow(summary, now) {
+  const errors = errorCount(summary);
+  return el(
+    "tr",
+    {},
+    el("td", { className: "id" }, el("a", { href: link({ trace: summary.trace_id }) }, summary.trace_id)),
+    el("td", {}, stateBadge(summary.state)),
+    el("td", {}, timeEl(summary.started_at, now)),
+    el("td", {}, summaryDuration(summary, now)),
+    el(
+      "td",
+      {},
+      stepName(summary.current),
+      " ",
+      statusBadge(summary.current.status),
+      summary.done ? "" : el("span", { className: "quiet" }, " silent for " + duration(now - Date.parse(summary.updated_at))),
+    ),
+    el("td", { className: errors ? "error num" : "num" }, String(errors)),
+    el("td", {}, summary.domain_id || ""),
+  );
+}
+
+async function showList(mine) {
+  const query = { limit: String(LIST_LIMIT) };
+  for (const name of FILTERS) if (params().get(name)) query[name] = params().get(name);
+  const cursor = pages.cursors[pages.at];
+  if (cursor) query.cursor = cursor;
+  try {
+    const page = await get("traces", query);
+    if (mine !== generation) return;
+    const now = Date.now();
+    $("traces").tBodies[0].replaceChildren(...page.items.map((s) => traceRow(s, now)));
+    pages.cursors[pages.at + 1] = page.next_cursor;
+    $("older").disabled = !page.next_cursor;
+    $("newer").disabled = pages.at === 0;
+    $("page-info").textContent = "page " + (pages.at + 1);
+    say($("message"), page.items.length ? "" : "No traces match.");
+    $("live").textContent = "Updated " + new Date(now).toLocaleTimeString() + "; updates every " + POLL_MS / 1000 + " s.";
+  } catch (error) {
+    if (mine === generation) fail(error, $("message"));
+  }
+}
+
+async function findPath(path, mine) {
+  try {
+    const found = await get("paths", { path, limit: "100" });
+    const ids = [...new Set(found.items.map((hit) => hit.trace_id))];
+    const summaries = await Promise.all(ids.map((id) => get(tracePath(id))));
+    if (mine !== generation) return;
+    const now = Date.now();
+    $("traces").tBodies[0].replaceChildren(...summaries.filter(Boolean).map((s) => traceRow(s, now)));
+    say($("message"), ids.length ? "Traces that touched " + path + ":" : "No trace touched " + path + ".");
+  } catch (error) {
+    fail(error, $("message"));
+  }
+}
+
+// -- the overview --------------------------------------------------------------------------
+
+const STATES = ["FAILED", "STALLED", "RUNNING", "SUCCEEDED"];
+
+/** A dataset's counts by state; each count that is not 0 leads to those traces. */
+function countsCell(counts, dataset) {
+  const td = el("td", { className: "counts" });
+  for (const state of STATES) {
+    const n = counts ? counts[state] : 0;
+    const className = "count " + state + (n ? "" : " none");
+    if (!n || dataset === undefined) {
+      td.append(el("span", { className, title: state }, String(n)));
+    } else {
+      const to = link({ dataset, state, view: null }, true);
+      td.append(el("a", { className, title: state, href: to }, String(n)));
+    }
+  }
   return td;
 }
 
-function stateBadge(state) {
-  const span = document.createElement("span");
-  span.className = "state " + state;
-  span.textContent = state;
-  return span;
-}
-
-function traceLink(traceId) {
-  const a = document.createElement("a");
-  a.href = "#trace=" + encodeURIComponent(traceId);
-  a.textContent = traceId;
-  return a;
-}
-
-function say(text, isError) {
-  $("message").textContent = text || "";
-  $("message").className = isError ? "error" : "";
-}
-
-function errorText(error) {
-  const message = error && error.message;
-  if (message && typeof message === "object") return message.en || Object.values(message)[0] || "";
-  return typeof error === "string" ? error : JSON.stringify(error);
-}
-
-function step(current) {
-  return [current.component, current.stage, current.operation].filter(Boolean).join(" / ");
-}
-
-function addTraceRow(summary) {
-  const row = $("traces").tBodies[0].insertRow();
-  cell(row, "", "id").appendChild(traceLink(summary.trace_id));
-  cell(row, "").appendChild(stateBadge(summary.state));
-  cell(row, step(summary.current));
-  cell(row, summary.domain_id);
-  cell(row, summary.event_count);
-  cell(row, summary.updated_at);
-}
-
-async function search(more) {
-  const params = new URLSearchParams({ limit: "50" });
-  for (const name of ["state", "domain_id", "component"]) {
-    const value = $(name).value.trim();
-    if (value) params.set(name, value);
-  }
-  if (more && cursor) params.set("cursor", cursor);
-  if (!more) $("traces").tBodies[0].replaceChildren();
+async function showOverview(mine) {
+  overviewAt = Date.now();
+  const since = (days) => new Date(Date.now() - days * 86400000).toISOString();
   try {
-    const page = await api("/v1/traces?" + params);
-    page.items.forEach(addTraceRow);
-    cursor = page.next_cursor;
-    $("more").hidden = !cursor;
-    say(page.items.length || more ? "" : "No traces match.");
+    const [day, week] = await Promise.all([
+      get("overview", { since: since(1), limit: "500" }),
+      get("overview", { since: since(7), limit: "500" }),
+    ]);
+    if (mine !== generation) return;
+    const rows = new Map();
+    for (const [key, view] of [["day", day], ["week", week]]) {
+      for (const d of view.datasets) {
+        const row = rows.get(d.dataset) || { dataset: d.dataset };
+        row[key] = d.counts;
+        rows.set(d.dataset, row);
+      }
+    }
+    const weight = (row, state) => (row.day ? row.day[state] : 0) * 1e6 + (row.week ? row.week[state] : 0);
+    const sorted = [...rows.values()].sort(
+      (a, b) => weight(b, "FAILED") - weight(a, "FAILED") || weight(b, "STALLED") - weight(a, "STALLED")
+        || String(a.dataset).localeCompare(String(b.dataset)),
+    );
+    const body = $("overview-table").tBodies[0];
+    const name = (row) =>
+      row.dataset == null ? "(no dataset)" : el("a", { href: link({ dataset: row.dataset, view: null }, true) }, row.dataset);
+    // A dataset's counts lead to its traces; the counts of traces that name none, nowhere.
+    const key = (row) => (row.dataset == null ? undefined : row.dataset);
+    body.replaceChildren(
+      el("tr", { className: "all" }, el("th", {}, "all datasets"), countsCell(day.counts), countsCell(week.counts)),
+      ...sorted.map((row) =>
+        el("tr", { className: row.day && row.day.FAILED ? "failing" : "" },
+          el("td", {}, name(row)), countsCell(row.day, key(row)), countsCell(row.week, key(row)))),
+    );
+    const notes = [];
+    if (week.more_datasets) notes.push(week.more_datasets + " more datasets not listed.");
+    if (day.truncated || week.truncated) notes.push("Only the most recently updated traces were counted.");
+    say($("overview-note"), notes.join(" "));
   } catch (error) {
-    say(error.message, true);
+    if (mine === generation) fail(error, $("overview-note"));
   }
 }
 
-async function findPath(path) {
-  $("traces").tBodies[0].replaceChildren();
-  $("more").hidden = true;
-  try {
-    const found = await api("/v1/paths?" + new URLSearchParams({ path }));
-    const ids = [...new Set(found.items.map((hit) => hit.trace_id))];
-    const summaries = await Promise.all(ids.map((id) => api(traceUrl(id))));
-    summaries.filter(Boolean).forEach(addTraceRow);
-    say(ids.length ? "" : "No trace touched " + path + ".");
-  } catch (error) {
-    say(error.message, true);
-  }
+// -- one trace -----------------------------------------------------------------------------
+
+function field(dl, name, ...value) {
+  if (value.every((v) => v == null || v === "")) return;
+  dl.append(el("dt", {}, name), el("dd", {}, ...value));
 }
 
-function traceUrl(traceId, suffix) {
-  return "/v1/traces/" + encodeURIComponent(traceId) + (suffix || "");
-}
-
-function showSummary(summary) {
-  const fields = [
-    ["state", summary.state],
-    ["done", summary.done ? "yes" : "no"],
-    ["trace status", summary.trace_status],
-    ["event status", summary.trace_event_status],
-    ["outcome", summary.outcome],
-    ["deciding step", step(summary.current) + " (" + summary.current.status + ")"],
-    ["dataset", summary.domain_id],
-    ["user", summary.user],
-    ["started", summary.started_at],
-    ["updated", summary.updated_at],
-    ["finished", summary.finished_at],
-    ["duration", summary.duration_ms == null ? null : summary.duration_ms + " ms"],
-    ["events", summary.event_count],
-    ["files", listed(summary.paths, summary.last_paths, summary.path_count).join(", ")],
-  ];
+function showSummary(summary, now) {
   const dl = $("summary");
   dl.replaceChildren();
-  for (const [name, value] of fields) {
-    if (value == null || value === "") continue;
-    const dt = document.createElement("dt");
-    dt.textContent = name;
-    const dd = document.createElement("dd");
-    if (name === "state") dd.appendChild(stateBadge(value));
-    else dd.textContent = String(value);
-    dl.append(dt, dd);
+  field(dl, "state", stateBadge(summary.state));
+  if (!summary.done && summary.started_at) {
+    const since = now - Date.parse(summary.started_at);
+    const silent = now - Date.parse(summary.updated_at);
+    field(dl, "running", "for " + duration(since) + ", silent for " + duration(silent));
   }
-  const errors = $("errors");
-  errors.replaceChildren();
-  for (const error of listed(summary.errors, summary.last_errors, summary.error_count)) {
-    const li = document.createElement("li");
-    li.className = "error";
-    li.textContent = errorText(error);
-    errors.appendChild(li);
-  }
-  if (!summary.error_count) errors.textContent = "none";
+  field(dl, "done", summary.done ? "yes" : "no");
+  field(dl, "trace status", summary.trace_status);
+  field(dl, "event status", summary.trace_event_status);
+  field(dl, "current step", stepName(summary.current), " ", statusBadge(summary.current.status));
+  field(dl, "dataset", summary.domain_id);
+  field(dl, "user", summary.user);
+  field(dl, "started", timeEl(summary.started_at, now));
+  field(dl, "updated", timeEl(summary.updated_at, now));
+  field(dl, "finished", timeEl(summary.finished_at, now));
+  field(dl, "duration", summary.done ? summaryDuration(summary, now) : "");
+  field(dl, "events", String(summary.event_count));
+  field(dl, "errors", String(errorCount(summary)));
 }
 
-// A summary's list: its first items, how many are left out, its last items.
-function listed(first, last, count) {
-  const left = count - first.length - last.length;
-  return [...first, ...(left ? ["… " + left + " more …"] : []), ...last];
+/** Every language of an okdata error message, or the error as JSON when it has another shape. */
+function errorItem(error) {
+  const message = error && error.message;
+  if (message && typeof message === "object") {
+    const dl = el("dl", { className: "languages" });
+    for (const [lang, text] of Object.entries(message)) dl.append(el("dt", {}, lang), el("dd", {}, String(text)));
+    return dl;
+  }
+  return el("span", {}, typeof error === "string" ? error : JSON.stringify(error));
 }
 
-async function showEvents(traceId) {
-  const body = $("events").tBodies[0];
-  body.replaceChildren();
-  let next = null;
-  do {
-    const params = new URLSearchParams({ limit: "500" });
-    if (next) params.set("cursor", next);
-    const page = await api(traceUrl(traceId, "/events?" + params));
-    if (!page) return;
-    for (const event of page.items) {
-      const row = body.insertRow();
-      cell(row, event.time);
-      cell(row, event.component);
-      cell(row, event.stage);
-      cell(row, event.operation);
-      cell(row, event.status, event.status === "FAILED" ? "error" : "");
-      cell(row, event.trace_status);
-      const said = [event.message, ...(event.errors || []).map(errorText), event.exception];
-      cell(row, said.filter(Boolean).join(" | "));
+function failureOf(event) {
+  const hasErrors = event.errors && event.errors.length;
+  if (event.status !== "FAILED" && !hasErrors && !event.exception && event.error_code == null) return null;
+  const card = el(
+    "article",
+    { className: "failure" },
+    el("h4", {}, stepName(event), " ", statusBadge(event.status), " ", timeEl(event.time)),
+  );
+  if (event.message) card.append(el("p", { className: "message" }, event.message));
+  if (event.error_code != null) card.append(el("p", {}, "error_code ", el("code", {}, String(event.error_code))));
+  if (hasErrors) card.append(el("ul", { className: "errors" }, ...event.errors.map((e) => el("li", {}, errorItem(e)))));
+  if (event.exception) card.append(el("pre", { className: "exception" }, event.exception));
+  return card;
+}
+
+function eventRow(event, now) {
+  return el(
+    "tr",
+    {},
+    el("td", {}, timeEl(event.time, now)),
+    el("td", {}, stepName(event)),
+    el("td", {}, statusBadge(event.status)),
+    el("td", {}, event.trace_status),
+    el("td", {}, event.duration_ms != null ? duration(event.duration_ms) : ""),
+    el("td", {}, event.message || ""),
+    el("td", {}, event.submitted_by || ""),
+  );
+}
+
+class TraceView {
+  constructor(traceId, mine) {
+    this.traceId = traceId;
+    this.mine = mine;
+    this.events = [];
+    this.eventsNext = null;
+    this.shown = null;
+    this.summary = null;
+    this.lineage = new Lineage();
+  }
+
+  live() {
+    return this.mine === generation;
+  }
+
+  async readEvents(pages) {
+    for (let i = 0; i < pages; i++) {
+      const query = { limit: String(EVENT_PAGE) };
+      if (this.eventsNext) query.cursor = this.eventsNext;
+      const page = await get(tracePath(this.traceId, "/events"), query);
+      if (!page) return;
+      this.events.push(...page.items);
+      this.eventsNext = page.next_cursor;
+      if (!this.eventsNext) return;
     }
-    next = page.next_cursor;
-  } while (next);
-}
-
-async function showLineage(traceId) {
-  const list = $("lineage");
-  list.replaceChildren();
-  const lineage = await api(traceUrl(traceId, "/lineage"));
-  if (!lineage) return;
-  const nodes = new Map(lineage.nodes.map((node) => [node.id, node]));
-  const label = (id) => {
-    const node = nodes.get(id);
-    return node.kind === "path" ? node.path : "[" + (step(node) || node.event_id) + "]";
-  };
-  for (const edge of lineage.edges) {
-    const li = document.createElement("li");
-    li.textContent = label(edge.from) + " → " + label(edge.to);
-    list.appendChild(li);
   }
-  if (lineage.truncated) {
-    const li = document.createElement("li");
-    li.textContent = "… more than " + lineage.edges.length + " inputs and outputs";
-    list.appendChild(li);
-  }
-  if (!list.children.length) list.textContent = "no inputs or outputs reported";
-}
 
-async function openTrace(traceId) {
-  const mine = {};
-  watching = mine;
-  $("finder").hidden = true;
-  $("trace").hidden = false;
-  $("trace-title").textContent = traceId;
-  $("trace-live").textContent = "";
-  let shown = null;
-  let wait = 0;
-  try {
-    while (watching === mine) {
-      const summary = await api(traceUrl(traceId, wait ? "?wait=" + wait : ""));
-      if (watching !== mine) return;
-      if (!summary) {
-        $("trace-live").textContent = "No such trace (yet) in tenant " + tenant() + ".";
-      } else if (JSON.stringify(summary) !== shown) {
-        shown = JSON.stringify(summary);
-        showSummary(summary);
-        await Promise.all([showEvents(traceId), showLineage(traceId)]);
-        $("trace-live").textContent = summary.done ? "" : "Running: this page updates when it moves.";
+  async readLineage() {
+    const query = this.lineage.next ? { cursor: this.lineage.next } : undefined;
+    const page = await get(tracePath(this.traceId, "/lineage"), query);
+    if (page) this.lineage.add(page);
+  }
+
+  drawLineage() {
+    drawGraph($("graph"), this.lineage);
+    const { steps, files } = this.lineage.counts();
+    const note = steps + " steps, " + files + " files";
+    say($("lineage-note"), this.lineage.truncated || this.lineage.next ? note + "; truncated: more to read." : note);
+    $("lineage-more").hidden = !this.lineage.next;
+  }
+
+  draw(now) {
+    const summary = this.summary;
+    showSummary(summary, now);
+    drawTimeline($("timeline"), barsOf(this.events), !summary.done, now);
+    const cards = this.events.map(failureOf).filter(Boolean);
+    $("failures").replaceChildren(...(cards.length ? cards : [el("p", { className: "quiet" }, "None.")]));
+    if (!cards.length && summary.errors.length) {
+      $("failures").replaceChildren(el("ul", { className: "errors" }, ...summary.errors.map((e) => el("li", {}, errorItem(e)))));
+    }
+    $("events").tBodies[0].replaceChildren(...this.events.map((e) => eventRow(e, now)));
+    $("events-more").hidden = !this.eventsNext;
+    $("trace-live").textContent = summary.done ? "" : "Running: this page follows it.";
+  }
+
+  /** Read the trace again whenever its summary moves, until it is done. */
+  async follow() {
+    $("trace-title").textContent = this.traceId;
+    for (const id of ["summary", "timeline", "failures", "graph"]) $(id).replaceChildren();
+    $("events").tBodies[0].replaceChildren();
+    say($("trace-live"), "Loading…");
+    try {
+      while (this.live()) {
+        const summary = await get(tracePath(this.traceId));
+        if (!this.live()) return;
+        if (!summary) {
+          say($("trace-live"), "No trace " + this.traceId + " (yet) in tenant " + (tenant() || "default") + ".");
+        } else if (JSON.stringify(summary) !== this.shown) {
+          this.shown = JSON.stringify(summary);
+          this.summary = summary;
+          this.events = [];
+          this.eventsNext = null;
+          await this.readEvents(EVENT_PAGES);
+          this.lineage = new Lineage();
+          await this.readLineage();
+          if (!this.live()) return;
+          this.draw(Date.now());
+          this.drawLineage();
+        }
+        if (summary && summary.done) return;
+        await new Promise((resolve) => setTimeout(resolve, TRACE_POLL_MS));
       }
-      if (summary && summary.done) return;
-      wait = 25; // long poll: the server answers once the trace is done or 25 s pass
+    } catch (error) {
+      if (this.live()) fail(error, $("trace-live"));
     }
-  } catch (error) {
-    $("trace-live").textContent = error.message;
-    $("trace-live").className = "error";
   }
+
+  /** The running step grows, and the summary's times move on, once a second. */
+  tick() {
+    if (!this.live() || !this.summary || this.summary.done) return;
+    const now = Date.now();
+    showSummary(this.summary, now);
+    drawTimeline($("timeline"), barsOf(this.events), true, now);
+  }
+}
+
+let current = null;
+
+// -- routing -------------------------------------------------------------------------------
+
+function show(section) {
+  for (const id of ["finder", "overview", "trace"]) $(id).hidden = id !== section;
+  $("nav-traces").classList.toggle("here", section === "finder");
+  $("nav-overview").classList.toggle("here", section === "overview");
+}
+
+function fillForm() {
+  const now = params();
+  $("tenant").value = now.get("tenant") || "";
+  for (const name of FILTERS) $(name).value = now.get(name) || "";
+  $("path").value = now.get("path") || "";
+  $("nav-traces").href = link({}, false);
+  $("nav-overview").href = link({ view: "overview" }, true);
+  $("home").href = link({}, true);
 }
 
 function route() {
-  const match = /^#trace=(.+)$/.exec(location.hash);
-  if (match) {
-    openTrace(decodeURIComponent(match[1]));
-    return;
+  const mine = ++generation;
+  current = null;
+  say($("auth-message"), "");
+  fillForm();
+  const now = params();
+  if (now.get("trace")) {
+    show("trace");
+    $("back").href = link({ trace: null });
+    current = new TraceView(now.get("trace"), mine);
+    current.follow();
+  } else if (now.get("view") === "overview") {
+    show("overview");
+    showOverview(mine);
+  } else {
+    show("finder");
+    if (now.get("path")) findPath(now.get("path"), mine);
+    else showList(mine);
   }
-  watching = null;
-  $("trace").hidden = true;
-  $("finder").hidden = false;
+}
+
+/** Show ``hash``: through hashchange when it differs from the current one, else again. */
+function go(hash) {
+  if (hash === location.hash || (hash === "#" && !location.hash)) route();
+  else location.hash = hash;
+}
+
+function poll() {
+  if (document.hidden) return;
+  const mine = generation;
+  if (!$("finder").hidden && !params().get("path")) showList(mine);
+  if (!$("overview").hidden && Date.now() - overviewAt >= OVERVIEW_POLL_MS) showOverview(mine);
+}
+
+function updateSignIn() {
+  const signedIn = Boolean(token());
+  $("signout").hidden = !signedIn;
+  $("signin-state").textContent = signedIn ? "Signed in (this tab)" : "";
+  $("token").value = "";
+  $("token").placeholder = signedIn ? "replace key or token" : "API key or token";
 }
 
 document.addEventListener("DOMContentLoaded", () => {
-  $("tenant").value = localStorage.getItem("waymark-tenant") || "default";
-  $("tenant").addEventListener("change", () => {
-    localStorage.setItem("waymark-tenant", tenant());
-    route();
-    if (!location.hash) search(false);
-  });
-  $("search").addEventListener("submit", (e) => { e.preventDefault(); search(false); });
-  $("more").addEventListener("click", () => search(true));
-  $("open").addEventListener("submit", (e) => {
+  useTenant(tenant);
+  updateSignIn();
+  $("signin").addEventListener("submit", (e) => {
     e.preventDefault();
-    const id = $("trace_id").value.trim();
-    if (id) location.hash = "trace=" + encodeURIComponent(id);
+    const value = $("token").value.trim();
+    if (value) setToken(value);
+    const typed = $("tenant").value.trim();
+    updateSignIn();
+    go(link({ tenant: typed }));
+  });
+  $("tenant").addEventListener("change", () => go(link({ tenant: $("tenant").value.trim() })));
+  $("signout").addEventListener("click", () => {
+    setToken("");
+    updateSignIn();
+    route();
+  });
+  $("search").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const changes = { path: null };
+    for (const name of FILTERS) changes[name] = $(name).value.trim();
+    go(link(changes));
   });
   $("find").addEventListener("submit", (e) => {
     e.preventDefault();
-    const path = $("path").value.trim();
-    if (path) findPath(path);
+    go(link({ path: $("path").value.trim() }));
   });
-  window.addEventListener("hashchange", route);
+  $("open").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const id = $("trace_id").value.trim();
+    if (id) go(link({ trace: id }));
+  });
+  $("older").addEventListener("click", () => {
+    pages.at += 1;
+    showList(generation);
+  });
+  $("newer").addEventListener("click", () => {
+    pages.at = Math.max(0, pages.at - 1);
+    showList(generation);
+  });
+  $("events-more").addEventListener("click", async () => {
+    const view = current;
+    try {
+      await view.readEvents(1);
+      if (view.live()) view.draw(Date.now());
+    } catch (error) {
+      fail(error, $("trace-live"));
+    }
+  });
+  $("lineage-more").addEventListener("click", async () => {
+    const view = current;
+    try {
+      await view.readLineage();
+      if (view.live()) view.drawLineage();
+    } catch (error) {
+      fail(error, $("lineage-note"));
+    }
+  });
+  window.addEventListener("hashchange", () => {
+    pages.cursors = [null];
+    pages.at = 0;
+    route();
+  });
+  setInterval(poll, POLL_MS);
+  setInterval(() => current && current.tick(), 1000);
   route();
-  search(false);
 });
