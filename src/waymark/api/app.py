@@ -7,12 +7,12 @@ import gc
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.concurrency import run_in_threadpool
 
 from waymark.api import gsm, health, okdata, openlineage, page, problems, v1
-from waymark.api.deps import Services, store_threads
+from waymark.api.deps import Services, refuse_nul, store_threads
 from waymark.bus import sink_for
 from waymark.config import Settings
 from waymark.pipelines import Pipelines, load
@@ -67,6 +67,7 @@ def create_app(
         version="0.1.0",
         lifespan=lifespan,
         routes=list(v1.HOT_ROUTES),  # first, ahead of every router
+        dependencies=[Depends(refuse_nul)],
     )
     problems.install(app)
     app.include_router(v1.router)

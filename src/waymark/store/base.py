@@ -16,7 +16,8 @@ from typing import Any, Generic, TypeVar
 
 import orjson
 
-from waymark.errors import BadCursor
+from waymark import storable
+from waymark.errors import BadCursor, BadRequest
 from waymark.model import Record, State, Summary
 from waymark.summary import Partial
 
@@ -118,8 +119,8 @@ def decode_cursor(cursor: str, *types: type) -> tuple[Any, ...]:
     """Decode a cursor made by :func:`encode_cursor`; :class:`BadCursor` if it is not one."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        parts = orjson.loads(raw)
-    except (ValueError, orjson.JSONDecodeError) as exc:
+        parts = storable.load(raw, ("cursor",))
+    except (ValueError, BadRequest) as exc:  # not base64, not JSON, not storable
         raise BadCursor("cursor is not one this server gave out") from exc
     if (
         not isinstance(parts, list)
