@@ -32,6 +32,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -64,6 +65,9 @@ STATUS: dict[type[BaseException], int] = {
     TooLarge: 413,
     NotFound: 404,
     Unavailable: 503,  # with Retry-After
+    # the client went away while its body was read (or was cut off for stalling): nobody
+    # reads this answer, and it is no fault of the server's
+    ClientDisconnect: 400,
 }
 
 INTERNAL = 500

@@ -19,7 +19,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
@@ -60,18 +60,12 @@ class BusSettings:
 
     @classmethod
     def from_url(cls, url: str) -> BusSettings:
-        """``nats://a:4222,b:4222?stream=X&ack_wait_s=5``; an unknown or bad setting is an
-        error that names it."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("nats", "tls"):
-            raise ValueError(f"unsupported bus URL {url!r}: use nats://host:4222")
-        hosts = [h for h in parts.netloc.split(",") if h]
-        if not hosts:
-            raise ValueError(f"bus URL {url!r} names no server")
-        servers = tuple(urlunsplit((parts.scheme, h, "", "", "")) for h in hosts)
+        """``nats://a:4222,b:4222?stream=X&ack_wait_s=5`` (servers as :func:`parse_servers`
+        reads them); an unknown or bad setting is an error that names it."""
+        servers, query = parse_servers(url)
         known = {f.name: f for f in fields(cls)}
         values: dict[str, Any] = {}
-        for name, text in parse_qsl(parts.query, keep_blank_values=True):
+        for name, text in parse_qsl(query, keep_blank_values=True):
             if name not in known or name == "servers":
                 raise ValueError(f"bus URL: unknown setting {name!r}")
             default = getattr(cls(), name)
@@ -90,6 +84,55 @@ class BusSettings:
 
     def changes_subject(self, tenant: str) -> str:
         return f"{self.prefix}.changes.{wire.subject_token(tenant)}"
+
+
+_SCHEMES = ("nats", "tls")
+_FORMS = "nats://host:4222, several as nats://a:4222,b:4222 or nats://a:4222,nats://b:4222"
+
+
+def parse_servers(url: str) -> tuple[tuple[str, ...], str]:
+    """The servers of a bus URL (each ``scheme://[user:password@]host[:port]``) and its
+    query string. Hosts are separated by commas, each with or without the scheme:
+    ``nats://a:4222,b:4222`` and ``nats://a:4222,nats://b:4222`` are the same two servers.
+    :class:`ValueError` naming the part that cannot be read: a scheme other than
+    ``nats``/``tls`` or one that changes between hosts, an empty host, a port that is not
+    a number from 1 to 65535, a path, a blank; never a guess."""
+    head, _, query = url.partition("?")
+    scheme, sep, rest = head.partition("://")
+    if not sep or scheme not in _SCHEMES:
+        shown = repr(scheme) if sep else "(none)"
+        raise ValueError(f"unsupported bus URL scheme {shown}; use {_FORMS}")
+    servers = []
+    for n, part in enumerate(rest.split(","), 1):
+        own, sep, hostport = part.partition("://")
+        if sep:
+            if own != scheme:
+                raise ValueError(
+                    f"bus URL: server {n} has scheme {own!r}, the first {scheme!r}: one bus URL"
+                    " names servers of one scheme"
+                )
+            part = hostport
+        server = _server(scheme, part, n)
+        servers.append(server)
+    return tuple(servers), query
+
+
+def _server(scheme: str, part: str, n: int) -> str:
+    where = f"bus URL: server {n} ({part.rpartition('@')[2]!r})"  # never its password
+    if not part:
+        raise ValueError(f"{where} is empty; use {_FORMS}")
+    if any(c.isspace() for c in part) or any(c in part for c in "/#"):
+        raise ValueError(f"{where} is not host:port; use {_FORMS}")
+    parsed = urlsplit(f"{scheme}://{part}")
+    try:
+        port = parsed.port
+    except ValueError:
+        raise ValueError(f"{where}: the port must be a number from 1 to 65535") from None
+    if not parsed.hostname:
+        raise ValueError(f"{where} names no host; use {_FORMS}")
+    if port == 0:
+        raise ValueError(f"{where}: the port must be a number from 1 to 65535")
+    return f"{scheme}://{part}"
 
 
 class InboundMessage(ABC):
