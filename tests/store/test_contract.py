@@ -405,3 +405,15 @@ def test_the_commit_marker_changes_with_every_commit_from_anywhere(
     finally:
         other.close()
     assert store.commit_marker() != marker
+
+
+# -- readiness -----------------------------------------------------------------------------
+
+
+def test_a_write_probe_commits_and_changes_nothing(store: SqlStore) -> None:
+    store.append([rec("t", "e1")])
+    before = store.summary("default", "t")
+    store.check_writable()
+    store.check_writable()
+    assert store.summary("default", "t") == before
+    assert store.events("default", "t").items == store.events("default", "t").items

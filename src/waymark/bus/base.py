@@ -179,6 +179,11 @@ class Bus(ABC):
         """Release the connection."""
 
     @abstractmethod
+    async def check_connected(self) -> None:
+        """Return if connected to the server (connecting first if need be), else raise
+        :class:`Unavailable`."""
+
+    @abstractmethod
     async def publish(self, messages: Sequence[wire.Message]) -> None:
         """Return once the server stored every message; :class:`Unavailable` otherwise."""
 
@@ -269,6 +274,10 @@ class BusSink(Sink):
         await self.bus.publish(
             [replace(m, subject=prefix + m.subject[len(wire.EVENTS_PREFIX) :]) for m in messages]
         )
+
+    async def check_ready(self) -> None:
+        """Ready while the bus is connected (the collectors write to the store)."""
+        await self.bus.check_connected()
 
     async def close(self) -> None:
         await self.bus.close()

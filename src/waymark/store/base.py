@@ -226,5 +226,11 @@ class Store(ABC):
         """Raise if the store cannot be reached."""
 
     @abstractmethod
+    def check_writable(self) -> None:
+        """Commit one small write that changes nothing stored, the way appends are written
+        and synced; :class:`waymark.errors.Unavailable` if the store cannot take writes now
+        (its disk full or read-only, a standby server, no connection)."""
+
+    @abstractmethod
     def close(self) -> None:
         """Release connections."""
