@@ -86,6 +86,7 @@ def create_app(
                 summary=app.summary,
                 routes=[*v1.DOCUMENTED, *app.routes],
             )
+            problems.describe_errors(app.openapi_schema)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
