@@ -26,7 +26,6 @@ opening brackets.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,7 +43,10 @@ INT_MIN = -(2**63)
 INT_MAX = 2**63 - 1
 
 _NUL = b"\\u0000"
-_LONG_NUMBER = re.compile(rb"\d{19}")  # 2**63 has 19 digits: a shorter run is in range
+#: every ASCII digit to "9", every other byte to " ": a run of 19 digits (2**63 has 19; a
+#: shorter run is in range) is then found by a substring search, not a regular expression
+_DIGITS = bytes(ord("9") if chr(b).isdigit() and b < 128 else ord(" ") for b in range(256))
+_LONG_NUMBER = b"9" * 19
 
 
 def load(
@@ -65,13 +67,13 @@ def check(raw: bytes, data: Any, where: Sequence[Any] = ("body",), depth: int = 
     """Refuse ``data`` (parsed from ``raw``) if a store cannot hold it, or if it nests
     deeper than ``depth``; see the module."""
     nul = _NUL in raw
-    big = _LONG_NUMBER.search(raw) is not None
+    big = _LONG_NUMBER in raw.translate(_DIGITS)
     deep = raw.count(b"{") + raw.count(b"[") > depth
-    if not (nul or big or deep):
+    if not (nul or big or (deep and _deeper_than(data, depth))):
         return
-    if big:  # the parser reads integers past unsigned 64 bits as floats: read them exactly
-        data = _exact(raw, data)
     found = _first_problem(data, nul, big, depth)
+    if found is _INEXACT:  # maybe an integer past unsigned 64 bits: read the document exactly
+        found = _first_problem(_exact(raw, data), nul, big, depth, floats=False)
     if found is None:
         return
     loc, msg = found
@@ -80,13 +82,37 @@ def check(raw: bytes, data: Any, where: Sequence[Any] = ("body",), depth: int = 
     raise InvalidFields(f"{'.'.join(str(p) for p in errors[0]['loc'])}: {msg}", errors)
 
 
+def _deeper_than(data: Any, depth: int) -> bool:
+    """Whether ``data`` nests deeper than ``depth``: its containers, a level at a time."""
+    level = [data] if type(data) is dict or type(data) is list else []
+    for _ in range(depth):
+        if not level:
+            return False
+        level = [
+            item
+            for container in level
+            for item in (container.values() if type(container) is dict else container)
+            if type(item) is dict or type(item) is list
+        ]
+    return bool(level)
+
+
+Problem = tuple[tuple[Any, ...], str]
+
+#: a float that may have been an integer literal past unsigned 64 bits (which the parser
+#: reads as a float): integral, and at least 2**63 in magnitude
+_INEXACT: Problem = ((), "")
+
+
 def _first_problem(
-    data: Any, nul: bool, big: bool, depth: int
-) -> tuple[tuple[Any, ...], str] | None:
-    """The location and reason of the first value no store can hold, or None. Iterative:
-    a document nested as deep as the parser allows (1,024 levels) costs no recursion."""
+    data: Any, nul: bool, big: bool, depth: int, *, floats: bool = True
+) -> Problem | None:
+    """The location and reason of the first value no store can hold, :data:`_INEXACT`
+    (with ``floats`` and ``big``) for a float that may hide one, or None. Iterative: a
+    document nested as deep as the parser allows (1,024 levels) costs no recursion."""
+    floats = floats and big
     if type(data) is not dict and type(data) is not list:
-        return _scalar_problem(data, nul, big, ())
+        return _scalar_problem(data, nul, big, floats, ())
     stack: list[tuple[Any, tuple[Any, ...]]] = [(data, ())]
     while stack:
         value, loc = stack.pop()
@@ -99,8 +125,8 @@ def _first_problem(
             kind = type(item)
             if kind is dict or kind is list:
                 stack.append((item, (*loc, key)))
-            elif kind is str or kind is int:
-                found = _scalar_problem(item, nul, big, (*loc, key))
+            elif kind is str or kind is int or kind is float:
+                found = _scalar_problem(item, nul, big, floats, (*loc, key))
                 if found is not None:
                     return found
     return None
@@ -126,10 +152,13 @@ _KEY_SHOWN = 100
 
 
 def _scalar_problem(
-    value: Any, nul: bool, big: bool, loc: tuple[Any, ...]
-) -> tuple[tuple[Any, ...], str] | None:
-    if nul and type(value) is str and "\x00" in value:
+    value: Any, nul: bool, big: bool, floats: bool, loc: tuple[Any, ...]
+) -> Problem | None:
+    kind = type(value)
+    if nul and kind is str and "\x00" in value:
         return loc, "must not contain a NUL character (\\u0000)"
-    if big and type(value) is int and not INT_MIN <= value <= INT_MAX:
+    if big and kind is int and not INT_MIN <= value <= INT_MAX:
         return loc, "must be an integer from -2**63 to 2**63 - 1"
+    if floats and kind is float and abs(value) >= 2.0**63 and value.is_integer():
+        return _INEXACT
     return None
