@@ -1,17 +1,17 @@
 """Configuration, resolved in one place: explicit argument, then environment, then default.
 
-| setting                       | environment                  | default                    |
-| ----------------------------- | ---------------------------- | -------------------------- |
-| store URL                     | ``WAYMARK_STORE``            | ``sqlite:///./waymark.db`` |
-| bus URL                       | ``WAYMARK_BUS``              | empty: direct, no bus      |
-| pipelines file                | ``WAYMARK_PIPELINES``        | none: built-in default rule|
-| request head timeout (serve)  | ``WAYMARK_HEADER_TIMEOUT``   | 10 seconds                 |
-| body stall timeout (serve)    | ``WAYMARK_BODY_TIMEOUT``     | 10 seconds                 |
-| keep-alive idle time (serve)  | ``WAYMARK_KEEP_ALIVE``       | 5 seconds                  |
-| connections a worker holds    | ``WAYMARK_MAX_CONNECTIONS``  | 1,000                      |
-| server URL (CLI, SDK)         | ``WAYMARK_URL``              | ``http://127.0.0.1:8000``  |
-| tenant (CLI, SDK)             | ``WAYMARK_TENANT``           | ``default``                |
-| SDK transport kind            | ``WAYMARK_TRANSPORT``        | from ``WAYMARK_URL``       |
+| setting                       | environment                  | default                     |
+| ----------------------------- | ---------------------------- | --------------------------- |
+| store URL                     | ``WAYMARK_STORE``            | ``sqlite:///./waymark.db``  |
+| bus URL                       | ``WAYMARK_BUS``              | empty: direct, no bus       |
+| pipelines file                | ``WAYMARK_PIPELINES``        | none: built-in default rule |
+| request head timeout (serve)  | ``WAYMARK_HEADER_TIMEOUT``   | 10 seconds                  |
+| body stall timeout (serve)    | ``WAYMARK_BODY_TIMEOUT``     | 10 seconds                  |
+| keep-alive idle time (serve)  | ``WAYMARK_KEEP_ALIVE``       | 5 seconds                   |
+| connections a worker holds    | ``WAYMARK_MAX_CONNECTIONS``  | 1,000                       |
+| server URL (CLI, SDK)         | ``WAYMARK_URL``              | ``http://127.0.0.1:8000``   |
+| tenant (CLI, SDK)             | ``WAYMARK_TENANT``           | ``default``                 |
+| SDK transport kind            | ``WAYMARK_TRANSPORT``        | from ``WAYMARK_URL``        |
 
 :data:`KNOWN` is the registry of every ``WAYMARK_*`` variable (those of the tests and
 benchmarks too): the server commands refuse to start while the environment holds a
@@ -103,11 +103,18 @@ class ClientLimits:
     ) -> ClientLimits:
         """Each limit from its argument, else its variable, else the default;
         :class:`ValueError` naming the variable if one is not a positive number."""
+        d = cls()
         return cls(
-            header_timeout_s=_positive(header_timeout_s, "WAYMARK_HEADER_TIMEOUT", float, 10.0),
-            body_timeout_s=_positive(body_timeout_s, "WAYMARK_BODY_TIMEOUT", float, 10.0),
-            keep_alive_s=_positive(keep_alive_s, "WAYMARK_KEEP_ALIVE", float, 5.0),
-            max_connections=_positive(max_connections, "WAYMARK_MAX_CONNECTIONS", int, 1000),
+            header_timeout_s=_positive(
+                header_timeout_s, "WAYMARK_HEADER_TIMEOUT", float, d.header_timeout_s
+            ),
+            body_timeout_s=_positive(
+                body_timeout_s, "WAYMARK_BODY_TIMEOUT", float, d.body_timeout_s
+            ),
+            keep_alive_s=_positive(keep_alive_s, "WAYMARK_KEEP_ALIVE", float, d.keep_alive_s),
+            max_connections=_positive(
+                max_connections, "WAYMARK_MAX_CONNECTIONS", int, d.max_connections
+            ),
         )
 
 
