@@ -180,9 +180,10 @@ def collect(
     from waymark.collector import main as run_collector
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
-    settings = _checked(Settings.resolve(store, bus, pipelines))
+    settings = Settings.resolve(store, bus, pipelines)
     if not settings.bus:
         raise typer.BadParameter("the collector needs a bus URL (nats://...)", param_hint="--bus")
+    _checked(settings)
     from waymark.errors import Unavailable
 
     try:
@@ -305,9 +306,9 @@ def _checked(settings: Settings) -> Settings:
             err=True,
         )
         raise typer.Exit(1)
-    _or_exit(lambda: parse_store_url(settings.store))
     if settings.bus:
         _or_exit(lambda: BusSettings.from_url(settings.bus))
+    _or_exit(lambda: parse_store_url(settings.store))
     return settings
 
 

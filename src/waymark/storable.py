@@ -50,15 +50,18 @@ _LONG_NUMBER = b"9" * 19
 
 
 def load(
-    raw: bytes, where: Sequence[Any] = ("body",), what: str = "body", depth: int = MAX_DEPTH
+    raw: bytes,
+    where: Sequence[Any] = ("body",),
+    not_json: str = "body is not valid JSON",
+    depth: int = MAX_DEPTH,
 ) -> Any:
-    """Parse ``raw`` and check it (:func:`check`); :class:`BadRequest` (400) if it is not
-    JSON, :class:`InvalidFields` (422, naming the field under ``where``) if a store
-    cannot hold it. ``what`` names the document in the 400's message."""
+    """Parse ``raw`` and check it (:func:`check`); :class:`BadRequest` (400, ``not_json``
+    and the parser's reason) if it is not JSON, :class:`InvalidFields` (422, naming the
+    field under ``where``) if a store cannot hold it."""
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"{what} is not valid JSON: {exc}") from exc
+        raise BadRequest(f"{not_json}: {exc}") from exc
     check(raw, data, where, depth)
     return data
 

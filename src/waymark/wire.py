@@ -99,7 +99,7 @@ class Decoded:
 def decode(payload: bytes) -> Decoded:
     """Parse a bus message of any kind; :class:`BadRequest` (naming the field) if it is not
     a valid one, or one of a kind or version this code does not know."""
-    data = storable.load(payload, ("message",), "message", storable.BUS_DEPTH)
+    data = storable.load(payload, ("message",), "message is not JSON", storable.BUS_DEPTH)
     if not isinstance(data, dict):
         raise BadRequest("message must be an object with tenant, received_us and events")
     kind = _kind(data)

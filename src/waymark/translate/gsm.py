@@ -240,7 +240,7 @@ def from_service_bus(
     data = body
     if isinstance(body, str | bytes | bytearray | memoryview):
         raw = body.encode() if isinstance(body, str) else bytes(body)
-        data = storable.load(raw, (), "message", storable.BUS_DEPTH)
+        data = storable.load(raw, (), "message is not JSON", storable.BUS_DEPTH)
     message = data.get("message") if isinstance(data, dict) else None
     if not isinstance(message, dict):
         raise invalid([{"loc": ["message"], "msg": "must be an object with data"}])
