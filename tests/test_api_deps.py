@@ -51,6 +51,9 @@ class NoSink(Sink):
     async def submit_dataset_details(self, details: Sequence[DatasetDetails]) -> None:
         raise AssertionError("nothing is written here")
 
+    async def check_ready(self) -> None:
+        raise AssertionError("nothing is written here")
+
 
 def services_over(store: SQLiteStore) -> Services:
     return Services(store, NoSink(), Watcher(), Pipelines(), store_threads())

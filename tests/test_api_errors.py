@@ -169,6 +169,9 @@ class DownSink(Sink):
     async def submit_dataset_details(self, details: Sequence[DatasetDetails]) -> None:
         raise Unavailable("the bus is down", retry_after=7)
 
+    async def check_ready(self) -> None:
+        raise Unavailable("the bus is down", retry_after=7)
+
 
 @pytest.mark.parametrize("name", DOORS)
 def test_a_backend_that_cannot_be_reached_is_503_with_retry_after(db_url: str, name: str) -> None:

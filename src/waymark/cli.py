@@ -180,30 +180,69 @@ def serve(
             " reach it may read and write every tenant)",
         ),
     ] = False,
+    header_timeout: Annotated[
+        float | None,
+        typer.Option(
+            metavar="SECONDS",
+            help="Seconds a client has to send a request's head (env WAYMARK_HEADER_TIMEOUT)"
+            " [default: 10]",
+            show_default=False,
+        ),
+    ] = None,
+    body_timeout: Annotated[
+        float | None,
+        typer.Option(
+            metavar="SECONDS",
+            help="Seconds a request's body may stall before it is cut off"
+            " (env WAYMARK_BODY_TIMEOUT) [default: 10]",
+            show_default=False,
+        ),
+    ] = None,
+    keep_alive: Annotated[
+        float | None,
+        typer.Option(
+            metavar="SECONDS",
+            help="Seconds an idle keep-alive connection is kept (env WAYMARK_KEEP_ALIVE)"
+            " [default: 5]",
+            show_default=False,
+        ),
+    ] = None,
+    max_connections: Annotated[
+        int | None,
+        typer.Option(
+            metavar="N",
+            help="Connections one worker holds before it answers 503"
+            " (env WAYMARK_MAX_CONNECTIONS) [default: 1000]",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve the HTTP API."""
     import os
 
-    import uvicorn
-
     # uvicorn loads the app by name and reports a failed import in its own words: load it
     # here first, so that a missing dependency names the extra to install.
     import waymark.api.app  # noqa: F401
+    from waymark import server
+    from waymark.config import ClientLimits
 
-    try:
-        settings = Settings.resolve(
-            store,
-            bus,
-            pipelines,
-            auth=auth,
-            oidc_issuer=oidc_issuer,
-            oidc_audience=oidc_audience,
-            oidc_roles_claim=oidc_roles_claim,
-            allowed_hosts=allowed_hosts,
+    settings = _checked(
+        _or_exit(
+            lambda: Settings.resolve(
+                store,
+                bus,
+                pipelines,
+                auth=auth,
+                oidc_issuer=oidc_issuer,
+                oidc_audience=oidc_audience,
+                oidc_roles_claim=oidc_roles_claim,
+                allowed_hosts=allowed_hosts,
+            )
         )
-    except ValueError as exc:
-        typer.echo(f"waymark: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    )
+    limits = _or_exit(
+        lambda: ClientLimits.resolve(header_timeout, body_timeout, keep_alive, max_connections)
+    )
     from waymark.api.hosts import host_name, is_loopback
 
     if not settings.auth and not insecure and not is_loopback(host_name(host)):
@@ -227,14 +266,16 @@ def serve(
     os.environ["WAYMARK_OIDC_AUDIENCE"] = settings.oidc_audience
     os.environ["WAYMARK_OIDC_ROLES_CLAIM"] = settings.oidc_roles_claim
     os.environ["WAYMARK_ALLOWED_HOSTS"] = ",".join(settings.allowed_hosts)
-    uvicorn.run(
+    os.environ["WAYMARK_HEADER_TIMEOUT"] = str(limits.header_timeout_s)
+    os.environ["WAYMARK_BODY_TIMEOUT"] = str(limits.body_timeout_s)
+    os.environ["WAYMARK_KEEP_ALIVE"] = str(limits.keep_alive_s)
+    os.environ["WAYMARK_MAX_CONNECTIONS"] = str(limits.max_connections)
+    server.run(
         "waymark.api.app:serve_app",
-        factory=True,
         host=host,
         port=port,
         workers=workers,
-        log_level=log_level,
-        access_log=False,
+        log_level=log_level.value,
     )
 
 
@@ -267,6 +308,7 @@ def collect(
     settings = Settings.resolve(store, bus, pipelines)
     if not settings.bus:
         raise typer.BadParameter("the collector needs a bus URL (nats://...)", param_hint="--bus")
+    _checked(settings)
     from waymark.errors import Unavailable
 
     try:
@@ -449,6 +491,37 @@ def keys_revoke(
     typer.echo(f"revoked {key.id} ({key.name})")
 
 
+def _or_exit(work: Callable[[], R]) -> R:
+    """``work()``, or exit 1 with its :class:`ValueError`'s message (which names the part)."""
+    try:
+        return work()
+    except ValueError as exc:
+        typer.echo(f"waymark: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
+def _checked(settings: Settings) -> Settings:
+    """``settings``, once each of its URLs parses and the environment holds no unknown
+    ``WAYMARK_*`` variable; else exit 1 with a message naming the part, before anything
+    is opened or created."""
+    from waymark.bus.base import BusSettings
+    from waymark.config import KNOWN, unknown_settings
+    from waymark.store.url import parse_store_url
+
+    unknown = unknown_settings()
+    if unknown:
+        typer.echo(
+            f"waymark: unknown setting {', '.join(unknown)} in the environment"
+            f" (known: {', '.join(KNOWN)})",
+            err=True,
+        )
+        raise typer.Exit(1)
+    if settings.bus:
+        _or_exit(lambda: BusSettings.from_url(settings.bus))
+    _or_exit(lambda: parse_store_url(settings.store))
+    return settings
+
+
 def _check_store(url: str) -> None:
     """Refuse to serve a store that cannot be opened (e.g. its schema is outdated)."""
     from waymark.errors import Unavailable
@@ -493,7 +566,7 @@ def migrate(store: StoreOpt = None) -> None:
     from waymark.errors import Unavailable
     from waymark.store import migrate as migrations
 
-    url = Settings.resolve(store).store
+    url = _checked(Settings.resolve(store)).store
     try:
         before, after = migrations.upgrade(url)
     except (Unavailable, ValueError) as exc:

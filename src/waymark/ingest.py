@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import orjson
 from pydantic import TypeAdapter, ValidationError
 
+from waymark import storable
 from waymark.errors import BadRequest, InvalidFields, TooLarge
 from waymark.model import (
     DEFAULT_TENANT,
@@ -62,12 +62,10 @@ def _detail(errors: list[dict[str, Any]]) -> str:
     return f"{where}: {first['msg']}{more}"
 
 
-def load_json(raw: bytes) -> Any:
-    """Parse a request body (read within :data:`MAX_REQUEST_BYTES`); 400 if it is not JSON."""
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"body is not valid JSON: {exc}") from exc
+def load_json(raw: bytes, where: Sequence[Any] = ("body",)) -> Any:
+    """Parse a request body (read within :data:`MAX_REQUEST_BYTES`): 400 if it is not JSON,
+    422 naming the field under ``where`` if a store cannot hold it (:mod:`waymark.storable`)."""
+    return storable.load(raw, where)
 
 
 def parse_events(data: Any) -> list[Event]:

@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -85,15 +85,64 @@ class NatsUrl:
         return f"{scheme}://{secret}{hosts}"
 
 
+_SCHEMES = ("nats", "tls")
+_FORMS = "nats://host:4222, several as nats://a:4222,b:4222 or nats://a:4222,nats://b:4222"
+
+
+def parse_servers(url: str) -> tuple[tuple[str, ...], str]:
+    """The servers of a bus URL (each ``scheme://[user:password@]host[:port]``) and its
+    query string. Hosts are separated by commas, each with or without the scheme:
+    ``nats://a:4222,b:4222`` and ``nats://a:4222,nats://b:4222`` are the same two servers.
+    :class:`ValueError` naming the part that cannot be read: a scheme other than
+    ``nats``/``tls`` or one that changes between hosts, an empty host, a port that is not
+    a number from 1 to 65535, a path, a blank; never a guess."""
+    head, _, query = url.partition("?")
+    scheme, sep, rest = head.partition("://")
+    if not sep or scheme not in _SCHEMES:
+        shown = repr(scheme) if sep else "(none)"
+        raise ValueError(f"unsupported bus URL scheme {shown}; use {_FORMS}")
+    servers = []
+    for n, part in enumerate(rest.split(","), 1):
+        own, sep, hostport = part.partition("://")
+        if sep:
+            if own != scheme:
+                raise ValueError(
+                    f"bus URL: server {n} has scheme {own!r}, the first {scheme!r}: one bus URL"
+                    " names servers of one scheme"
+                )
+            part = hostport
+        server = _server(scheme, part, n)
+        servers.append(server)
+    return tuple(servers), query
+
+
+def _server(scheme: str, part: str, n: int) -> str:
+    where = f"bus URL: server {n} ({part.rpartition('@')[2]!r})"  # never its password
+    if not part:
+        raise ValueError(f"{where} is empty; use {_FORMS}")
+    if any(c.isspace() for c in part) or any(c in part for c in "/#"):
+        raise ValueError(f"{where} is not host:port; use {_FORMS}")
+    parsed = urlsplit(f"{scheme}://{part}")
+    try:
+        port = parsed.port
+    except ValueError:
+        raise ValueError(f"{where}: the port must be a number from 1 to 65535") from None
+    if not parsed.hostname:
+        raise ValueError(f"{where} names no host; use {_FORMS}")
+    if port == 0:
+        raise ValueError(f"{where}: the port must be a number from 1 to 65535")
+    return f"{scheme}://{part}"
+
+
 def parse(url: str) -> NatsUrl:
     """Split a ``nats://`` or ``tls://`` URL into servers, credentials and other settings.
     A ValueError names what is wrong, never a secret."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("nats", "tls"):
-        raise ValueError(f"unsupported bus URL scheme {parts.scheme!r}: use nats://host:4222")
+    checked, query = parse_servers(url)
+    scheme = checked[0].partition("://")[0]
+    hosts = [server.partition("://")[2] for server in checked]
     userinfo: str | None = None
     servers = []
-    for host in (h for h in parts.netloc.split(",") if h):
+    for host in hosts:
         info, at, address = host.rpartition("@")
         if at:
             if userinfo is not None and info != userinfo:
@@ -101,7 +150,7 @@ def parse(url: str) -> NatsUrl:
             userinfo = info
         if not address:
             raise ValueError("bus URL: a server has no address")
-        servers.append(urlunsplit((parts.scheme, address, "", "", "")))
+        servers.append(f"{scheme}://{address}")
     if not servers:
         raise ValueError("bus URL names no server")
     user = password = token = creds_file = None
@@ -112,7 +161,7 @@ def parse(url: str) -> NatsUrl:
         else:
             token = unquote(name)
     settings = []
-    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+    for name, value in parse_qsl(query, keep_blank_values=True):
         if name == CREDS_SETTING:
             if not Path(value).is_file():
                 raise ValueError(f"bus URL: creds={value!r} is not a readable file")

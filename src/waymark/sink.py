@@ -59,6 +59,12 @@ class Sink(ABC):
         await self.submit(records)
         return [r.event_id for r in records]
 
+    @abstractmethod
+    async def check_ready(self) -> None:
+        """Raise :class:`waymark.errors.Unavailable` if a submit cannot succeed now (the
+        store takes no writes; the bus is not connected). For readiness probes: each call
+        may cost a write, so callers space them out."""
+
     async def start(self) -> None:  # noqa: B027  (optional hook)
         """Connect; called once when the API starts."""
 
@@ -157,6 +163,10 @@ class DirectSink(Sink):
     async def submit_dataset_details(self, details: Sequence[DatasetDetails]) -> None:
         if details:
             await asyncio.to_thread(self.store.put_dataset_details, details)
+
+    async def check_ready(self) -> None:
+        """Ready while the store commits a write (:meth:`Store.check_writable`)."""
+        await asyncio.to_thread(self.store.check_writable)
 
     async def close(self) -> None:
         self._threads.shutdown(wait=True)

@@ -43,6 +43,7 @@ from typing import Annotated, Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, ValidationError
 
+from waymark import storable
 from waymark.batching import split_batches
 from waymark.errors import BadRequest, TooLarge
 from waymark.ingest import check_tenant, field_errors, invalid, parse_events
@@ -105,10 +106,7 @@ class Decoded:
 def decode(payload: bytes) -> Decoded:
     """Parse a bus message of any kind; :class:`BadRequest` (naming the field) if it is not
     a valid one, or one of a kind or version this code does not know."""
-    try:
-        data = orjson.loads(payload)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"message is not JSON: {exc}") from exc
+    data = storable.load(payload, ("message",), "message is not JSON", storable.BUS_DEPTH)
     if not isinstance(data, dict):
         raise BadRequest("message must be an object with tenant, received_us and events")
     kind = _kind(data)

@@ -751,3 +751,15 @@ def test_api_keys_are_stored_listed_and_revoked(store: SqlStore) -> None:
     assert again is not None and again.revoked_us == 500
     assert store.api_key("k2") == second
     assert store.revoke_api_key("nope", 500) is None
+
+
+# -- readiness -----------------------------------------------------------------------------
+
+
+def test_a_write_probe_commits_and_changes_nothing(store: SqlStore) -> None:
+    store.append([rec("t", "e1")])
+    before = store.summary("default", "t")
+    store.check_writable()
+    store.check_writable()
+    assert store.summary("default", "t") == before
+    assert store.events("default", "t").items == store.events("default", "t").items

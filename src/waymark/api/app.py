@@ -7,12 +7,12 @@ import gc
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.concurrency import run_in_threadpool
 
 from waymark.api import access, gsm, health, hosts, okdata, openlineage, page, problems, v1
-from waymark.api.deps import Services, store_threads
+from waymark.api.deps import Services, refuse_nul, store_threads
 from waymark.auth.authenticators import build_authenticators
 from waymark.bus import sink_for
 from waymark.config import Settings
@@ -78,6 +78,7 @@ def create_app(
         version="0.1.0",
         lifespan=lifespan,
         routes=list(v1.HOT_ROUTES),  # first, ahead of every router
+        dependencies=[Depends(refuse_nul)],
     )
     # Added before the request guard, so that they run inside it: their refusals get the
     # request id and the door's shape.
@@ -101,6 +102,7 @@ def create_app(
                 summary=app.summary,
                 routes=[*v1.DOCUMENTED, *app.routes],
             )
+            problems.describe_errors(app.openapi_schema)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -23,7 +23,7 @@ from starlette.responses import Response
 
 from waymark.auth.grants import Principal, Role
 from waymark.errors import BadRequest, Forbidden, TooLarge
-from waymark.ingest import MAX_REQUEST_BYTES, check_tenant
+from waymark.ingest import MAX_REQUEST_BYTES, check_tenant, invalid
 from waymark.model import TRACE_ID_MAX, Event, Record, Summary, dataset_of
 from waymark.pipelines import Pipelines
 from waymark.sink import Sink
@@ -255,6 +255,24 @@ TENANT_PARAMETER: dict[str, Any] = {
 }
 
 TraceIdPath = Annotated[str, Path(min_length=1, max_length=TRACE_ID_MAX)]
+
+
+# -- what no store can hold -----------------------------------------------------------------
+
+NUL_MSG = "must not contain a NUL character (\\u0000)"
+
+
+def refuse_nul(request: Request) -> None:
+    """Every route's dependency: a NUL character in a path or query parameter is refused
+    (422 naming it), as :mod:`waymark.storable` refuses one in a body. PostgreSQL cannot
+    take one in a query's text, and no stored value holds one."""
+    for name, value in request.path_params.items():
+        if isinstance(value, str) and "\x00" in value:
+            raise invalid([{"loc": ["path", name], "msg": NUL_MSG}])
+    if b"%00" in request.scope["query_string"]:
+        for name, value in request.query_params.multi_items():
+            if "\x00" in name or "\x00" in value:
+                raise invalid([{"loc": ["query", name.replace("\x00", "\\u0000")], "msg": NUL_MSG}])
 
 
 # -- the body -----------------------------------------------------------------------------

@@ -88,7 +88,7 @@ async def publish_status(
     """A list of ``{"kind": "status", "properties": {...}}``; all stored or none."""
     svc = services(request)
     records, _ = translate(
-        load_json(await read_body(request)),
+        load_json(await read_body(request), where=()),
         tenant,
         svc.pipelines,
         now_us(),
@@ -106,7 +106,7 @@ async def publish_dataset_details(
     """A list of ``{"kind": "datasetDetails", "properties": {...}}``; all stored or none."""
     svc = services(request)
     _, details = translate(
-        load_json(await read_body(request)),
+        load_json(await read_body(request), where=()),
         tenant,
         svc.pipelines,
         now_us(),

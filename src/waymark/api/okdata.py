@@ -10,7 +10,6 @@ the optional ``Waymark-Tenant`` header, as on ``/v1``.
 from __future__ import annotations
 
 import base64
-import binascii
 from typing import Any
 
 import orjson
@@ -125,7 +124,7 @@ def decode_path(b64: str) -> str:
     try:
         raw = base64.b64decode(padded.replace("-", "+").replace("_", "/"), validate=True)
         return raw.decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError) as exc:
+    except ValueError as exc:  # not base64 (binascii.Error), not ASCII, not UTF-8
         raise invalid(
             [{"loc": ["path", "s3path"], "msg": "must be base64 of a UTF-8 S3 key"}]
         ) from exc

@@ -32,7 +32,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from waymark.errors import (
@@ -68,6 +70,9 @@ STATUS: dict[type[BaseException], int] = {
     Forbidden: 403,  # a valid credential without the role, tenant or dataset
     NotFound: 404,
     Unavailable: 503,  # with Retry-After
+    # the client went away while its body was read (or was cut off for stalling): nobody
+    # reads this answer, and it is no fault of the server's
+    ClientDisconnect: 400,
 }
 
 INTERNAL = 500
@@ -151,6 +156,8 @@ def render(scope: Scope, exc: BaseException) -> Response:
 
     elif isinstance(exc, HTTPException) and exc.headers:
         response.headers.update(exc.headers)
+    if problem.status == 405:  # the router names the methods of the first route that matched
+        response.headers["Allow"] = allowed_methods(scope)
     where = f"{scope.get('method')} {scope.get('path')}"
     if problem.status == INTERNAL:
         log.error("request %s: %s failed", request_id, where, exc_info=exc)
@@ -159,6 +166,19 @@ def render(scope: Scope, exc: BaseException) -> Response:
     else:
         log.info("request %s: %s answered %d: %s", request_id, where, problem.status, exc)
     return response
+
+
+def allowed_methods(scope: Scope) -> str:
+    """Every method some route takes at this path (``Allow`` of a 405)."""
+    routes = getattr(scope.get("app"), "routes", ())
+    return ", ".join(
+        method
+        for method in _METHODS
+        if any(route.matches({**scope, "method": method})[0] is Match.FULL for route in routes)
+    )
+
+
+_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
 
 
 # -- request ids --------------------------------------------------------------------------
@@ -231,6 +251,56 @@ class RequestGuard:
                 )
                 return
             await render(scope, exc)(scope, receive, send_with_id)
+
+
+#: problem details, as ``/v1`` answers every error
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "status", "title", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "status": {"type": "integer"},
+        "title": {"type": "string"},
+        "detail": {"type": "string"},
+        "request_id": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["loc", "msg"],
+                "properties": {"loc": {"type": "array"}, "msg": {"type": "string"}},
+            },
+        },
+    },
+}
+
+#: each front door's own error shape: an object (its fields are described in the door's
+#: module)
+DOOR_ERROR_SCHEMA: dict[str, Any] = {"type": "object"}
+
+
+def describe_errors(openapi: dict[str, Any]) -> None:
+    """Describe every operation's errors as they are answered: any status of
+    :data:`STATUS` (and 500), problem details (on a front door, its own shape, and problem
+    details for what the router refuses before the door sees it: a path no route takes,
+    a method), in place of FastAPI's own 422, which this API never answers."""
+    problem = {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}}
+    for path, item in openapi.get("paths", {}).items():
+        native = path.startswith("/v1/") or path in ("/healthz", "/readyz")
+        content = (
+            problem if native else {"application/json": {"schema": DOOR_ERROR_SCHEMA}, **problem}
+        )
+        for operation in item.values():
+            responses = operation.setdefault("responses", {})
+            responses.pop("422", None)
+            responses["default"] = {
+                "description": "An error: the status says which (400, 404, 413, 422, 503 with"
+                " Retry-After); the body names the bad field",
+                "content": content,
+            }
+    schemas = openapi.get("components", {}).get("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
 
 
 def install(app: FastAPI) -> None:

@@ -25,6 +25,7 @@ from starlette.routing import BaseRoute, Route
 
 from waymark import lineage
 from waymark.api.deps import (
+    NUL_MSG,
     TENANT_PARAMETER,
     Services,
     Tenant,
@@ -350,6 +351,8 @@ def trace_id_of(request: Request) -> str:
     if not trace_id or len(trace_id) > TRACE_ID_MAX:
         msg = f"must be 1 to {TRACE_ID_MAX} characters"
         raise invalid([{"loc": ["path", "trace_id"], "msg": msg}])
+    if "\x00" in trace_id:
+        raise invalid([{"loc": ["path", "trace_id"], "msg": NUL_MSG}])
     return trace_id
 
 

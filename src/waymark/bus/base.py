@@ -24,7 +24,7 @@ import orjson
 
 from waymark import jetstream, nats_credentials, wire
 from waymark.model import Event, Record, now_us
-from waymark.nats_credentials import NatsCredentials
+from waymark.nats_credentials import NatsCredentials, parse_servers  # noqa: F401 (re-exported)
 from waymark.pipelines import Pipelines
 from waymark.sink import Sink
 from waymark.store.base import DatasetDetails
@@ -143,6 +143,11 @@ class Bus(ABC):
         """Release the connection."""
 
     @abstractmethod
+    async def check_connected(self) -> None:
+        """Return if connected to the server (connecting first if need be), else raise
+        :class:`Unavailable`."""
+
+    @abstractmethod
     async def publish(self, messages: Sequence[wire.Message]) -> None:
         """Return once the server stored every message; :class:`Unavailable` otherwise."""
 
@@ -235,6 +240,10 @@ class BusSink(Sink):
         await self.bus.publish(
             [replace(m, subject=prefix + m.subject[len(wire.EVENTS_PREFIX) :]) for m in messages]
         )
+
+    async def check_ready(self) -> None:
+        """Ready while the bus is connected (the collectors write to the store)."""
+        await self.bus.check_connected()
 
     async def close(self) -> None:
         await self.bus.close()

@@ -248,6 +248,9 @@ class NatsBus(Bus):
             for handler in self._handlers:
                 await self._subscribe_changes(handler)
 
+    async def check_connected(self) -> None:
+        await self._jetstream()
+
     @property
     def _where(self) -> str:
         return ",".join(self.settings.servers)

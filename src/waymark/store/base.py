@@ -16,7 +16,8 @@ from typing import Any, Generic, TypeVar
 
 import orjson
 
-from waymark.errors import BadCursor
+from waymark import storable
+from waymark.errors import BadCursor, BadRequest
 from waymark.model import Record, State, Summary
 from waymark.summary import Partial
 
@@ -189,8 +190,8 @@ def decode_cursor(cursor: str, *types: type) -> tuple[Any, ...]:
     """Decode a cursor made by :func:`encode_cursor`; :class:`BadCursor` if it is not one."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        parts = orjson.loads(raw)
-    except (ValueError, orjson.JSONDecodeError) as exc:
+        parts = storable.load(raw, ("cursor",))
+    except (ValueError, BadRequest) as exc:  # not base64, not JSON, not storable
         raise BadCursor("cursor is not one this server gave out") from exc
     if (
         not isinstance(parts, list)
@@ -373,6 +374,12 @@ class Store(ABC):
     @abstractmethod
     def ping(self) -> None:
         """Raise if the store cannot be reached."""
+
+    @abstractmethod
+    def check_writable(self) -> None:
+        """Commit one small write that changes nothing stored, the way appends are written
+        and synced; :class:`waymark.errors.Unavailable` if the store cannot take writes now
+        (its disk full or read-only, a standby server, no connection)."""
 
     @abstractmethod
     def close(self) -> None:

@@ -264,6 +264,9 @@ class PostgresStore(SqlStore):
                 # Text PostgreSQL cannot hold (a NUL character): the caller's input, not a fault.
                 detail = f"a text value cannot be stored in PostgreSQL: {exc}"
                 raise BadRequest(detail, [{"loc": ["body"], "msg": detail}]) from exc
+            except psycopg.errors.ReadOnlySqlTransaction as exc:
+                # A standby, or a database set read-only: no retry makes it take writes.
+                raise Unavailable(f"{self.where} takes no writes: {exc}") from exc
             except psycopg.errors.ProgramLimitExceeded as exc:
                 # A value too large for an index entry: retrying cannot help, the input must change.
                 detail = f"a value is too large for PostgreSQL to index: {exc}"

@@ -1014,6 +1014,19 @@ class SqlStore(Store):
     def ping(self) -> None:
         self._read(functools.partial(_fetch, "SELECT 1", ()))
 
+    def check_writable(self) -> None:
+        # A row rewritten as it was: a real write (a page in SQLite's WAL, a tuple and a
+        # commit record in PostgreSQL's), refused where the store takes no writes (a full
+        # or read-only disk, a read-only transaction, a standby), and no value changed.
+        self._write(functools.partial(_execute, _WRITE_PROBE, ()))
+
+
+_WRITE_PROBE = "UPDATE alembic_version SET version_num = version_num"
+
+
+def _execute(sql: str, params: Sequence[Any], cur: Cursor) -> None:
+    cur.execute(sql, params)
+
 
 _KEY_COLUMNS = "id, name, grants, secret_hash, created_us, expires_us, revoked_us"
 

@@ -10,7 +10,7 @@ password.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 Kind = Literal["sqlite", "postgresql"]
 
@@ -76,11 +76,43 @@ def _postgresql(url: str) -> StoreURL:
             break
     else:
         raise ValueError(f"not a PostgreSQL URL: expected postgresql://... ({_EXPECTED})")
+    conninfo = _one_scheme(conninfo)
     try:
         info = psycopg.conninfo.conninfo_to_dict(conninfo)
     except psycopg.ProgrammingError as exc:
         # libpq's message names the bad part; it quotes no password.
         raise ValueError(f"not a valid PostgreSQL URL: {exc}") from exc
+    _check_hosts(info)
     host = info.get("host") or "localhost"
     shown = f"PostgreSQL {info.get('dbname') or ''}@{host}:{info.get('port') or 5432}"
     return StoreURL("postgresql", conninfo, shown)
+
+
+def _one_scheme(conninfo: str) -> str:
+    """Several hosts written each with the scheme (``postgresql://a:5432,postgresql://b/db``)
+    as libpq reads several hosts (``postgresql://a:5432,b/db``): libpq would take the second
+    scheme for a host name and the rest for the database."""
+    head = "postgresql://"
+    rest = conninfo[len(head) :]
+    for prefix in _POSTGRES_PREFIXES:
+        rest = rest.replace("," + prefix, ",")
+    if "://" in rest.partition("?")[0]:
+        raise ValueError(
+            "not a valid PostgreSQL URL: a scheme in the middle; write several hosts as"
+            " postgresql://host1:5432,host2:5432/db"
+        )
+    return head + rest
+
+
+def _check_hosts(info: dict[str, Any]) -> None:
+    """Each host named, each port a number from 1 to 65535 (or left out), and as many
+    ports as hosts, or one for all: what libpq would only find out when it connects."""
+    hosts = str(info.get("host") or "").split(",")
+    ports = str(info.get("port") or "").split(",")
+    if len(hosts) > 1 and not all(hosts):
+        raise ValueError("not a valid PostgreSQL URL: an empty host in the host list")
+    for port in ports:
+        if port and not (port.isdigit() and 0 < int(port) < 65536):
+            raise ValueError(f"not a valid PostgreSQL URL: port {port!r} is not 1 to 65535")
+    if len(ports) not in (1, len(hosts)):
+        raise ValueError(f"not a valid PostgreSQL URL: {len(ports)} ports for {len(hosts)} hosts")

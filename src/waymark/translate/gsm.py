@@ -38,7 +38,8 @@ from pydantic import (
     ValidationError,
 )
 
-from waymark.errors import BadRequest, TooLarge
+from waymark import storable
+from waymark.errors import TooLarge
 from waymark.ingest import check_tenant, field_errors, invalid, malformed, to_records
 from waymark.model import (
     MAX_BATCH,
@@ -238,10 +239,8 @@ def from_service_bus(
     part of it is invalid, in which case nothing of it should be stored."""
     data = body
     if isinstance(body, str | bytes | bytearray | memoryview):
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise BadRequest(f"message is not JSON: {exc}") from exc
+        raw = body.encode() if isinstance(body, str) else bytes(body)
+        data = storable.load(raw, (), "message is not JSON", storable.BUS_DEPTH)
     message = data.get("message") if isinstance(data, dict) else None
     if not isinstance(message, dict):
         raise invalid([{"loc": ["message"], "msg": "must be an object with data"}])
