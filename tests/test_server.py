@@ -14,9 +14,9 @@ import pytest
 
 from tests.conftest import LiveServer
 
-HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
+HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 HALF_BODY = (
-    b"POST /v1/events HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+    b"POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
     b"Content-Length: 100\r\n\r\n" + b'{"trace_id": '
 )
 
@@ -70,7 +70,7 @@ def test_a_stalled_body_is_cut_off_with_408(server: LiveServer) -> None:
 def test_a_body_that_keeps_coming_is_not_cut_off(server: LiveServer) -> None:
     event = b'{"trace_id": "slow-but-steady"}'
     head = (
-        b"POST /v1/events HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        b"POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         b"Content-Length: " + str(len(event)).encode() + b"\r\nConnection: close\r\n\r\n"
     )
     with connect(server) as sock:
@@ -85,7 +85,7 @@ def test_a_body_that_keeps_coming_is_not_cut_off(server: LiveServer) -> None:
 def test_a_head_that_never_ends_and_a_silent_connection_are_closed(server: LiveServer) -> None:
     with connect(server) as half, connect(server) as silent:
         started = time.monotonic()
-        half.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n")
+        half.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         answers = [read_all(half), read_all(silent)]
         took = time.monotonic() - started
     for answer in answers:
