@@ -242,7 +242,8 @@ class Record(NamedTuple):
     """An event as stored: tenant-scoped, times resolved, sort key fixed.
 
     ``time_us`` is the event time (``end_time``, else ``start_time``, else the
-    message timestamp) and ``(time_us, event_id)`` is the sort key. ``finishing``
+    message timestamp: the time of receipt plus the event's position in its request)
+    and ``(time_us, event_id)`` is the sort key. ``finishing``
     is true when the event finishes its trace (``trace_status`` FINISHED, or a
     pipeline's final stage with a terminal status). ``doc`` is the event as the
     API returns it.
