@@ -21,6 +21,7 @@ from tests.store.conftest import BACKENDS, rec
 from waymark.cli import app
 from waymark.errors import SchemaOutdated
 from waymark.store import migrate, open_store, parse_store_url
+from waymark.store.base import TraceQuery
 from waymark.store.schema import dead_letters, events, metadata
 from waymark.store.sql import TRACE_COLUMNS, event_row, path_key, path_rows, trace_row
 from waymark.summary import partials
@@ -217,12 +218,13 @@ def test_paths_stored_before_0007_are_in_summaries_and_lookups_after_it(blank_ur
                     "INSERT INTO paths (tenant, path, trace_id, event_id, time_us, ord, path_key)"
                     " VALUES (:a, :b, :c, :d, :e, :f, :g)"
                 ),
-                dict(zip("abcdefg", path_row, strict=True)),
+                dict(zip("abcdefg", path_row[:7], strict=True)),
             )
-    migrate.upgrade(blank_url)
+    migrate.upgrade(blank_url, target="0007")
     with connected(blank_url) as conn:
         key = inspect(conn).get_pk_constraint("paths")["constrained_columns"]
     assert key == ["tenant", "path_key", "time_us", "event_id", "ord"]
+    migrate.upgrade(blank_url)
     store = open_store(blank_url)
     try:
         summary = store.summary("default", "t")
@@ -230,6 +232,55 @@ def test_paths_stored_before_0007_are_in_summaries_and_lookups_after_it(blank_ur
         assert summary.paths == ["s3://b/in.csv", "s3://b/out.csv", "s3://b/final.csv"]
         assert [h.event_id for h in store.paths("default", "s3://b/in.csv")] == ["e4", "e1"]
         assert [h.event_id for h in store.paths("default", "s3://b/out.csv")] == ["e2", "e1"]
+    finally:
+        store.close()
+
+
+def test_steps_and_arrivals_stored_before_0008_are_searched_and_looked_up_after_it(
+    blank_url: str,
+) -> None:
+    """0008 fills ``trace_steps`` from the events stored before, and gives each path row
+    its event's time of receipt, by which lookups then answer."""
+    records = [
+        rec("t", "e1", at=50, component="uploader", stage="UPLOAD", path="s3://b/k.csv"),
+        rec("t", "e2", at=60, component="writer"),
+        rec("u", "e3", at=10, component="uploader", path="s3://b/k.csv"),  # clock behind
+    ]
+    records = [r._replace(received_us=100 * (i + 1)) for i, r in enumerate(records)]
+    migrate.upgrade(blank_url, target="0007")
+    columns = ", ".join(c.name for c in events.c)
+    with connected(blank_url) as conn:
+        for record in records:
+            row = event_row(record)
+            marks = ", ".join(f":v{i}" for i in range(len(row)))
+            conn.execute(
+                text(f"INSERT INTO events ({columns}) VALUES ({marks})"),
+                {f"v{i}": v for i, v in enumerate(row)},
+            )
+        for (tenant, trace_id), partial in partials(records).items():
+            row = trace_row(tenant, trace_id, partial)
+            marks = ", ".join(f":v{i}" for i in range(len(row)))
+            conn.execute(
+                text(f"INSERT INTO traces ({', '.join(TRACE_COLUMNS)}) VALUES ({marks})"),
+                {f"v{i}": v for i, v in enumerate(row)},
+            )
+        for path_row in path_rows(records):
+            conn.execute(
+                text(
+                    "INSERT INTO paths (tenant, path, trace_id, event_id, time_us, ord, path_key)"
+                    " VALUES (:a, :b, :c, :d, :e, :f, :g)"
+                ),
+                dict(zip("abcdefg", path_row[:7], strict=True)),
+            )
+    migrate.upgrade(blank_url)
+    store = open_store(blank_url)
+    try:
+        ids = [s.trace_id for s in store.search("default", TraceQuery(component="uploader")).items]
+        assert sorted(ids) == ["t", "u"]
+        assert [s.trace_id for s in store.search("default", TraceQuery(stage="UPLOAD")).items] == [
+            "t"
+        ]
+        assert [h.trace_id for h in store.paths("default", "s3://b/k.csv")] == ["u", "t"]
     finally:
         store.close()
 

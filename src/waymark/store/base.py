@@ -44,16 +44,19 @@ class AppendResult:
 
 @dataclass(frozen=True, slots=True)
 class PathTouch:
-    """An event that touched a path (read, wrote or named it)."""
+    """An event that touched a path (read, wrote or named it): its event time (``at``) and
+    when it was received."""
 
     trace_id: str
     event_id: str
     at: str
+    received_at: str
 
 
 @dataclass(frozen=True, slots=True)
 class TraceQuery:
-    """Filters for trace search; ``component``/``stage`` match the deciding event."""
+    """Filters for trace search; ``component`` and ``stage`` each match any event of the
+    trace (not necessarily the same one)."""
 
     domain: str | None = None
     domain_id: str | None = None
@@ -184,7 +187,7 @@ class Store(ABC):
     @abstractmethod
     def paths(self, tenant: str, path: str, *, limit: int = 100) -> list[PathTouch]:
         """Every event that touched the path (``path``, ``inputs``, ``outputs``, files in its
-        body), newest first."""
+        body), latest received first (then latest event time)."""
 
     @abstractmethod
     def lineage(self, tenant: str, trace_id: str) -> DataFlow | None:

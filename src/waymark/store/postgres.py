@@ -40,6 +40,7 @@ from waymark.store.sql import (
     EVENT_COLUMNS,
     MERGE_TRACE,
     PATH_COLUMNS,
+    STEP_COLUMNS,
     SUMMARY_COLUMNS,
     TRACE_COLUMNS,
     Cursor,
@@ -93,6 +94,12 @@ INSERT_NEW_EVENTS = (
     " ON CONFLICT (tenant, event_id) DO NOTHING RETURNING tenant, event_id"
 )
 COPY_PATHS = f"COPY paths ({PATH_COLUMNS}) FROM STDIN"
+#: the rows as four arrays (one statement, however many rows), in the order given: sorted.
+INSERT_STEPS = (
+    f"INSERT INTO trace_steps ({STEP_COLUMNS})"
+    " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[])"
+    " ON CONFLICT DO NOTHING"
+)
 STAGE_TRACES = f"COPY {NEW_TRACES} ({_columns(_TRACE_TYPES)}) FROM STDIN"
 UPSERT_STAGED_TRACES = (
     f"INSERT INTO traces ({_columns(_TRACE_TYPES)})"
@@ -273,6 +280,9 @@ class PostgresStore(SqlStore):
 
     def _insert_paths(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
         _copy(cur, COPY_PATHS, rows)
+
+    def _insert_steps(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
+        cur.execute(INSERT_STEPS, [list(column) for column in zip(*rows, strict=True)])
 
     def _upsert_traces(
         self, cur: Cursor, rows: list[tuple[Any, ...]], returning: bool

@@ -151,8 +151,14 @@ INSERT_EVENT = (
     f" VALUES ({', '.join('?' for _ in EVENT_COLUMNS)})"
 )
 #: the columns of a ``paths`` row, in :func:`path_rows` order.
-PATH_COLUMNS = "tenant, path, trace_id, event_id, time_us, ord, path_key"
-INSERT_PATH = f"INSERT INTO paths ({PATH_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+PATH_COLUMNS = "tenant, path, trace_id, event_id, time_us, ord, path_key, received_us"
+INSERT_PATH = f"INSERT INTO paths ({PATH_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+#: the columns of a ``trace_steps`` row, in :func:`step_rows` order.
+STEP_COLUMNS = "tenant, kind, name, trace_id"
+INSERT_STEP = f"INSERT INTO trace_steps ({STEP_COLUMNS}) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
+#: a component or stage named by at most this many traces is searched among those traces
+#: alone; a more common one filters the summaries read by recency (:meth:`SqlStore.search`).
+STEP_LOOKUP = 2000
 
 SUMMARY_COLUMNS = ", ".join(_TRACE_COLUMNS)
 
@@ -213,10 +219,22 @@ def path_key(path: str) -> str:
 
 def path_rows(records: Sequence[Record]) -> list[tuple[Any, ...]]:
     return [
-        (r.tenant, path, r.trace_id, r.event_id, r.time_us, i, path_key(path))
+        (r.tenant, path, r.trace_id, r.event_id, r.time_us, i, path_key(path), r.received_us)
         for r in records
         for i, path in enumerate(r.paths)
     ]
+
+
+def step_rows(records: Sequence[Record]) -> list[tuple[str, str, str, str]]:
+    """The ``trace_steps`` rows of newly stored records: each (tenant, kind, name, trace_id)
+    once, sorted, so that concurrent writers lock alike."""
+    rows: set[tuple[str, str, str, str]] = set()
+    for r in records:
+        if r.component is not None:
+            rows.add((r.tenant, "component", r.component, r.trace_id))
+        if r.stage is not None:
+            rows.add((r.tenant, "stage", r.stage, r.trace_id))
+    return sorted(rows)
 
 
 class Prepared(list[Record]):
@@ -236,6 +254,7 @@ class Prepared(list[Record]):
         super().__init__(unique.values())
         self.events = [event_row(r) for r in self]
         self.paths, self.traces = _paths_and_traces(self)
+        self.steps: list[tuple[Any, ...]] = step_rows(self)
 
 
 def _paths_and_traces(
@@ -345,6 +364,11 @@ class SqlStore(Store):
         """Insert the path rows of newly stored events (they cannot exist yet)."""
         cur.executemany(self.q(INSERT_PATH), rows)
 
+    def _insert_steps(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
+        """Insert the ``trace_steps`` rows of newly stored events, sorted; those stored
+        already are left as they are."""
+        cur.executemany(self.q(INSERT_STEP), rows)
+
     def _upsert_traces(
         self, cur: Cursor, rows: list[tuple[Any, ...]], returning: bool
     ) -> list[Sequence[Any]] | None:
@@ -376,8 +400,11 @@ class SqlStore(Store):
             paths, traces = (
                 (todo.paths, todo.traces) if len(new) == len(todo) else _paths_and_traces(new)
             )
+            steps = todo.steps if len(new) == len(todo) else step_rows(new)
             if paths:
                 self._insert_paths(cur, paths)
+            if steps:
+                self._insert_steps(cur, steps)
             stored = self._upsert_traces(cur, traces, partials)
         return AppendResult(
             len(new),
@@ -508,9 +535,14 @@ class SqlStore(Store):
         self, tenant: str, query: TraceQuery, *, limit: int = 50, cursor: str | None = None
     ) -> Page[Summary]:
         now = now_us()
-        sql, params = self.search_sql(tenant, query, limit=limit, cursor=cursor, now=now)
 
         def read(cur: Cursor) -> tuple[list[Any], list[Summary]]:
+            among = self._named_by(cur, tenant, query)
+            if among is not None and not among:
+                return [], []
+            sql, params = self.search_sql(
+                tenant, query, limit=limit, cursor=cursor, now=now, among=among
+            )
             cur.execute(sql, params)
             rows = cur.fetchall()
             return rows, self._render(cur, tenant, rows[:limit], now)
@@ -522,23 +554,61 @@ class SqlStore(Store):
             next_cursor = encode_cursor(int(last[4]), last[1])
         return Page(items, next_cursor)
 
+    def _named_by(self, cur: Cursor, tenant: str, query: TraceQuery) -> list[str] | None:
+        """The traces that the query's rarest step filter names, when one names at most
+        :data:`STEP_LOOKUP` of them (a read of one index range); None when there is no step
+        filter or every one is more common than that."""
+        among: set[str] | None = None
+        for kind, name in _step_filters(query):
+            cur.execute(
+                self.q(
+                    "SELECT trace_id FROM trace_steps WHERE tenant = ? AND kind = ? AND name = ?"
+                    " LIMIT ?"
+                ),
+                (tenant, kind, name, STEP_LOOKUP + 1),
+            )
+            found = {trace_id for (trace_id,) in cur.fetchall()}
+            if len(found) <= STEP_LOOKUP:
+                among = found if among is None else among & found
+        return None if among is None else sorted(among)
+
     def search_sql(
-        self, tenant: str, query: TraceQuery, *, limit: int, cursor: str | None, now: int
+        self,
+        tenant: str,
+        query: TraceQuery,
+        *,
+        limit: int,
+        cursor: str | None,
+        now: int,
+        among: Sequence[str] | None = None,
     ) -> tuple[str, list[Any]]:
         """The statement :meth:`search` runs and its parameters: one more row than ``limit``
-        (to tell whether there is a next page)."""
+        (to tell whether there is a next page). ``among``: the only traces that can match
+        (what :meth:`_named_by` found), read by key and sorted, instead of reading the
+        summaries by recency."""
         where = ["tenant = ?"]
         params: list[Any] = [tenant]
         for column, value in (
             ("domain", query.domain),
             ("domain_id", query.domain_id),
-            ("cur_component", query.component),
-            ("cur_stage", query.stage),
             ("user_name", query.user),
         ):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
+        for kind, name in _step_filters(query):
+            where.append(
+                "EXISTS (SELECT 1 FROM trace_steps s WHERE s.tenant = traces.tenant"
+                " AND s.kind = ? AND s.name = ? AND s.trace_id = traces.trace_id)"
+            )
+            params += [kind, name]
+        order = "updated_us DESC, trace_id DESC"
+        if among is not None:
+            where.append(f"trace_id IN ({', '.join('?' for _ in among)})")
+            params += among
+            # ``+``: sorted after the lookup by key, not read in order through the recency
+            # index (which would visit every summary to find these few).
+            order = "+updated_us DESC, trace_id DESC"
         if query.done is not None:
             where.append("done" if query.done else "NOT done")
         if query.since_us is not None:
@@ -557,19 +627,22 @@ class SqlStore(Store):
             params += [updated_us, trace_id]
         sql = (
             f"SELECT {SUMMARY_COLUMNS} FROM traces WHERE {' AND '.join(where)}"
-            " ORDER BY updated_us DESC, trace_id DESC LIMIT ?"
+            f" ORDER BY {order} LIMIT ?"
         )
         params.append(limit + 1)
         return self.q(sql), params
 
     def paths(self, tenant: str, path: str, *, limit: int = 100) -> list[PathTouch]:
         sql = self.q(
-            "SELECT trace_id, event_id, time_us FROM paths"
+            "SELECT trace_id, event_id, time_us, received_us FROM paths"
             " WHERE tenant = ? AND path_key = ? AND path = ?"
-            " ORDER BY time_us DESC, event_id DESC LIMIT ?"
+            " ORDER BY received_us DESC, time_us DESC, event_id DESC LIMIT ?"
         )
         rows = self._read(functools.partial(_fetch, sql, (tenant, path_key(path), path, limit)))
-        return [PathTouch(trace_id, event_id, iso(int(t)) or "") for trace_id, event_id, t in rows]
+        return [
+            PathTouch(trace_id, event_id, iso(int(t)) or "", iso(int(r)) or "")
+            for trace_id, event_id, t, r in rows
+        ]
 
     def lineage(self, tenant: str, trace_id: str) -> DataFlow | None:
         sql = self.q(
@@ -671,6 +744,14 @@ class SqlStore(Store):
 
     def ping(self) -> None:
         self._read(functools.partial(_fetch, "SELECT 1", ()))
+
+
+def _step_filters(query: TraceQuery) -> list[tuple[str, str]]:
+    return [
+        (kind, name)
+        for kind, name in (("component", query.component), ("stage", query.stage))
+        if name is not None
+    ]
 
 
 def _fetch(sql: str, params: Sequence[Any], cur: Cursor) -> list[Any]:

@@ -36,7 +36,15 @@ from waymark.errors import Unavailable
 from waymark.model import Record
 from waymark.pipelines import Pipelines
 from waymark.store import migrate
-from waymark.store.sql import INSERT_EVENT, INSERT_PATH, UPSERT_TRACE, Cursor, Prepared, SqlStore
+from waymark.store.sql import (
+    INSERT_EVENT,
+    INSERT_PATH,
+    INSERT_STEP,
+    UPSERT_TRACE,
+    Cursor,
+    Prepared,
+    SqlStore,
+)
 from waymark.store.url import StoreURL, parse_store_url
 
 T = TypeVar("T")
@@ -335,6 +343,7 @@ class SQLiteStore(SqlStore):
         todo = Prepared.of(records)
         todo.events = _Rows(INSERT_EVENT, todo.events)
         todo.paths = _Rows(INSERT_PATH, todo.paths)
+        todo.steps = _Rows(INSERT_STEP, todo.steps)
         todo.traces = _Rows(UPSERT_TRACE, todo.traces)
         return todo
 
@@ -399,6 +408,9 @@ class SQLiteStore(SqlStore):
 
     def _insert_paths(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
         _write_rows(cur, INSERT_PATH, rows)
+
+    def _insert_steps(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
+        _write_rows(cur, INSERT_STEP, rows)
 
     def _upsert_traces(
         self, cur: Cursor, rows: list[tuple[Any, ...]], returning: bool
