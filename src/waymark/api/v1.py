@@ -144,7 +144,7 @@ async def search_traces(
     return json_bytes(await svc.in_thread(search))
 
 
-@router.get("/paths", summary="Every trace that touched a file or object")
+@router.get("/paths", summary="Every event that touched a file or object, latest arrival first")
 async def get_paths(
     request: Request,
     tenant: Tenant,
@@ -154,7 +154,17 @@ async def get_paths(
     svc = services(request)
     hits: list[PathTouch] = await svc.in_thread(lambda: svc.store.paths(tenant, path, limit=limit))
     return json_response(
-        {"items": [{"trace_id": h.trace_id, "event_id": h.event_id, "at": h.at} for h in hits]}
+        {
+            "items": [
+                {
+                    "trace_id": h.trace_id,
+                    "event_id": h.event_id,
+                    "at": h.at,
+                    "received_at": h.received_at,
+                }
+                for h in hits
+            ]
+        }
     )
 
 

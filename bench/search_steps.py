@@ -1,0 +1,195 @@
+"""Trace search by component and stage, with 1,000,000 events stored, on SQLite and
+PostgreSQL in one run.
+
+The store is filled through ``Store.append`` (1,000-event batches) with ``--events``
+events over ``--events / 10`` traces of ten steps each. Every trace has an uploader and
+an ``INDEX`` stage; the other steps are drawn so that some components are named by many
+traces and some by few:
+
+- ``data-uploader``: every trace; ``converter-10``: one trace in 10; ``validator-3``: 3
+  in 100 (more than one lookup of :data:`waymark.store.sql.STEP_LOOKUP` traces reads);
+  ``enricher-1``: 1 in 100; ``rare``: 10 traces in all;
+- ``legacy-5``: the oldest 5 in 100 traces only (a component no longer used: the case
+  where reading summaries by recency finds its matches last).
+
+Each query is ``Store.search(..., limit=50)`` (the store's whole answer, summaries
+rendered with their errors and paths), asked ``--repeat`` times in rotating order; the
+first page, and the second through the cursor. Prints one JSON object: p50 and p99 in
+ms per query, with the unfiltered first page (the recency index alone) as the reference
+each ratio is taken against. Usage::
+
+    .venv/bin/python bench/search_steps.py [--events 1000000] [--repeat 200]
+        [--backends sqlite postgresql] [--postgres postgresql://postgres@127.0.0.1:5432/test]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+
+from waymark.model import Event, Record, State, to_record
+from waymark.store import migrate, open_store
+from waymark.store.base import Store, TraceQuery
+
+TENANT = "default"
+STEPS = 10
+
+QUERIES: dict[str, TraceQuery] = {
+    "no filter (reference)": TraceQuery(),
+    "component in every trace": TraceQuery(component="data-uploader"),
+    "component in 10% of traces": TraceQuery(component="converter-10"),
+    "component in 3% of traces": TraceQuery(component="validator-3"),
+    "component in 1% of traces": TraceQuery(component="enricher-1"),
+    "component in 10 traces": TraceQuery(component="rare"),
+    "stage in every trace": TraceQuery(stage="INDEX"),
+    "stage in 1% of traces": TraceQuery(stage="ENRICH"),
+    "component and stage": TraceQuery(component="converter-10", stage="ENRICH"),
+    "component, state FAILED": TraceQuery(component="converter-10", state=State.FAILED),
+    "component in the oldest 5% only": TraceQuery(component="legacy-5"),
+}
+
+
+def components_of(t: int, traces: int, rng: random.Random) -> list[tuple[str, str]]:
+    """(component, stage) of each step of trace ``t`` (older traces have smaller ``t``)."""
+    steps = [("data-uploader", "UPLOAD")]
+    if rng.random() < 0.10:
+        steps.append(("converter-10", "CONVERT"))
+    if rng.random() < 0.03:
+        steps.append(("validator-3", "VALIDATE"))
+    if rng.random() < 0.01:
+        steps.append(("enricher-1", "ENRICH"))
+    if t % (traces // 10) == 7:
+        steps.append(("rare", "RARE"))
+    if t < traces * 5 // 100:
+        steps.append(("legacy-5", "LEGACY"))
+    while len(steps) < STEPS - 1:
+        n = rng.randrange(20)
+        steps.append((f"step-{n}", f"STEP{n}"))
+    steps.append(("indexer", "INDEX"))
+    return steps[:STEPS]
+
+
+def batches(events: int, seed: int = 7) -> Iterator[list[Record]]:
+    """Batches of 1,000 records, 100 traces of ten events each, oldest traces first."""
+    rng = random.Random(seed)
+    traces = events // STEPS
+    batch: list[Record] = []
+    base_ms = 1_795_000_000_000
+    for t in range(traces):
+        steps = components_of(t, traces, rng)
+        failed = rng.random() < 0.05
+        for j, (component, stage) in enumerate(steps):
+            last = j == len(steps) - 1
+            event = Event(
+                trace_id=f"trace-{t}",
+                component=component,
+                stage=stage,
+                status="FAILED" if last and failed else "SUCCESS",
+                trace_status="FINISHED" if last else "CONTINUE",
+                end_time=base_ms + t * 100 + j,
+            )
+            batch.append(to_record(event, TENANT, (base_ms + t * 100 + j) * 1000))
+        if len(batch) >= 1000:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+@contextlib.contextmanager
+def place(backend: str, server: str) -> Iterator[str]:
+    if backend == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="wm-bench-") as folder:
+            yield f"sqlite:///{folder}/search.db"
+        return
+    name = f"wm_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{name}"')
+    url = f"{server}{'&' if '?' in server else '?'}options=-csearch_path%3D{name}"
+    try:
+        migrate.upgrade(url)
+        yield url
+    finally:
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{name}" CASCADE')
+
+
+def fill(store: Store, backend: str, url: str, events: int) -> float:
+    started = time.perf_counter()
+    for batch in batches(events):
+        store.append(batch)
+    if backend == "postgresql":  # what autovacuum would do after a load this size
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("ANALYZE")
+    return time.perf_counter() - started
+
+
+def measure(store: Store, repeat: int) -> dict[str, dict[str, Any]]:
+    samples: dict[str, list[float]] = {}
+    names = list(QUERIES)
+    for round_ in range(repeat):
+        for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
+            query = QUERIES[name]
+            started = time.perf_counter()
+            page = store.search(TENANT, query, limit=50)
+            first = time.perf_counter() - started
+            samples.setdefault(name, []).append(first * 1000)
+            if page.next_cursor is not None:
+                started = time.perf_counter()
+                store.search(TENANT, query, limit=50, cursor=page.next_cursor)
+                samples.setdefault(f"{name}, page 2", []).append(
+                    (time.perf_counter() - started) * 1000
+                )
+    out = {}
+    reference = statistics.quantiles(samples["no filter (reference)"], n=100)[98]
+    for name, values in samples.items():
+        cuts = statistics.quantiles(values, n=100)
+        found = len(store.search(TENANT, QUERIES[name.split(", page")[0]], limit=50).items)
+        out[name] = {
+            "p50_ms": round(cuts[49], 2),
+            "p99_ms": round(cuts[98], 2),
+            "p99_vs_reference": round(cuts[98] / reference, 2),
+            "first_page_items": found,
+        }
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=200)
+    parser.add_argument("--backends", nargs="+", default=["sqlite", "postgresql"])
+    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
+    args = parser.parse_args()
+    result: dict[str, Any] = {"events": args.events, "limit_ms": 50}
+    for backend in args.backends:
+        with place(backend, args.postgres) as url:
+            store = open_store(url)
+            try:
+                loaded_s = fill(store, backend, url, args.events)
+                before = os.getloadavg()[0]
+                measured = measure(store, args.repeat)
+                result[backend] = {
+                    "load_s": round(loaded_s, 1),
+                    "load_average": [round(before, 1), round(os.getloadavg()[0], 1)],
+                    **measured,
+                }
+            finally:
+                store.close()
+        print(json.dumps({backend: result[backend]}), flush=True)
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
