@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.concurrency import run_in_threadpool
 
-from waymark.api import gsm, health, okdata, openlineage, page, problems, v1
+from waymark.api import gsm, health, okdata, openlineage, page, problems, stepfunctions, v1
 from waymark.api.deps import Services, store_threads
 from waymark.bus import sink_for
 from waymark.config import Settings
@@ -73,6 +73,7 @@ def create_app(
     app.include_router(okdata.router)
     app.include_router(gsm.router)
     app.include_router(openlineage.router)
+    app.include_router(stepfunctions.router)
     app.include_router(page.router)
     app.include_router(health.router)
 
