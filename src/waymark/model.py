@@ -29,6 +29,7 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     StrictStr,
+    WithJsonSchema,
 )
 
 
@@ -184,7 +185,22 @@ def _check_body_size(value: dict[str, Any] | None) -> dict[str, Any] | None:
     return value
 
 
-Time = Annotated[datetime, BeforeValidator(_parse_time)]
+Time = Annotated[
+    datetime,
+    BeforeValidator(_parse_time),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "format": "date-time"},
+                {"type": "integer", "description": "milliseconds since the epoch"},
+            ],
+            "description": "RFC 3339 (without an offset: UTC) or epoch milliseconds",
+        },
+        mode="validation",
+    ),
+]
+#: a time as the API answers it: RFC 3339 in UTC with microseconds (:func:`iso`).
+DateTime = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
 TraceId = Annotated[
     StrictStr,
     Field(min_length=1, max_length=TRACE_ID_MAX),
@@ -453,7 +469,7 @@ class Current(BaseModel):
     stage: str | None
     operation: str | None
     status: Status
-    time: str
+    time: DateTime
 
 
 class Summary(BaseModel):
@@ -466,9 +482,9 @@ class Summary(BaseModel):
     trace_event_status: TraceEventStatus
     outcome: Status
     state: State
-    started_at: str | None
-    updated_at: str
-    finished_at: str | None
+    started_at: DateTime | None
+    updated_at: DateTime
+    finished_at: DateTime | None
     duration_ms: float | None
     event_count: int
     domain: str | None

@@ -7,7 +7,7 @@
      "detail": "body.0.trace_id: Field required", "request_id": "9f2c...",
      "errors": [{"loc": ["body", 0, "trace_id"], "msg": "Field required"}]}
 
-A front door's router passes ``route_class=shaped(its_shape)``: the same
+A front door's router passes ``route_class=shaped(its_shape, its_model)``: the same
 :class:`Problem` is then rendered in its anchor's body shape instead, with the same status.
 
 :class:`RequestGuard` gives every request an id (the caller's ``X-Request-ID`` when it is
@@ -31,6 +31,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -128,10 +129,12 @@ def problem_details(problem: Problem) -> Response:
     return Response(orjson.dumps(body), status_code=problem.status, media_type=PROBLEM_JSON)
 
 
-def shaped(shape: Shape) -> type[APIRoute]:
-    """A route class whose errors answer in ``shape``; a front door's router takes it as
-    ``route_class``."""
-    return type("ShapedRoute", (APIRoute,), {"error_shape": staticmethod(shape)})
+def shaped(shape: Shape, model: type[BaseModel]) -> type[APIRoute]:
+    """A route class whose errors answer in ``shape``, whose body ``model`` describes (for
+    the API description); a front door's router takes it as ``route_class``."""
+    return type(
+        "ShapedRoute", (APIRoute,), {"error_shape": staticmethod(shape), "error_model": model}
+    )
 
 
 def render(scope: Scope, exc: BaseException) -> Response:
