@@ -7,8 +7,9 @@ an ``INDEX`` stage; the other steps are drawn so that some components are named 
 traces and some by few:
 
 - ``data-uploader``: every trace; ``converter-10``: one trace in 10; ``validator-3``: 3
-  in 100 (more than one lookup of :data:`waymark.store.sql.STEP_LOOKUP` traces reads);
-  ``enricher-1``: 1 in 100; ``rare``: 10 traces in all;
+  in 100; ``checker-2``: 2 in 100 (about as many as a lookup reads at most on
+  PostgreSQL, ``step_lookup``); ``enricher-1``: 1 in 100 (as many as one on SQLite);
+  ``rare``: 10 traces in all;
 - ``legacy-5``: the oldest 5 in 100 traces only (a component no longer used: the case
   where reading summaries by recency finds its matches last).
 
@@ -50,6 +51,7 @@ QUERIES: dict[str, TraceQuery] = {
     "component in every trace": TraceQuery(component="data-uploader"),
     "component in 10% of traces": TraceQuery(component="converter-10"),
     "component in 3% of traces": TraceQuery(component="validator-3"),
+    "component in 2% of traces": TraceQuery(component="checker-2"),
     "component in 1% of traces": TraceQuery(component="enricher-1"),
     "component in 10 traces": TraceQuery(component="rare"),
     "stage in every trace": TraceQuery(stage="INDEX"),
@@ -67,6 +69,8 @@ def components_of(t: int, traces: int, rng: random.Random) -> list[tuple[str, st
         steps.append(("converter-10", "CONVERT"))
     if rng.random() < 0.03:
         steps.append(("validator-3", "VALIDATE"))
+    if rng.random() < 0.02:
+        steps.append(("checker-2", "CHECK"))
     if rng.random() < 0.01:
         steps.append(("enricher-1", "ENRICH"))
     if t % (traces // 10) == 7:

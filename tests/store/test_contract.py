@@ -9,7 +9,7 @@ import pytest
 from tests.store.conftest import rec, write_concurrently
 from waymark.errors import BadCursor
 from waymark.model import State, Status, now_us
-from waymark.store import open_store, sql
+from waymark.store import open_store
 from waymark.store.base import DatasetDetails, EventQuery, TraceQuery
 from waymark.store.sql import SqlStore
 from waymark.summary import head, head_of
@@ -276,7 +276,7 @@ def test_search_by_a_common_component_pages_by_recency(
                 return ids
 
     assert pages() == wanted
-    monkeypatch.setattr(sql, "STEP_LOOKUP", 5)
+    monkeypatch.setattr(store, "step_lookup", 5)
     assert pages() == wanted
 
 

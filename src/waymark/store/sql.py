@@ -156,9 +156,6 @@ INSERT_PATH = f"INSERT INTO paths ({PATH_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 
 #: the columns of a ``trace_steps`` row, in :func:`step_rows` order.
 STEP_COLUMNS = "tenant, kind, name, trace_id"
 INSERT_STEP = f"INSERT INTO trace_steps ({STEP_COLUMNS}) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
-#: a component or stage named by at most this many traces is searched among those traces
-#: alone; a more common one filters the summaries read by recency (:meth:`SqlStore.search`).
-STEP_LOOKUP = 1000
 
 SUMMARY_COLUMNS = ", ".join(_TRACE_COLUMNS)
 
@@ -334,6 +331,11 @@ class SqlStore(Store):
 
     #: how a backend spells a query parameter; queries here are written with ``?``.
     placeholder = "?"
+    #: a component or stage named by at most this many traces is searched among those
+    #: traces alone, read by key; a more common one filters the summaries read by recency
+    #: (:meth:`search`). Where the two cost the same depends on the backend's cost of a
+    #: read by key against one step of a scan (docs/BENCHMARKS.md).
+    step_lookup = 1000
 
     def __init__(self, pipelines: Pipelines | None = None) -> None:
         self.pipelines = pipelines or Pipelines()
@@ -576,7 +578,7 @@ class SqlStore(Store):
         self, cur: Cursor, tenant: str, query: TraceQuery
     ) -> tuple[list[str] | None, set[str]]:
         """The only traces the query's step filters can match, when one of them names at
-        most :data:`STEP_LOOKUP` traces (a read of one index range), and the kinds of step
+        most :attr:`step_lookup` traces (a read of one index range), and the kinds of step
         whose filters that list accounts for; (None, nothing) when there is no step filter
         or every one is more common than that."""
         among: set[str] | None = None
@@ -587,10 +589,10 @@ class SqlStore(Store):
                     "SELECT trace_id FROM trace_steps WHERE tenant = ? AND kind = ? AND name = ?"
                     " LIMIT ?"
                 ),
-                (tenant, kind, name, STEP_LOOKUP + 1),
+                (tenant, kind, name, self.step_lookup + 1),
             )
             found = {trace_id for (trace_id,) in cur.fetchall()}
-            if len(found) <= STEP_LOOKUP:
+            if len(found) <= self.step_lookup:
                 among = found if among is None else among & found
                 covered.add(kind)
         return (None if among is None else sorted(among)), covered
