@@ -33,14 +33,14 @@ import random
 import statistics
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 
+from pg_batch import fresh_schema  # bench/, beside this file
 from waymark.model import Event, Record, State, to_record
-from waymark.store import migrate, open_store
+from waymark.store import open_store
 from waymark.store.base import Store, TraceQuery
 
 TENANT = "default"
@@ -113,20 +113,12 @@ def batches(events: int, seed: int = 7) -> Iterator[list[Record]]:
 
 @contextlib.contextmanager
 def place(backend: str, server: str) -> Iterator[str]:
-    if backend == "sqlite":
-        with tempfile.TemporaryDirectory(prefix="wm-bench-") as folder:
-            yield f"sqlite:///{folder}/search.db"
+    if backend == "postgresql":
+        with fresh_schema(server) as url:
+            yield url
         return
-    name = f"wm_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{name}"')
-    url = f"{server}{'&' if '?' in server else '?'}options=-csearch_path%3D{name}"
-    try:
-        migrate.upgrade(url)
-        yield url
-    finally:
-        with psycopg.connect(server, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{name}" CASCADE')
+    with tempfile.TemporaryDirectory(prefix="wm-bench-") as folder:
+        yield f"sqlite:///{folder}/search.db"
 
 
 def fill(store: Store, backend: str, url: str, events: int) -> float:

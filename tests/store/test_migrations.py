@@ -20,6 +20,7 @@ from tests.conftest import free_port, pg_schema
 from tests.store.conftest import BACKENDS, rec
 from waymark.cli import app
 from waymark.errors import SchemaOutdated
+from waymark.model import Record
 from waymark.store import migrate, open_store, parse_store_url
 from waymark.store.base import TraceQuery
 from waymark.store.schema import dead_letters, events, metadata
@@ -186,20 +187,13 @@ def test_paths_keyed_by_digest_are_found_after_0005_and_keyed_so_again_below_it(
     assert stored_keys(blank_url) == {short: digest_key(short), long: digest_key(long)}
 
 
-def test_paths_stored_before_0007_are_in_summaries_and_lookups_after_it(blank_url: str) -> None:
-    """0007 moves a summary's paths to ``events.paths`` (filled from ``paths`` for the
-    events stored before) and keys ``paths`` by path; nothing stored goes missing."""
-    records = [
-        rec("t", "e1", at=10, path="s3://b/in.csv", outputs=["s3://b/out.csv"]),
-        rec("t", "e2", at=20, inputs=["s3://b/out.csv"], outputs=["s3://b/final.csv"]),
-        rec("t", "e3", at=30),
-        rec("u", "e4", at=40, path="s3://b/in.csv"),
-    ]
-    migrate.upgrade(blank_url, target="0006")
-    columns = ", ".join(c.name for c in list(events.c)[:-1])  # all but 0007's paths
-    with connected(blank_url) as conn:
+def store_as_before(url: str, records: list[Record], *, event_columns: int) -> None:
+    """Write records as an older revision did, straight into its tables: the first
+    ``event_columns`` columns of ``events``, and paths without their time of receipt."""
+    columns = ", ".join(c.name for c in list(events.c)[:event_columns])
+    with connected(url) as conn:
         for record in records:
-            row = event_row(record)[:-1]
+            row = event_row(record)[:event_columns]
             marks = ", ".join(f":v{i}" for i in range(len(row)))
             conn.execute(
                 text(f"INSERT INTO events ({columns}) VALUES ({marks})"),
@@ -220,6 +214,19 @@ def test_paths_stored_before_0007_are_in_summaries_and_lookups_after_it(blank_ur
                 ),
                 dict(zip("abcdefg", path_row[:7], strict=True)),
             )
+
+
+def test_paths_stored_before_0007_are_in_summaries_and_lookups_after_it(blank_url: str) -> None:
+    """0007 moves a summary's paths to ``events.paths`` (filled from ``paths`` for the
+    events stored before) and keys ``paths`` by path; nothing stored goes missing."""
+    records = [
+        rec("t", "e1", at=10, path="s3://b/in.csv", outputs=["s3://b/out.csv"]),
+        rec("t", "e2", at=20, inputs=["s3://b/out.csv"], outputs=["s3://b/final.csv"]),
+        rec("t", "e3", at=30),
+        rec("u", "e4", at=40, path="s3://b/in.csv"),
+    ]
+    migrate.upgrade(blank_url, target="0006")
+    store_as_before(blank_url, records, event_columns=len(events.c) - 1)  # not 0007's paths
     migrate.upgrade(blank_url, target="0007")
     with connected(blank_url) as conn:
         key = inspect(conn).get_pk_constraint("paths")["constrained_columns"]
@@ -248,30 +255,7 @@ def test_steps_and_arrivals_stored_before_0008_are_searched_and_looked_up_after_
     ]
     records = [r._replace(received_us=100 * (i + 1)) for i, r in enumerate(records)]
     migrate.upgrade(blank_url, target="0007")
-    columns = ", ".join(c.name for c in events.c)
-    with connected(blank_url) as conn:
-        for record in records:
-            row = event_row(record)
-            marks = ", ".join(f":v{i}" for i in range(len(row)))
-            conn.execute(
-                text(f"INSERT INTO events ({columns}) VALUES ({marks})"),
-                {f"v{i}": v for i, v in enumerate(row)},
-            )
-        for (tenant, trace_id), partial in partials(records).items():
-            row = trace_row(tenant, trace_id, partial)
-            marks = ", ".join(f":v{i}" for i in range(len(row)))
-            conn.execute(
-                text(f"INSERT INTO traces ({', '.join(TRACE_COLUMNS)}) VALUES ({marks})"),
-                {f"v{i}": v for i, v in enumerate(row)},
-            )
-        for path_row in path_rows(records):
-            conn.execute(
-                text(
-                    "INSERT INTO paths (tenant, path, trace_id, event_id, time_us, ord, path_key)"
-                    " VALUES (:a, :b, :c, :d, :e, :f, :g)"
-                ),
-                dict(zip("abcdefg", path_row[:7], strict=True)),
-            )
+    store_as_before(blank_url, records, event_columns=len(events.c))
     migrate.upgrade(blank_url)
     store = open_store(blank_url)
     try:

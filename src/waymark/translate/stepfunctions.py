@@ -27,12 +27,9 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
-from waymark.errors import TooLarge
-from waymark.ingest import field_errors, invalid, malformed
 from waymark.model import (
-    MAX_BATCH,
     ErrorItem,
     Event,
     Name,
@@ -42,7 +39,7 @@ from waymark.model import (
     TraceStatus,
     from_us,
 )
-from waymark.translate import clip
+from waymark.translate import clip, one_or_many
 
 DETAIL_TYPE = "Step Functions Execution Status Change"
 SOURCE = "aws.states"
@@ -142,24 +139,10 @@ _NAMES = {"trace_id": "detail.name", "start_time": "detail.startDate"}
 def parse(data: Any) -> list[Event]:
     """One EventBridge event or a list of 1 to 1,000, as native events; all or nothing.
     :class:`BadRequest` lists each bad field (with its index in a list)."""
-    if not isinstance(data, list | dict):
-        raise malformed(["body"], "must be an EventBridge event object or a list of them")
-    items = data if isinstance(data, list) else [data]
-    if not items:
-        raise invalid([{"loc": ["body"], "msg": "must hold 1 to 1000 events, not none"}])
-    if len(items) > MAX_BATCH:
-        raise TooLarge(f"batch of {len(items)} events; at most {MAX_BATCH} are accepted")
-    events: list[Event] = []
-    errors: list[dict[str, Any]] = []
-    for i, item in enumerate(items):
-        where: list[Any] = ["body", i] if isinstance(data, list) else ["body"]
-        if not isinstance(item, dict):
-            errors.append({"loc": where, "msg": "must be an EventBridge event object"})
-            continue
-        try:
-            events.append(to_event(StatusChange.model_validate(item)))
-        except ValidationError as exc:
-            errors += field_errors(exc, where, _NAMES)
-    if errors:
-        raise invalid(errors)
-    return events
+    return one_or_many(
+        data,
+        "an EventBridge event",
+        lambda item: to_event(StatusChange.model_validate(item)),
+        where=["body"],
+        names=_NAMES,
+    )
