@@ -227,13 +227,14 @@ BODY_ERRORS = (400, 413)
 
 @dataclass(frozen=True)
 class Operation:
-    """What one operation takes and answers beyond what its route declares."""
+    """What one operation takes and answers beyond what its route declares. An operation
+    not listed in :data:`OPERATIONS` is described by its route alone, with the errors
+    every operation may give."""
 
-    answer: type[BaseModel] | dict[str, Any] | None  # the success body; None: none
-    status: int = 200
+    answer: type[BaseModel] | dict[str, Any] | None = None  # None: as the route declares
+    empty: bool = False  # the success answer has no body
     body: type[BaseModel] | dict[str, Any] | None = None
     examples: tuple[str, ...] = ()  # files of examples/
-    errors: tuple[int, ...] = ()  # beyond COMMON_ERRORS and BODY_ERRORS
     replies: dict[int, type[BaseModel]] = field(default_factory=dict)  # own error shapes
 
 
@@ -251,24 +252,23 @@ def _ref(model: type[BaseModel]) -> dict[str, Any]:
 
 
 OPERATIONS: dict[tuple[str, str], Operation] = {
-    ("POST", "/v1/events"): Operation(Accepted, 202, _one_or_many(Event), ("native-events.json",)),
-    ("GET", "/v1/traces/{trace_id}"): Operation(Summary, errors=(404,)),
-    ("POST", "/v1/traces"): Operation(TraceCreated, 201, TraceStart),
-    ("GET", "/v1/traces"): Operation(SummaryPage),
-    ("GET", "/v1/traces/{trace_id}/events"): Operation(EventsPage, errors=(404,)),
-    ("GET", "/v1/paths"): Operation(PathTouches),
-    ("GET", "/v1/traces/{trace_id}/lineage"): Operation(Lineage, errors=(404,)),
-    ("POST", "/status"): Operation(TraceCreated, body=StatusItem, examples=("okdata-create.json",)),
-    ("GET", "/status/{trace_id}"): Operation(
-        {"type": "array", "items": _ref(OkdataItem)}, errors=(404,)
+    ("POST", "/v1/events"): Operation(
+        Accepted, body=_one_or_many(Event), examples=("native-events.json",)
     ),
+    ("GET", "/v1/traces/{trace_id}"): Operation(Summary),
+    ("POST", "/v1/traces"): Operation(TraceCreated, body=TraceStart),
+    ("GET", "/v1/traces"): Operation(SummaryPage),
+    ("GET", "/v1/traces/{trace_id}/events"): Operation(EventsPage),
+    ("GET", "/v1/paths"): Operation(PathTouches),
+    ("GET", "/v1/traces/{trace_id}/lineage"): Operation(Lineage),
+    ("POST", "/status"): Operation(TraceCreated, body=StatusItem, examples=("okdata-create.json",)),
+    ("GET", "/status/{trace_id}"): Operation({"type": "array", "items": _ref(OkdataItem)}),
     ("POST", "/status/{trace_id}"): Operation(
         OkdataItem,
         body=StatusItem,
         examples=("okdata-update.json", "okdata-update-failed.json", "okdata-update-legacy.json"),
-        errors=(404,),
     ),
-    ("GET", "/status-from-path/{b64}"): Operation(TraceRef, errors=(404,)),
+    ("GET", "/status-from-path/{b64}"): Operation(TraceRef),
     ("POST", "/api/status-publisher/v1/status"): Operation(
         AcceptedCount, body=_list_of(GsmMessage), examples=("gsm-status.json",)
     ),
@@ -278,13 +278,12 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("POST", "/api/status-processor/v1/status/query"): Operation(GsmQueryAnswer, body=QueryRequest),
     ("GET", "/api/status-processor/v1/dataset-details"): Operation(GsmDetailsAnswer),
     ("POST", "/api/v1/lineage"): Operation(
-        None, 201, _one_or_many(RunEvent), ("openlineage-child-complete.json",)
+        empty=True, body=_one_or_many(RunEvent), examples=("openlineage-child-complete.json",)
     ),
     ("POST", "/aws/step-functions/events"): Operation(
         Accepted,
-        202,
-        _one_or_many(StatusChange),
-        (
+        body=_one_or_many(StatusChange),
+        examples=(
             "stepfunctions-running.json",
             "stepfunctions-succeeded.json",
             "stepfunctions-failed.json",
@@ -355,29 +354,32 @@ def complete(schema: dict[str, Any], routes: Iterable[BaseRoute]) -> dict[str, A
             continue
         for method in route.methods or ():
             described = schema["paths"].get(route.path_format, {}).get(method.lower())
-            operation = OPERATIONS.get((method, route.path_format))
-            if described is None or operation is None:
+            if described is None:
                 continue
-            _describe(described, operation, *_error_shape(route))
+            operation = OPERATIONS.get((method, route.path_format), Operation())
+            _describe(described, operation, route, *_error_shape(route))
     _markdown(schema)
     return schema
 
 
 def _describe(
-    described: dict[str, Any], operation: Operation, error: type[BaseModel], media: str
+    described: dict[str, Any],
+    operation: Operation,
+    route: APIRoute,
+    error: type[BaseModel],
+    media: str,
 ) -> None:
-    responses: dict[str, Any] = {}
-    success: dict[str, Any] = {
-        "description": described["responses"]
-        .get(str(operation.status), {})
-        .get("description", "Successful")
-    }
-    if operation.answer is not None:
+    generated = described["responses"]
+    ok = next((s for s in generated if s.startswith("2")), str(route.status_code or 200))
+    success: dict[str, Any] = dict(generated.get(ok, {"description": "Successful"}))
+    if operation.answer is not None and "content" not in success:  # a route's own wins
         success["content"] = _content(JSON, operation.answer)
-    else:
-        success["description"] = "Accepted; no body"
-    responses[str(operation.status)] = success
-    statuses = set(COMMON_ERRORS) | set(operation.errors)
+    elif operation.empty:
+        success = {"description": "Accepted; no body"}
+    responses: dict[str, Any] = {ok: success}
+    statuses = set(COMMON_ERRORS)
+    if "{" in route.path_format:  # a trace, or a file, that may not be there
+        statuses.add(404)
     if operation.body is not None:
         statuses |= set(BODY_ERRORS)
         body: dict[str, Any] = {"required": True, "content": _content(JSON, operation.body)}
