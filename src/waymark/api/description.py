@@ -372,7 +372,8 @@ def _describe(
     generated = described["responses"]
     ok = next((s for s in generated if s.startswith("2")), str(route.status_code or 200))
     success: dict[str, Any] = dict(generated.get(ok, {"description": "Successful"}))
-    if operation.answer is not None and "content" not in success:  # a route's own wins
+    declared = success.get("content", {}).get(JSON, {}).get("schema")
+    if operation.answer is not None and not declared:  # a route's own model wins
         success["content"] = _content(JSON, operation.answer)
     elif operation.empty:
         success = {"description": "Accepted; no body"}
