@@ -21,6 +21,10 @@ each ratio is taken against. Usage::
 
     .venv/bin/python bench/search_steps.py [--events 1000000] [--repeat 200]
         [--backends sqlite postgresql] [--postgres postgresql://postgres@127.0.0.1:5432/test]
+    .venv/bin/python bench/search_steps.py --append-cost 200000 [--rounds 3]
+
+``--append-cost`` measures instead what keeping ``trace_steps`` costs SQLite appends: the
+same batches with and without it, in alternating fresh files.
 """
 
 from __future__ import annotations
@@ -161,13 +165,50 @@ def measure(store: Store, repeat: int) -> dict[str, dict[str, Any]]:
     return out
 
 
+def append_cost(events: int, rounds: int) -> dict[str, Any]:
+    """What keeping ``trace_steps`` costs an append: SQLite, the same batches stored with
+    and without it (its insert made a no-op), in alternating fresh files; the medians of
+    ``rounds`` pairs, in events/s."""
+    from waymark.store.sqlite import SQLiteStore
+
+    keep = SQLiteStore._insert_steps
+    ready = list(batches(events))  # made before the clock starts
+    rates: dict[str, list[float]] = {"with trace_steps": [], "without": []}
+    for _ in range(rounds):
+        for name in rates:
+            SQLiteStore._insert_steps = keep if name != "without" else lambda *a: None  # type: ignore[method-assign]
+            with place("sqlite", "") as url:
+                store = open_store(url)
+                try:
+                    started = time.perf_counter()
+                    for batch in ready:
+                        store.append(batch)
+                    rates[name].append(events / (time.perf_counter() - started))
+                finally:
+                    store.close()
+    SQLiteStore._insert_steps = keep  # type: ignore[method-assign]
+    out: dict[str, Any] = {k: round(statistics.median(v)) for k, v in rates.items()}
+    out["ratio"] = round(out["with trace_steps"] / out["without"], 3)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=200)
     parser.add_argument("--backends", nargs="+", default=["sqlite", "postgresql"])
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument(
+        "--append-cost",
+        type=int,
+        metavar="EVENTS",
+        help="only measure what trace_steps costs SQLite appends, with this many events",
+    )
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    if args.append_cost:
+        print(json.dumps(append_cost(args.append_cost, args.rounds)))
+        return
     result: dict[str, Any] = {"events": args.events, "limit_ms": 50}
     for backend in args.backends:
         with place(backend, args.postgres) as url:
