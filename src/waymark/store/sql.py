@@ -538,7 +538,7 @@ class SqlStore(Store):
     ) -> Page[Summary]:
         now = now_us()
 
-        def read(cur: Cursor) -> tuple[list[Any], list[Summary]]:
+        def read(cur: Cursor) -> tuple[list[tuple[int, str]], list[Summary]]:
             among, covered = self._named_by(cur, tenant, query)
             if among is not None and not among:
                 return [], []
@@ -547,23 +547,23 @@ class SqlStore(Store):
             )
             cur.execute(sql, params)
             rows = cur.fetchall()
-            if among is not None:  # the page's keys, sorted: now their whole rows
-                rows = self._rows_of(cur, tenant, rows)
-            return rows, self._render(cur, tenant, rows[:limit], now)
+            if among is None:
+                keys = [(int(row[4]), row[1]) for row in rows]
+            else:  # the page's keys, sorted: now their whole rows
+                keys = [(int(updated_us), trace_id) for trace_id, updated_us in rows]
+                rows = self._rows_of(cur, tenant, [trace_id for _, trace_id in keys[:limit]])
+            return keys, self._render(cur, tenant, rows[:limit], now)
 
-        rows, items = self._read(read)
+        keys, items = self._read(read)
         next_cursor = None
-        if len(rows) > limit:
-            last = rows[limit - 1]
-            next_cursor = encode_cursor(int(last[4]), last[1])
+        if len(keys) > limit:
+            next_cursor = encode_cursor(*keys[limit - 1])
         return Page(items, next_cursor)
 
-    def _rows_of(self, cur: Cursor, tenant: str, keys: list[Any]) -> list[Any]:
-        """The ``traces`` rows (``SUMMARY_COLUMNS``) of (trace_id, updated_us) keys, in
-        their order."""
-        if not keys:
+    def _rows_of(self, cur: Cursor, tenant: str, ids: list[str]) -> list[Any]:
+        """The ``traces`` rows (``SUMMARY_COLUMNS``) of these traces, in this order."""
+        if not ids:
             return []
-        ids = [key[0] for key in keys]
         cur.execute(
             self.q(
                 f"SELECT {SUMMARY_COLUMNS} FROM traces"
