@@ -13,6 +13,8 @@ traces and some by few:
 - ``legacy-5``: the oldest 5 in 100 traces only (a component no longer used: the case
   where reading summaries by recency finds its matches last).
 
+A store that becomes unavailable (a shared server restarted by someone else) is waited
+for; the batch or query is then run again, and an interrupted query is not a sample.
 Each query is ``Store.search(..., limit=50)`` (the store's whole answer, summaries
 rendered with their errors and paths), asked ``--repeat`` times in rotating order; the
 first page, and the second through the cursor. Prints one JSON object: p50 and p99 in
@@ -43,6 +45,7 @@ from typing import Any
 import psycopg
 
 from pg_batch import fresh_schema  # bench/, beside this file
+from waymark.errors import Unavailable
 from waymark.model import Event, Record, State, to_record
 from waymark.store import open_store
 from waymark.store.base import Store, TraceQuery
@@ -125,10 +128,26 @@ def place(backend: str, server: str) -> Iterator[str]:
         yield f"sqlite:///{folder}/search.db"
 
 
+def wait_for(store: Store) -> None:
+    """Until the store answers again (another user of a shared server restarted it)."""
+    while True:
+        time.sleep(1)
+        try:
+            store.ping()
+            return
+        except Unavailable:
+            continue
+
+
 def fill(store: Store, backend: str, url: str, events: int) -> float:
     started = time.perf_counter()
     for batch in batches(events):
-        store.append(batch)
+        while True:
+            try:
+                store.append(batch)  # again after a restart: appends are idempotent
+                break
+            except Unavailable:
+                wait_for(store)
     if backend == "postgresql":  # what autovacuum would do after a load this size
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("ANALYZE")
@@ -144,8 +163,13 @@ def measure(store: Store, repeat: int) -> dict[str, dict[str, Any]]:
     cpu: dict[str, list[float]] = {}
 
     def timed(name: str, query: TraceQuery, cursor: str | None) -> str | None:
-        started, started_cpu = time.perf_counter(), time.thread_time()
-        page = store.search(TENANT, query, limit=50, cursor=cursor)
+        while True:
+            started, started_cpu = time.perf_counter(), time.thread_time()
+            try:
+                page = store.search(TENANT, query, limit=50, cursor=cursor)
+                break
+            except Unavailable:  # the server restarted: not a sample
+                wait_for(store)
         cpu.setdefault(name, []).append((time.thread_time() - started_cpu) * 1000)
         wall.setdefault(name, []).append((time.perf_counter() - started) * 1000)
         return page.next_cursor
