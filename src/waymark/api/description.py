@@ -129,13 +129,39 @@ class OkdataItem(StatusItem):
     trace_event_id: str
 
 
+class GsmStatus(BaseModel):
+    """A stored event as GSM status properties (null where the event did not say)."""
+
+    correlationId: str  # GSM's names
+    recordId: str | None
+    recordIdVersion: str | None
+    stage: str | None
+    status: Status
+    message: str | None
+    errorCode: int | None
+    userEmail: str | None
+    timestamp: int | None = Field(description="milliseconds since the epoch")
+    additionalProperties: dict[str, Any] | None
+
+
+class GsmDetails(BaseModel):
+    """Stored dataset details as GSM datasetDetails properties."""
+
+    correlationId: str  # GSM's names
+    datasetId: str
+    datasetVersionId: str | None
+    datasetType: str | None
+    recordCount: int | None
+    timestamp: int = Field(description="milliseconds since the epoch")
+
+
 class GsmQueryAnswer(BaseModel):
-    results: list[StatusProperties]
+    results: list[GsmStatus]
     cursor: str | None
 
 
 class GsmDetailsAnswer(BaseModel):
-    results: list[DetailsProperties]
+    results: list[GsmDetails]
 
 
 class Health(BaseModel):
