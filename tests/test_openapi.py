@@ -4,6 +4,7 @@ works without the internet, its files served by Waymark."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from pathlib import Path
@@ -167,3 +168,75 @@ def test_docs_load_with_no_network_beyond_loopback(live_server: LiveServer, tmp_
     assert 'class="swagger-ui' in dom
     assert "opblock" in dom  # the operations, drawn from /openapi.json
     assert "/aws/step-functions/events" in dom and "/v1/events" in dom
+
+
+def test_answers_match_what_the_description_declares(spec: dict[str, Any], tmp_path: Path) -> None:
+    """Real answers of every door, success and error, validated against the schema the
+    description declares for their operation and status."""
+    from jsonschema import Draft202012Validator
+
+    from waymark.api.app import create_app
+    from waymark.config import Settings
+
+    def check(answer: httpx.Response, method: str, path: str) -> None:
+        declared = spec["paths"][path][method.lower()]["responses"][str(answer.status_code)]
+        if "content" not in declared:
+            assert answer.content == b"", (method, path)
+            return
+        [(media, content)] = declared["content"].items()
+        assert answer.headers["content-type"].startswith(media), (method, path)
+        schema = {**content["schema"], "components": spec["components"]}
+        errors = list(Draft202012Validator(schema).iter_errors(answer.json()))
+        assert not errors, (method, path, answer.status_code, errors[0].message)
+
+    def example(name: str) -> Any:
+        return json.loads((EXAMPLES / f"{name}.json").read_text())
+
+    gsm = {"data-partition-id": "opendes"}
+    with TestClient(create_app(Settings(store=f"sqlite:///{tmp_path}/w.db"))) as c:
+        check(c.post("/v1/events", json=example("native-events")), "POST", "/v1/events")
+        check(c.post("/v1/events", json=[{}]), "POST", "/v1/events")
+        check(c.post("/v1/events", content=b"{"), "POST", "/v1/events")
+        trace = "parking-fees-5b0e"
+        check(c.get(f"/v1/traces/{trace}"), "GET", "/v1/traces/{trace_id}")
+        check(c.get("/v1/traces/nobody"), "GET", "/v1/traces/{trace_id}")
+        check(c.get(f"/v1/traces/{trace}/events"), "GET", "/v1/traces/{trace_id}/events")
+        check(c.get(f"/v1/traces/{trace}/lineage"), "GET", "/v1/traces/{trace_id}/lineage")
+        check(c.get("/v1/traces", params={"component": "data-uploader"}), "GET", "/v1/traces")
+        check(c.get("/v1/traces", params={"since": "never"}), "GET", "/v1/traces")
+        check(
+            c.get("/v1/paths", params={"path": "raw/green/parking-fees/fees.csv"}),
+            "GET",
+            "/v1/paths",
+        )
+        check(c.post("/v1/traces", json={"domain": "d", "domain_id": "ds/1"}), "POST", "/v1/traces")
+        created = c.post("/status", json=example("okdata-create"))
+        check(created, "POST", "/status")
+        check(c.post("/status", json={}), "POST", "/status")
+        okdata = created.json()["trace_id"]
+        updated = c.post(f"/status/{okdata}", json=example("okdata-update-failed"))
+        check(updated, "POST", "/status/{trace_id}")
+        check(c.get(f"/status/{okdata}"), "GET", "/status/{trace_id}")
+        check(c.get("/status/nobody"), "GET", "/status/{trace_id}")
+        key = base64.b64encode(example("okdata-create")["s3_path"].encode()).decode()
+        check(c.get(f"/status-from-path/{key}"), "GET", "/status-from-path/{b64}")
+        publish = "/api/status-publisher/v1/status"
+        check(c.post(publish, json=example("gsm-status"), headers=gsm), "POST", publish)
+        check(c.post(publish, json=[{"kind": "status"}], headers=gsm), "POST", publish)
+        details = "/api/status-publisher/v1/dataset-details"
+        check(c.post(details, json=example("gsm-dataset-details"), headers=gsm), "POST", details)
+        query = "/api/status-processor/v1/status/query"
+        correlation = "7d3f0c8e-2b1a-4c55-9a43-0e6d2f1b8c11"
+        body = {"statusQuery": {"correlationId": correlation}}
+        check(c.post(query, json=body, headers=gsm), "POST", query)
+        read = "/api/status-processor/v1/dataset-details"
+        found = c.get(read, params={"correlationId": correlation}, headers=gsm)
+        check(found, "GET", read)
+        lineage = "/api/v1/lineage"
+        check(c.post(lineage, json=example("openlineage-child-complete")), "POST", lineage)
+        check(c.post(lineage, json={"eventType": "START"}), "POST", lineage)
+        sfn = "/aws/step-functions/events"
+        check(c.post(sfn, json=example("stepfunctions-failed")), "POST", sfn)
+        check(c.post(sfn, json=[example("stepfunctions-running")] * 1001), "POST", sfn)
+        check(c.get("/healthz"), "GET", "/healthz")
+        check(c.get("/readyz"), "GET", "/readyz")
