@@ -24,6 +24,7 @@ each ratio is taken against. Usage::
     .venv/bin/python bench/search_steps.py [--events 1000000] [--repeat 200]
         [--backends sqlite postgresql] [--postgres postgresql://postgres@127.0.0.1:5432/test]
     .venv/bin/python bench/search_steps.py --append-cost 200000 [--rounds 3]
+    .venv/bin/python bench/search_steps.py --backends postgresql --own-postgres
 
 ``--append-cost`` measures instead what keeping ``trace_steps`` costs SQLite appends: the
 same batches with and without it, in alternating fresh files.
@@ -222,6 +223,62 @@ def append_cost(events: int, rounds: int) -> dict[str, Any]:
     return out
 
 
+@contextlib.contextmanager
+def own_postgres() -> Iterator[str]:
+    """A PostgreSQL server of this run's own (initdb's default settings) on a free loopback
+    port, stopped and removed after: a shared server may be restarted by others mid-run.
+    Run as the ``postgres`` user when this process is root (initdb refuses root)."""
+    import shutil
+    import socket
+    import subprocess
+
+    bindir = (
+        subprocess.run(
+            ["pg_config", "--bindir"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+        or "/usr/lib/postgresql/15/bin"
+    )
+    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    folder = tempfile.mkdtemp(prefix="wm-bench-pg-")
+    if as_user:
+        shutil.chown(folder, "postgres")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    data = f"{folder}/data"
+    subprocess.run(
+        [*as_user, f"{bindir}/initdb", "-D", data, "-A", "trust", "-U", "postgres"],
+        check=True,
+        capture_output=True,
+    )
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1"
+    subprocess.run(
+        [
+            *as_user,
+            f"{bindir}/pg_ctl",
+            "-D",
+            data,
+            "-o",
+            options,
+            "-l",
+            f"{folder}/log",
+            "-w",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(
+            [*as_user, f"{bindir}/pg_ctl", "-D", data, "-m", "fast", "-w", "stop"],
+            check=False,
+            capture_output=True,
+        )
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000)
@@ -235,11 +292,24 @@ def main() -> None:
         help="only measure what trace_steps costs SQLite appends, with this many events",
     )
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--own-postgres",
+        action="store_true",
+        help="run a PostgreSQL server of this run's own instead of --postgres",
+    )
     args = parser.parse_args()
     if args.append_cost:
         print(json.dumps(append_cost(args.append_cost, args.rounds)))
         return
     result: dict[str, Any] = {"events": args.events, "limit_ms": 50}
+    with contextlib.ExitStack() as stack:
+        if args.own_postgres and "postgresql" in args.backends:
+            args.postgres = stack.enter_context(own_postgres())
+        run(args, result)
+    print(json.dumps(result, indent=1))
+
+
+def run(args: argparse.Namespace, result: dict[str, Any]) -> None:
     for backend in args.backends:
         with place(backend, args.postgres) as url:
             store = open_store(url)
@@ -255,7 +325,6 @@ def main() -> None:
             finally:
                 store.close()
         print(json.dumps({backend: result[backend]}), flush=True)
-    print(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":
