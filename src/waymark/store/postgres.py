@@ -178,9 +178,6 @@ class PostgresStore(SqlStore):
     """
 
     placeholder = "%s"
-    # A read by key costs about as much as 1.3 steps of a scan by recency here (index
-    # probes into a heap); on SQLite about 5.
-    step_lookup = 2000
 
     def __init__(
         self,
