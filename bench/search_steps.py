@@ -7,8 +7,8 @@ an ``INDEX`` stage; the other steps are drawn so that some components are named 
 traces and some by few:
 
 - ``data-uploader``: every trace; ``converter-10``: one trace in 10; ``validator-3``: 3
-  in 100; ``checker-2``: 2 in 100 (about as many as a lookup reads at most on
-  PostgreSQL, ``step_lookup``); ``enricher-1``: 1 in 100 (as many as one on SQLite);
+  in 100; ``checker-2``: 2 in 100; ``enricher-1``: 1 in 100 (about as many as a lookup
+  by key reads at most, ``SqlStore.step_lookup``);
   ``rare``: 10 traces in all;
 - ``legacy-5``: the oldest 5 in 100 traces only (a component no longer used: the case
   where reading summaries by recency finds its matches last).
