@@ -131,17 +131,29 @@ def test_legacy_create(client: TestClient) -> None:
     assert history(client, trace_id)[0]["s3_path"] == "raw/roads.csv"
 
 
-def test_status_from_path_finds_the_newest_trace(client: TestClient) -> None:
-    first = create(client)
-    later = {**example("okdata-create.json"), "end_time": "2026-11-20T11:00:00+00:00"}
-    newest = client.post("/status", json=later).json()["trace_id"]
-    client.post(
-        f"/status/{first}",
-        json={**example("okdata-update.json"), "end_time": "2026-11-20T09:00:00+00:00"},
+def test_status_from_path_finds_the_trace_that_reported_the_path_last(
+    client: TestClient,
+) -> None:
+    """By arrival, not by the producer's clock: a re-upload of the same key whose uploader
+    reports an earlier time than the first upload's is the trace found."""
+    first = create(client)  # uploaded at 10:00
+    key = base64.b64encode(S3_KEY.encode()).decode()
+    assert client.get(f"/status-from-path/{key}").json() == {"id": first, "trace_id": first}
+    behind = {
+        **example("okdata-create.json"),
+        "start_time": "2026-11-20T08:59:00+00:00",
+        "end_time": "2026-11-20T09:00:00+00:00",
+    }
+    again = client.post("/status", json=behind).json()["trace_id"]
+    assert client.get(f"/status-from-path/{key}").json() == {"id": again, "trace_id": again}
+    # the first trace's next step names the key (files_incoming): it reported it last
+    client.post(f"/status/{first}", json=example("okdata-update.json"))
+    assert client.get(f"/status-from-path/{key}").json()["trace_id"] == first
+    listed = client.get("/v1/paths", params={"path": S3_KEY}).json()["items"]
+    assert [i["trace_id"] for i in listed] == [first, again, first]
+    assert [i["received_at"] for i in listed] == sorted(
+        (i["received_at"] for i in listed), reverse=True
     )
-    key = base64.b64encode(S3_KEY.encode()).decode()  # named in files_incoming, 09:00
-    found = client.get(f"/status-from-path/{key}").json()
-    assert found == {"id": newest, "trace_id": newest}
     # the URL-safe alphabet and missing padding work too
     odd = "raw/ø?/x~"
     client.post(f"/status/{first}", json={**example("okdata-update.json"), "s3_path": odd})

@@ -105,7 +105,15 @@ def to_records(
     received_us: int | None = None,
     submitted_by: str | None = None,
 ) -> list[Record]:
-    """Resolve events into records; each pipeline decides which of them finish a trace.
+    """Resolve the events of one request (or one bus message) into records; each pipeline
+    decides which of them finish a trace.
+
+    An event without a time takes the time of receipt plus its position in the request, in
+    microseconds (the first event +0, the next +1, ...), so that events sent together
+    without times keep the order they were sent in under the sort key (time, event id),
+    however their ids compare. The position is the same on every delivery of a bus message,
+    so a re-delivered event resolves to the same record.
+
     ``submitted_by``: who sent them (see :func:`waymark.model.to_record`)."""
     received = now_us() if received_us is None else received_us
     finishes = pipelines.finishes
@@ -114,8 +122,9 @@ def to_records(
             event,
             tenant,
             received,
+            timestamp_us=received + i,
             finishing=finishes(tenant, event),
             submitted_by=submitted_by,
         )
-        for event in events
+        for i, event in enumerate(events)
     ]

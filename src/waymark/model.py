@@ -30,6 +30,7 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     StrictStr,
+    WithJsonSchema,
 )
 
 
@@ -188,7 +189,22 @@ def _check_body_size(value: dict[str, Any] | None) -> dict[str, Any] | None:
     return value
 
 
-Time = Annotated[datetime, BeforeValidator(_parse_time)]
+Time = Annotated[
+    datetime,
+    BeforeValidator(_parse_time),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "format": "date-time"},
+                {"type": "integer", "description": "milliseconds since the epoch"},
+            ],
+            "description": "RFC 3339 (without an offset: UTC) or epoch milliseconds",
+        },
+        mode="validation",
+    ),
+]
+#: a time as the API answers it: RFC 3339 in UTC with microseconds (:func:`iso`).
+DateTime = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
 TraceId = Annotated[
     StrictStr,
     Field(min_length=1, max_length=TRACE_ID_MAX),
@@ -246,7 +262,8 @@ class Record(NamedTuple):
     """An event as stored: tenant-scoped, times resolved, sort key fixed.
 
     ``time_us`` is the event time (``end_time``, else ``start_time``, else the
-    message timestamp) and ``(time_us, event_id)`` is the sort key. ``finishing``
+    message timestamp: the time of receipt plus the event's position in its request)
+    and ``(time_us, event_id)`` is the sort key. ``finishing``
     is true when the event finishes its trace (``trace_status`` FINISHED, or a
     pipeline's final stage with a terminal status). ``doc`` is the event as the
     API returns it.
@@ -460,7 +477,7 @@ class Current(BaseModel):
     stage: str | None
     operation: str | None
     status: Status
-    time: str
+    time: DateTime
 
 
 class Links(BaseModel):
@@ -497,9 +514,9 @@ class Summary(BaseModel):
     trace_event_status: TraceEventStatus
     outcome: Status
     state: State
-    started_at: str | None
-    updated_at: str
-    finished_at: str | None
+    started_at: DateTime | None
+    updated_at: DateTime
+    finished_at: DateTime | None
     duration_ms: float | None
     event_count: int
     domain: str | None

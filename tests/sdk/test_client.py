@@ -50,6 +50,7 @@ def test_client_against_a_live_server(live_server: LiveServer) -> None:
 
         [hit] = client.paths("processed/green/parking-fees/fees.parquet")
         assert hit.trace_id == TRACE
+        assert hit.received_at is not None and hit.received_at >= hit.at  # sent after
 
         lineage = client.lineage(TRACE)
         step = f"step:{result.event_ids[1]}"

@@ -276,6 +276,73 @@ def test_path_lookup_newest_first(store: SqlStore) -> None:
     assert store.paths("default", "s3://nowhere") == []
 
 
+def test_path_lookup_answers_the_latest_arrival_first(store: SqlStore) -> None:
+    """A re-upload of the same key, reported by a producer whose clock is behind, is the
+    first answer: lookups go by when events were received, not by their event time."""
+    key = "s3://in/report.csv"
+    store.append([rec("first", "e1", at=5_000, received_us=10_000, path=key)])
+    store.append([rec("again", "e2", at=1_000, received_us=20_000, path=key)])
+    store.append([rec("other", "e3", at=9_000, received_us=30_000, path="s3://in/else.csv")])
+    hits = store.paths("default", key)
+    assert [h.trace_id for h in hits] == ["again", "first"]
+    assert (hits[0].at, hits[0].received_at) == (
+        "1970-01-01T00:00:00.001000Z",
+        "1970-01-01T00:00:00.020000Z",
+    )
+    assert [h.trace_id for h in store.paths("default", key, limit=1)] == ["again"]
+
+
+def test_search_by_component_or_stage_matches_any_event_of_a_trace(store: SqlStore) -> None:
+    store.append(
+        [
+            rec("a", "a1", at=10, component="uploader", stage="UPLOAD"),
+            rec("a", "a2", at=20, component="converter", stage="CONVERT"),
+            rec("a", "a3", at=30, component="indexer", stage="INDEX"),
+            rec("b", "b1", at=40, component="uploader", stage="UPLOAD"),
+            rec("b", "b2", at=50, component="writer", trace_status="FINISHED"),
+            rec("c", "c1", at=60, component="converter", stage="UPLOAD"),
+            rec("a", "a1", at=10, component="ignored-repeat", tenant="other"),
+        ]
+    )
+    assert _search_ids(store, TraceQuery(component="uploader")) == ["b", "a"]
+    assert _search_ids(store, TraceQuery(component="converter")) == ["c", "a"]
+    assert _search_ids(store, TraceQuery(stage="UPLOAD")) == ["c", "b", "a"]
+    # each filter on its own: an event of the component, an event at the stage
+    assert _search_ids(store, TraceQuery(component="converter", stage="UPLOAD")) == ["c", "a"]
+    assert _search_ids(store, TraceQuery(component="uploader", done=True)) == ["b"]
+    assert _search_ids(store, TraceQuery(component="nobody")) == []
+    assert _search_ids(store, TraceQuery(component="uploader"), tenant="other") == []
+    assert _search_ids(store, TraceQuery(component="ignored-repeat"), tenant="other") == ["a"]
+    # a re-sent event adds nothing
+    store.append([rec("b", "b1", at=40, component="uploader", stage="UPLOAD")])
+    assert _search_ids(store, TraceQuery(component="uploader")) == ["b", "a"]
+
+
+def test_search_by_a_common_component_pages_by_recency(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A component named by more traces than one lookup reads filters the summaries read
+    by recency instead; both ways give the same pages."""
+    store.append(
+        [rec(f"t{i:02}", f"e{i}", at=i, component="router" if i % 3 else "writer")
+         for i in range(40)]
+    )  # fmt: skip
+    wanted = [f"t{i:02}" for i in reversed(range(40)) if i % 3]
+
+    def pages() -> list[str]:
+        ids, cursor = [], None
+        while True:
+            page = store.search("default", TraceQuery(component="router"), limit=7, cursor=cursor)
+            ids += [s.trace_id for s in page.items]
+            cursor = page.next_cursor
+            if cursor is None:
+                return ids
+
+    assert pages() == wanted
+    monkeypatch.setattr(store, "step_lookup", 5)
+    assert pages() == wanted
+
+
 def test_a_path_longer_than_an_index_entry_is_found(store: SqlStore) -> None:
     long_path = "s3://bucket/" + secrets.token_hex(4980)  # 9,972 random characters
     store.append([rec("t", "e1", path=long_path, inputs=[long_path + "/in"])])

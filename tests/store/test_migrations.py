@@ -20,7 +20,9 @@ from tests.conftest import free_port, pg_schema
 from tests.store.conftest import BACKENDS, rec
 from waymark.cli import app
 from waymark.errors import SchemaOutdated
+from waymark.model import Record
 from waymark.store import migrate, open_store, parse_store_url
+from waymark.store.base import TraceQuery
 from waymark.store.schema import dead_letters, events, metadata
 from waymark.store.sql import TRACE_COLUMNS, event_row, path_key, path_rows, trace_row
 from waymark.summary import partials
@@ -185,20 +187,13 @@ def test_paths_keyed_by_digest_are_found_after_0005_and_keyed_so_again_below_it(
     assert stored_keys(blank_url) == {short: digest_key(short), long: digest_key(long)}
 
 
-def test_paths_stored_before_0007_are_in_summaries_and_lookups_after_it(blank_url: str) -> None:
-    """0007 moves a summary's paths to ``events.paths`` (filled from ``paths`` for the
-    events stored before) and keys ``paths`` by path; nothing stored goes missing."""
-    records = [
-        rec("t", "e1", at=10, path="s3://b/in.csv", outputs=["s3://b/out.csv"]),
-        rec("t", "e2", at=20, inputs=["s3://b/out.csv"], outputs=["s3://b/final.csv"]),
-        rec("t", "e3", at=30),
-        rec("u", "e4", at=40, path="s3://b/in.csv"),
-    ]
-    migrate.upgrade(blank_url, target="0006")
-    columns = ", ".join(c.name for c in list(events.c)[:-1])  # all but 0007's paths
-    with connected(blank_url) as conn:
+def store_as_before(url: str, records: list[Record], *, event_columns: int) -> None:
+    """Write records as an older revision did, straight into its tables: the first
+    ``event_columns`` columns of ``events``, and paths without their time of receipt."""
+    columns = ", ".join(c.name for c in list(events.c)[:event_columns])
+    with connected(url) as conn:
         for record in records:
-            row = event_row(record)[:-1]
+            row = event_row(record)[:event_columns]
             marks = ", ".join(f":v{i}" for i in range(len(row)))
             conn.execute(
                 text(f"INSERT INTO events ({columns}) VALUES ({marks})"),
@@ -217,12 +212,26 @@ def test_paths_stored_before_0007_are_in_summaries_and_lookups_after_it(blank_ur
                     "INSERT INTO paths (tenant, path, trace_id, event_id, time_us, ord, path_key)"
                     " VALUES (:a, :b, :c, :d, :e, :f, :g)"
                 ),
-                dict(zip("abcdefg", path_row, strict=True)),
+                dict(zip("abcdefg", path_row[:7], strict=True)),
             )
-    migrate.upgrade(blank_url)
+
+
+def test_paths_stored_before_0007_are_in_summaries_and_lookups_after_it(blank_url: str) -> None:
+    """0007 moves a summary's paths to ``events.paths`` (filled from ``paths`` for the
+    events stored before) and keys ``paths`` by path; nothing stored goes missing."""
+    records = [
+        rec("t", "e1", at=10, path="s3://b/in.csv", outputs=["s3://b/out.csv"]),
+        rec("t", "e2", at=20, inputs=["s3://b/out.csv"], outputs=["s3://b/final.csv"]),
+        rec("t", "e3", at=30),
+        rec("u", "e4", at=40, path="s3://b/in.csv"),
+    ]
+    migrate.upgrade(blank_url, target="0006")
+    store_as_before(blank_url, records, event_columns=len(events.c) - 1)  # not 0007's paths
+    migrate.upgrade(blank_url, target="0007")
     with connected(blank_url) as conn:
         key = inspect(conn).get_pk_constraint("paths")["constrained_columns"]
     assert key == ["tenant", "path_key", "time_us", "event_id", "ord"]
+    migrate.upgrade(blank_url)
     store = open_store(blank_url)
     try:
         summary = store.summary("default", "t")
@@ -268,6 +277,32 @@ def test_errors_and_paths_stored_before_0009_are_counted_and_paged_after_it(
         page = store.trace_items("default", "t", "error", limit=2)
         assert page is not None and page.next_cursor is not None
         assert [e["message"]["en"] for e in page.items] == ["first", "disk full"]
+    finally:
+        store.close()
+
+
+def test_steps_and_arrivals_stored_before_0010_are_searched_and_looked_up_after_it(
+    blank_url: str,
+) -> None:
+    """0010 fills ``trace_steps`` from the events stored before, and gives each path row
+    its event's time of receipt, by which lookups then answer."""
+    records = [
+        rec("t", "e1", at=50, component="uploader", stage="UPLOAD", path="s3://b/k.csv"),
+        rec("t", "e2", at=60, component="writer"),
+        rec("u", "e3", at=10, component="uploader", path="s3://b/k.csv"),  # clock behind
+    ]
+    records = [r._replace(received_us=100 * (i + 1)) for i, r in enumerate(records)]
+    migrate.upgrade(blank_url, target="0009_trace_items")
+    store_as_before(blank_url, records, event_columns=len(events.c))
+    migrate.upgrade(blank_url)
+    store = open_store(blank_url)
+    try:
+        ids = [s.trace_id for s in store.search("default", TraceQuery(component="uploader")).items]
+        assert sorted(ids) == ["t", "u"]
+        assert [s.trace_id for s in store.search("default", TraceQuery(stage="UPLOAD")).items] == [
+            "t"
+        ]
+        assert [h.trace_id for h in store.paths("default", "s3://b/k.csv")] == ["u", "t"]
     finally:
         store.close()
 

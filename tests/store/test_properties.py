@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import pg_schema
 from tests.store.conftest import BACKENDS, write_concurrently
+from waymark.ingest import to_records
 from waymark.model import Event, Record, Status, TraceStatus, to_record
 from waymark.pipelines import Pipeline, Pipelines
 from waymark.store import open_store
@@ -155,3 +156,52 @@ def test_concurrent_writers_give_the_pure_summary(
     writers = [batches_of(data.draw, records) for _ in range(data.draw(st.integers(2, 4)))]
     write_concurrently(shared_store, writers)
     check_summaries(shared_store, tenant, records)
+
+
+@st.composite
+def requests(draw: st.DrawFn) -> list[list[dict[str, Any]]]:
+    """Requests of one trace, each a list of events; some events carry times, most not."""
+    event_ids = draw(st.lists(ids, min_size=1, max_size=12, unique=True))
+    cuts = sorted(draw(st.lists(st.integers(0, len(event_ids)), max_size=3)))
+    edges = [0, *cuts, len(event_ids)]
+    out = []
+    for a, b in itertools.pairwise(edges):
+        if b > a:
+            out.append(
+                [
+                    {**draw(event_fields()), "trace_id": "t1", "event_id": eid}
+                    for eid in event_ids[a:b]
+                ]
+            )
+    for request in out:
+        for fields in request:
+            if draw(st.booleans()):
+                fields["start_time"] = fields["end_time"] = None
+    return out
+
+
+def _timeless(fields: dict[str, Any]) -> bool:
+    return fields["start_time"] is None and fields["end_time"] is None
+
+
+@PROPERTY
+@given(sent=requests(), data=st.data())
+def test_timeless_events_of_a_request_keep_the_order_they_were_sent_in(
+    shared_store: SqlStore, sent: list[list[dict[str, Any]]], data: st.DataObject
+) -> None:
+    tenant = uuid.uuid4().hex
+    records: list[Record] = []
+    for n, request in enumerate(sent):  # requests received a second apart
+        events = [Event(**fields) for fields in request]
+        records += to_records(events, tenant, TIMELESS, received_us=(n + 1) * 1_000_000_000)
+    for batch in batches_of(data.draw, records):
+        shared_store.append(batch)
+    check_summaries(shared_store, tenant, records)
+    position = {e["event_id"]: i for i, e in enumerate(_events(shared_store, tenant, "t1"))}
+    for request in sent:
+        timeless = [f["event_id"] for f in request if _timeless(f)]
+        assert sorted(timeless, key=position.__getitem__) == timeless
+    last = sent[-1][-1]
+    if all(_timeless(f) for r in sent for f in r) and not any(r.finishing for r in records):
+        summary = shared_store.summary(tenant, "t1")
+        assert summary is not None and summary.current.event_id == last["event_id"]

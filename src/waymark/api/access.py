@@ -92,6 +92,8 @@ NEEDS: dict[tuple[str, str], Need] = {
     ("GET", "/api/status-processor/v1/dataset-details"): Need(Role.READER, PARTITION_HEADER),
     # OpenLineage
     ("POST", "/api/v1/lineage"): WRITE,
+    # AWS Step Functions (Amazon EventBridge)
+    ("POST", "/aws/step-functions/events"): WRITE,
     # the API's description
     ("GET", "/openapi.json"): SIGNED_IN,
     ("GET", "/docs"): SIGNED_IN,

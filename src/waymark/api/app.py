@@ -9,9 +9,22 @@ from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 
-from waymark.api import access, gsm, health, hosts, okdata, openlineage, page, problems, v1
+from waymark.api import (
+    access,
+    description,
+    gsm,
+    health,
+    hosts,
+    okdata,
+    openlineage,
+    page,
+    problems,
+    stepfunctions,
+    v1,
+)
 from waymark.api.deps import Services, refuse_nul, store_threads
 from waymark.auth.authenticators import build_authenticators
 from waymark.bus import sink_for
@@ -72,7 +85,8 @@ def create_app(
             if store is None:
                 await run_in_threadpool(the_store.close)
 
-    app = FastAPI(
+    app = FastAPIOffline(  # /docs and /redoc served with their files, no CDN
+        static_url="/docs/static",
         title="Waymark",
         summary="Status tracking for asynchronous data pipelines",
         version="0.1.0",
@@ -86,23 +100,29 @@ def create_app(
     if guard_hosts and not settings.auth:
         app.add_middleware(hosts.HostGuard, allowed=settings.allowed_hosts)
     problems.install(app)
-    app.include_router(v1.router)
-    app.include_router(okdata.router)
-    app.include_router(gsm.router)
-    app.include_router(openlineage.router)
-    app.include_router(page.router)
-    app.include_router(health.router)
+    routers = (
+        v1.router,
+        okdata.router,
+        stepfunctions.router,
+        gsm.router,
+        openlineage.router,
+        page.router,
+        health.router,
+    )
+    for router in routers:
+        app.include_router(router)
 
     def openapi() -> dict[str, Any]:
         """FastAPI's schema of the app, with the hot endpoints that it does not see."""
         if app.openapi_schema is None:
-            app.openapi_schema = get_openapi(
+            generated = get_openapi(
                 title=app.title,
                 version=app.version,
                 summary=app.summary,
                 routes=[*v1.DOCUMENTED, *app.routes],
             )
-            problems.describe_errors(app.openapi_schema)
+            described = [*v1.DOCUMENTED, *(r for router in routers for r in router.routes)]
+            app.openapi_schema = description.complete(generated, described)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

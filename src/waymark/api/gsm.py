@@ -24,6 +24,7 @@ from waymark.api.deps import (
     services,
     submit_records,
 )
+from waymark.api.description import GsmError
 from waymark.api.problems import Problem, shaped
 from waymark.errors import BadCursor
 from waymark.ingest import check_tenant, invalid, load_json
@@ -58,7 +59,7 @@ def _item_error(err: dict[str, Any]) -> dict[str, Any]:
     return {"index": index, "field": ".".join(str(p) for p in loc), "message": err["msg"]}
 
 
-router = APIRouter(tags=["OSDU GSM"], route_class=shaped(gsm_error))
+router = APIRouter(tags=["OSDU GSM"], route_class=shaped(gsm_error, GsmError))
 
 
 def _tenant(

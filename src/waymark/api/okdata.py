@@ -27,6 +27,7 @@ from waymark.api.deps import (
     submit_records,
     visible,
 )
+from waymark.api.description import OkdataError
 from waymark.api.problems import Problem, shaped
 from waymark.auth.grants import Role
 from waymark.errors import NotFound
@@ -53,7 +54,7 @@ def okdata_error(problem: Problem) -> Response:
     return json_response({"message": detail, "request_id": problem.request_id}, problem.status)
 
 
-router = APIRouter(tags=["okdata status API"], route_class=shaped(okdata_error))
+router = APIRouter(tags=["okdata status API"], route_class=shaped(okdata_error, OkdataError))
 
 
 async def _store(request: Request, event: Event, tenant: str) -> dict[str, Any]:
@@ -99,10 +100,11 @@ async def get_status(request: Request, trace_id: TraceIdPath, tenant: Tenant) ->
 
 @router.post("/status/{trace_id}", summary="Add an event to a trace (okdata)")
 async def update_status(request: Request, trace_id: TraceIdPath, tenant: Tenant) -> Response:
-    """Answers the stored item; 404 if the trace has no events yet. The ``POST /status``
-    that started it may still be on its way to the store (in bus mode, through a
-    collector): a trace not found is waited for as long as the sink may take to make a
-    submitted event readable (:attr:`waymark.sink.Sink.readable_within_s`)."""
+    """Answers the stored item; 404 if the trace has no events. Right after the `POST
+    /status` that started the trace, the trace is waited for until it is stored."""
+    # The POST /status that started it may still be on its way to the store (in bus mode,
+    # through a collector): a trace not found is waited for as long as the sink may take
+    # to make a submitted event readable (Sink.readable_within_s).
     event = update_event(load_json(await read_body(request)), trace_id)
     svc = services(request)
 

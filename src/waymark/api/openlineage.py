@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from waymark.api.deps import Tenant, json_response, read_body, services, submit_records
+from waymark.api.description import MarquezError
 from waymark.api.problems import Problem, shaped
 from waymark.ingest import load_json, to_records
 from waymark.translate.openlineage import parse
@@ -32,7 +33,7 @@ def marquez_error(problem: Problem) -> Response:
     return json_response(body, problem.status)
 
 
-router = APIRouter(tags=["OpenLineage"], route_class=shaped(marquez_error))
+router = APIRouter(tags=["OpenLineage"], route_class=shaped(marquez_error, MarquezError))
 
 
 @router.post(

@@ -7,7 +7,7 @@
      "detail": "body.0.trace_id: Field required", "request_id": "9f2c...",
      "errors": [{"loc": ["body", 0, "trace_id"], "msg": "Field required"}]}
 
-A front door's router passes ``route_class=shaped(its_shape)``: the same
+A front door's router passes ``route_class=shaped(its_shape, its_model)``: the same
 :class:`Problem` is then rendered in its anchor's body shape instead, with the same status.
 
 :class:`RequestGuard` gives every request an id (the caller's ``X-Request-ID`` when it is
@@ -31,6 +31,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
@@ -137,10 +138,12 @@ def problem_details(problem: Problem) -> Response:
     return Response(orjson.dumps(body), status_code=problem.status, media_type=PROBLEM_JSON)
 
 
-def shaped(shape: Shape) -> type[APIRoute]:
-    """A route class whose errors answer in ``shape``; a front door's router takes it as
-    ``route_class``."""
-    return type("ShapedRoute", (APIRoute,), {"error_shape": staticmethod(shape)})
+def shaped(shape: Shape, model: type[BaseModel]) -> type[APIRoute]:
+    """A route class whose errors answer in ``shape``, whose body ``model`` describes (for
+    the API description); a front door's router takes it as ``route_class``."""
+    return type(
+        "ShapedRoute", (APIRoute,), {"error_shape": staticmethod(shape), "error_model": model}
+    )
 
 
 def render(scope: Scope, exc: BaseException) -> Response:
@@ -251,56 +254,6 @@ class RequestGuard:
                 )
                 return
             await render(scope, exc)(scope, receive, send_with_id)
-
-
-#: problem details, as ``/v1`` answers every error
-PROBLEM_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["type", "status", "title", "detail"],
-    "properties": {
-        "type": {"type": "string"},
-        "status": {"type": "integer"},
-        "title": {"type": "string"},
-        "detail": {"type": "string"},
-        "request_id": {"type": "string"},
-        "errors": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["loc", "msg"],
-                "properties": {"loc": {"type": "array"}, "msg": {"type": "string"}},
-            },
-        },
-    },
-}
-
-#: each front door's own error shape: an object (its fields are described in the door's
-#: module)
-DOOR_ERROR_SCHEMA: dict[str, Any] = {"type": "object"}
-
-
-def describe_errors(openapi: dict[str, Any]) -> None:
-    """Describe every operation's errors as they are answered: any status of
-    :data:`STATUS` (and 500), problem details (on a front door, its own shape, and problem
-    details for what the router refuses before the door sees it: a path no route takes,
-    a method), in place of FastAPI's own 422, which this API never answers."""
-    problem = {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}}
-    for path, item in openapi.get("paths", {}).items():
-        native = path.startswith("/v1/") or path in ("/healthz", "/readyz")
-        content = (
-            problem if native else {"application/json": {"schema": DOOR_ERROR_SCHEMA}, **problem}
-        )
-        for operation in item.values():
-            responses = operation.setdefault("responses", {})
-            responses.pop("422", None)
-            responses["default"] = {
-                "description": "An error: the status says which (400, 404, 413, 422, 503 with"
-                " Retry-After); the body names the bad field",
-                "content": content,
-            }
-    schemas = openapi.get("components", {}).get("schemas", {})
-    for name in ("HTTPValidationError", "ValidationError"):
-        schemas.pop(name, None)
 
 
 def install(app: FastAPI) -> None:

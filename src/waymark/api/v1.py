@@ -226,7 +226,7 @@ def asked_datasets(allowed: frozenset[str] | None, dataset: str | None) -> froze
     return frozenset()
 
 
-@router.get("/paths", summary="Every trace that touched a file or object")
+@router.get("/paths", summary="Every event that touched a file or object, latest arrival first")
 async def get_paths(
     request: Request,
     tenant: Tenant,
@@ -234,7 +234,7 @@ async def get_paths(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=2000)] = None,
 ) -> Response:
-    """Newest first, at most `limit` a page (`next_cursor`)."""
+    """Latest received first, at most `limit` a page (`next_cursor`)."""
     svc = services(request)
     datasets = datasets_of(request)
     hits: list[PathTouch] = await svc.in_thread(
@@ -242,8 +242,12 @@ async def get_paths(
     )
     next_cursor = None
     if len(hits) > limit:
-        next_cursor = encode_cursor(hits[limit - 1].time_us, hits[limit - 1].event_id)
-    items = [{"trace_id": h.trace_id, "event_id": h.event_id, "at": h.at} for h in hits[:limit]]
+        last = hits[limit - 1]
+        next_cursor = encode_cursor(last.received_us, last.time_us, last.event_id)
+    items = [
+        {"trace_id": h.trace_id, "event_id": h.event_id, "at": h.at, "received_at": h.received_at}
+        for h in hits[:limit]
+    ]
     return json_response({"items": items, "next_cursor": next_cursor})
 
 

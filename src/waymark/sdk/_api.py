@@ -38,11 +38,13 @@ class SendResult(BaseModel):
 
 
 class PathHit(BaseModel):
-    """One trace that touched a path, and the event that did (``at``: its time)."""
+    """One trace that touched a path, and the event that did (``at``: its time;
+    ``received_at``: when the server received it, the order of the list, latest first)."""
 
     trace_id: str
     event_id: str
     at: str
+    received_at: str | None = None
 
 
 class Page(BaseModel, Generic[T]):

@@ -51,12 +51,16 @@ class AppendResult:
 
 @dataclass(frozen=True, slots=True)
 class PathTouch:
-    """An event that touched a path (read, wrote or named it)."""
+    """An event that touched a path (read, wrote or named it): its event time (``at``) and
+    when it was received."""
 
     trace_id: str
     event_id: str
     at: str
-    time_us: int  # ``at`` as stored: with ``event_id``, where the next page starts
+    received_at: str
+    # as stored: with ``event_id``, where the next page starts
+    received_us: int
+    time_us: int
 
 
 #: Dataset scope, the ``datasets`` of the read methods: None reads every trace; a set reads
@@ -67,8 +71,9 @@ Datasets = frozenset[str] | None
 
 @dataclass(frozen=True, slots=True)
 class TraceQuery:
-    """Filters for trace search; ``component``/``stage`` match the deciding event;
-    ``datasets`` limits it to those datasets' traces (:data:`Datasets`)."""
+    """Filters for trace search; ``component`` and ``stage`` each match any event of the
+    trace (not necessarily the same one); ``datasets`` limits it to those datasets' traces
+    (:data:`Datasets`)."""
 
     domain: str | None = None
     domain_id: str | None = None
@@ -291,8 +296,9 @@ class Store(ABC):
         datasets: Datasets = None,
     ) -> list[PathTouch]:
         """The events that touched the path (``path``, ``inputs``, ``outputs``, files in its
-        body), newest first: at most ``limit``, older than ``cursor`` if given (the
-        :func:`encode_cursor` of a touch's ``time_us`` and ``event_id``)."""
+        body), latest received first (then latest event time): at most ``limit``, after
+        ``cursor`` if given (the :func:`encode_cursor` of a touch's ``received_us``,
+        ``time_us`` and ``event_id``)."""
 
     @abstractmethod
     def lineage(

@@ -41,6 +41,7 @@ from waymark.store.sql import (
     ITEM_COLUMNS,
     MERGE_TRACE,
     PATH_COLUMNS,
+    STEP_COLUMNS,
     SUMMARY_COLUMNS,
     TRACE_COLUMNS,
     UPSERT_ITEM,
@@ -95,6 +96,12 @@ INSERT_NEW_EVENTS = (
     " ON CONFLICT (tenant, event_id) DO NOTHING RETURNING tenant, event_id"
 )
 COPY_PATHS = f"COPY paths ({PATH_COLUMNS}) FROM STDIN"
+#: the rows as four arrays (one statement, however many rows), in the order given: sorted.
+INSERT_STEPS = (
+    f"INSERT INTO trace_steps ({STEP_COLUMNS})"
+    " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[])"
+    " ON CONFLICT DO NOTHING"
+)
 STAGE_TRACES = f"COPY {NEW_TRACES} ({_columns(_TRACE_TYPES)}) FROM STDIN"
 UPSERT_STAGED_TRACES = (
     f"INSERT INTO traces ({_columns(_TRACE_TYPES)})"
@@ -126,11 +133,15 @@ UPSERT_STAGED_ITEMS = (
 
 
 def _prepare(conn: psycopg.Connection[Any]) -> None:
-    """Pool ``configure`` hook: give each new connection its staging tables."""
+    """Pool ``configure`` hook: give each new connection its staging tables, and plan its
+    queries without parallel workers: every query reads a bounded range, and starting
+    workers takes longer than such a query (a search that scans summaries by recency
+    until it has a page was planned in parallel, and waited for its workers to start)."""
     with conn.transaction():
         conn.execute(_staging(NEW_EVENTS, _EVENT_COLUMNS))
         conn.execute(_staging(NEW_TRACES, _TRACE_TYPES))
         conn.execute(_staging(NEW_ITEMS, _ITEM_TYPES))
+        conn.execute("SET max_parallel_workers_per_gather = 0")
 
 
 def _copy(cur: Cursor, statement: str, rows: Sequence[Sequence[Any]]) -> None:
@@ -310,6 +321,9 @@ class PostgresStore(SqlStore):
         _copy(cur, STAGE_ITEMS, rows)
         cur.execute(UPSERT_STAGED_ITEMS)
         return [tuple(row[:4]) for row in cur.fetchall() if row[4]]
+
+    def _insert_steps(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
+        cur.execute(INSERT_STEPS, [list(column) for column in zip(*rows, strict=True)])
 
     def _upsert_traces(
         self, cur: Cursor, rows: list[tuple[Any, ...]], returning: bool

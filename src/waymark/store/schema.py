@@ -90,9 +90,26 @@ paths = Table(
     # ``path``, or its beginning and a digest when long (:func:`waymark.store.sql.path_key`):
     # paths may be longer than an index entry may be (2,704 bytes on PostgreSQL).
     Column("path_key", String, nullable=False),
+    # When the event was received: a lookup answers by arrival, not by the producer's clock.
+    Column("received_us", BigInteger, nullable=False),
     # Ordered by path, so that new rows go where their folder's are, and a lookup reads
-    # one range, newest last. A trace's distinct paths are in ``trace_items``.
-    PrimaryKeyConstraint("tenant", "path_key", "time_us", "event_id", "ord", name="pk_paths"),
+    # one range, latest arrival last. A trace's distinct paths are in ``trace_items``.
+    PrimaryKeyConstraint(
+        "tenant", "path_key", "received_us", "time_us", "event_id", "ord", name="pk_paths"
+    ),
+    sqlite_with_rowid=False,
+)
+
+# Every component and stage a trace's events name, once per trace, so that a search by
+# either finds traces by any of their steps. ``kind`` is "component" or "stage".
+trace_steps = Table(
+    "trace_steps",
+    metadata,
+    Column("tenant", String, nullable=False),
+    Column("kind", String, nullable=False),
+    Column("name", String, nullable=False),
+    _key("trace_id"),
+    PrimaryKeyConstraint("tenant", "kind", "name", "trace_id", name="pk_trace_steps"),
     sqlite_with_rowid=False,
 )
 

@@ -169,8 +169,11 @@ INSERT_EVENT = (
     f" VALUES ({', '.join('?' for _ in EVENT_COLUMNS)})"
 )
 #: the columns of a ``paths`` row, in :func:`path_rows` order.
-PATH_COLUMNS = "tenant, path, trace_id, event_id, time_us, ord, path_key"
-INSERT_PATH = f"INSERT INTO paths ({PATH_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+PATH_COLUMNS = "tenant, path, trace_id, event_id, time_us, ord, path_key, received_us"
+INSERT_PATH = f"INSERT INTO paths ({PATH_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+#: the columns of a ``trace_steps`` row, in :func:`step_rows` order.
+STEP_COLUMNS = "tenant, kind, name, trace_id"
+INSERT_STEP = f"INSERT INTO trace_steps ({STEP_COLUMNS}) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
 
 SUMMARY_COLUMNS = ", ".join(_TRACE_COLUMNS)
 
@@ -255,7 +258,7 @@ def path_key(path: str) -> str:
 
 def path_rows(records: Sequence[Record]) -> list[tuple[Any, ...]]:
     return [
-        (r.tenant, path, r.trace_id, r.event_id, r.time_us, i, path_key(path))
+        (r.tenant, path, r.trace_id, r.event_id, r.time_us, i, path_key(path), r.received_us)
         for r in records
         for i, path in enumerate(r.paths)
     ]
@@ -289,6 +292,18 @@ def item_rows(records: Sequence[Record]) -> list[tuple[Any, ...]]:
     return [best[key] for key in sorted(best)]
 
 
+def step_rows(records: Sequence[Record]) -> list[tuple[str, str, str, str]]:
+    """The ``trace_steps`` rows of newly stored records: each (tenant, kind, name, trace_id)
+    once, sorted, so that concurrent writers lock alike."""
+    rows: set[tuple[str, str, str, str]] = set()
+    for r in records:
+        if r.component is not None:
+            rows.add((r.tenant, "component", r.component, r.trace_id))
+        if r.stage is not None:
+            rows.add((r.tenant, "stage", r.stage, r.trace_id))
+    return sorted(rows)
+
+
 class Prepared(list[Record]):
     """An append's records, one per (tenant, event_id) (the first wins), with the rows it
     stores made ahead of its transaction, in the calling thread, so that the transaction
@@ -306,6 +321,7 @@ class Prepared(list[Record]):
         super().__init__(unique.values())
         self.events = [event_row(r) for r in self]
         self.paths, self.items, self.traces = _rows_of_new(self)
+        self.steps: list[tuple[Any, ...]] = step_rows(self)
 
 
 Rows = list[tuple[Any, ...]]
@@ -391,6 +407,13 @@ class SqlStore(Store):
     #: the most traces :meth:`overview` counts
     overview_traces = OVERVIEW_TRACES
 
+    #: a component or stage named by at most this many traces is searched among those
+    #: traces alone, read by key; a more common one filters the summaries read by recency
+    #: (:meth:`search`). Where the two cost the same depends on the backend's cost of a
+    #: read by key against one step of a scan, and on how many summaries there are; near
+    #: 1,000 for both stores with 100,000 traces (docs/BENCHMARKS.md).
+    step_lookup = 1000
+
     def __init__(self, pipelines: Pipelines | None = None) -> None:
         self.pipelines = pipelines or Pipelines()
 
@@ -439,6 +462,11 @@ class SqlStore(Store):
     def _write_items(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
         cur.executemany(self.q(UPSERT_ITEM), rows)
 
+    def _insert_steps(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
+        """Insert the ``trace_steps`` rows of newly stored events, sorted; those stored
+        already are left as they are."""
+        cur.executemany(self.q(INSERT_STEP), rows)
+
     def _upsert_traces(
         self, cur: Cursor, rows: list[tuple[Any, ...]], returning: bool
     ) -> list[Sequence[Any]] | None:
@@ -472,8 +500,11 @@ class SqlStore(Store):
                 if len(new) == len(todo)
                 else _rows_of_new(new)
             )
+            steps = todo.steps if len(new) == len(todo) else step_rows(new)
             if paths:
                 self._insert_paths(cur, paths)
+            if steps:
+                self._insert_steps(cur, steps)
             added = self._upsert_items(cur, items) if items else []
             stored = self._upsert_traces(cur, traces, partials)
             if added:
@@ -719,37 +750,110 @@ class SqlStore(Store):
         self, tenant: str, query: TraceQuery, *, limit: int = 50, cursor: str | None = None
     ) -> Page[Summary]:
         now = now_us()
-        sql, params = self.search_sql(tenant, query, limit=limit, cursor=cursor, now=now)
 
-        def read(cur: Cursor) -> tuple[list[Any], list[Summary]]:
+        def read(cur: Cursor) -> tuple[list[tuple[int, str]], list[Summary]]:
+            among, covered = self._named_by(cur, tenant, query)
+            if among is not None and not among:
+                return [], []
+            sql, params = self.search_sql(
+                tenant, query, limit=limit, cursor=cursor, now=now, among=among, covered=covered
+            )
             cur.execute(sql, params)
             rows = cur.fetchall()
-            return rows, self._render(cur, tenant, rows[:limit], now)
+            if among is None:
+                keys = [(int(row[4]), row[1]) for row in rows]
+            else:  # the page's keys, sorted: now their whole rows
+                keys = [(int(updated_us), trace_id) for trace_id, updated_us in rows]
+                rows = self._rows_of(cur, tenant, [trace_id for _, trace_id in keys[:limit]])
+            return keys, self._render(cur, tenant, rows[:limit], now)
 
-        rows, items = self._read(read)
+        keys, items = self._read(read)
         next_cursor = None
-        if len(rows) > limit:
-            last = rows[limit - 1]
-            next_cursor = encode_cursor(int(last[4]), last[1])
+        if len(keys) > limit:
+            next_cursor = encode_cursor(*keys[limit - 1])
         return Page(items, next_cursor)
 
+    def _rows_of(self, cur: Cursor, tenant: str, ids: list[str]) -> list[Any]:
+        """The ``traces`` rows (:data:`COUNTED`) of these traces, in this order."""
+        if not ids:
+            return []
+        cur.execute(
+            self.q(
+                f"SELECT {COUNTED} FROM traces"
+                f" WHERE tenant = ? AND trace_id IN ({', '.join('?' for _ in ids)})"
+            ),
+            (tenant, *ids),
+        )
+        by_id = {row[1]: row for row in cur.fetchall()}
+        return [by_id[i] for i in ids if i in by_id]
+
+    def _named_by(
+        self, cur: Cursor, tenant: str, query: TraceQuery
+    ) -> tuple[list[str] | None, set[str]]:
+        """The only traces the query's step filters can match, when one of them names at
+        most :attr:`step_lookup` traces (a read of one index range), and the kinds of step
+        whose filters that list accounts for; (None, nothing) when there is no step filter
+        or every one is more common than that."""
+        among: set[str] | None = None
+        covered: set[str] = set()
+        for kind, name in _step_filters(query):
+            cur.execute(
+                self.q(
+                    "SELECT trace_id FROM trace_steps WHERE tenant = ? AND kind = ? AND name = ?"
+                    " LIMIT ?"
+                ),
+                (tenant, kind, name, self.step_lookup + 1),
+            )
+            found = {trace_id for (trace_id,) in cur.fetchall()}
+            if len(found) <= self.step_lookup:
+                among = found if among is None else among & found
+                covered.add(kind)
+        return (None if among is None else sorted(among)), covered
+
     def search_sql(
-        self, tenant: str, query: TraceQuery, *, limit: int, cursor: str | None, now: int
+        self,
+        tenant: str,
+        query: TraceQuery,
+        *,
+        limit: int,
+        cursor: str | None,
+        now: int,
+        among: Sequence[str] | None = None,
+        covered: set[str] | frozenset[str] = frozenset(),
     ) -> tuple[str, list[Any]]:
         """The statement :meth:`search` runs and its parameters: one more row than ``limit``
-        (to tell whether there is a next page)."""
+        (to tell whether there is a next page). ``among``: the only traces that can match
+        (what :meth:`_named_by` found; ``covered``, the kinds of step filter it accounts
+        for), read by key and sorted, instead of reading the summaries by recency; the
+        statement then selects only the page's keys, (trace_id, updated_us), which sort
+        faster than whole rows."""
         where = ["tenant = ?"]
         params: list[Any] = [tenant]
         for column, value in (
             ("domain", query.domain),
             ("domain_id", query.domain_id),
-            ("cur_component", query.component),
-            ("cur_stage", query.stage),
             ("user_name", query.user),
         ):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
+        for kind, name in _step_filters(query):
+            if kind in covered:
+                continue
+            where.append(
+                "EXISTS (SELECT 1 FROM trace_steps s WHERE s.tenant = traces.tenant"
+                " AND s.kind = ? AND s.name = ? AND s.trace_id = traces.trace_id)"
+            )
+            params += [kind, name]
+        order = "updated_us DESC, trace_id DESC"
+        columns = COUNTED
+        if among is not None:
+            columns = "trace_id, updated_us"
+            where.append(f"trace_id IN ({', '.join('?' for _ in among)})")
+            params += among
+            # ``+``: sorted after the lookup by key, not read in order through the recency
+            # index (which would visit every summary to find these few).
+            order = "+updated_us DESC, trace_id DESC"
         if query.done is not None:
             where.append("done" if query.done else "NOT done")
         if query.since_us is not None:
@@ -768,10 +872,7 @@ class SqlStore(Store):
             updated_us, trace_id = decode_cursor(cursor, int, str)
             where.append("(updated_us, trace_id) < (?, ?)")
             params += [updated_us, trace_id]
-        sql = (
-            f"SELECT {COUNTED} FROM traces WHERE {' AND '.join(where)}"
-            " ORDER BY updated_us DESC, trace_id DESC LIMIT ?"
-        )
+        sql = f"SELECT {columns} FROM traces WHERE {' AND '.join(where)} ORDER BY {order} LIMIT ?"
         params.append(limit + 1)
         return self.q(sql), params
 
@@ -784,19 +885,22 @@ class SqlStore(Store):
         cursor: str | None = None,
         datasets: Datasets = None,
     ) -> list[PathTouch]:
-        before = (NEVER_US, "") if cursor is None else decode_cursor(cursor, int, str)
+        before = (NEVER_US, NEVER_US, "")
+        if cursor is not None:
+            before = decode_cursor(cursor, int, int, str)
         params: list[Any] = [tenant, path_key(path), path, *before]
         scope = "" if datasets is None else " AND " + _of_traces_in("paths", datasets, params)
         sql = self.q(
-            "SELECT trace_id, event_id, time_us FROM paths"
-            " WHERE tenant = ? AND path_key = ? AND path = ? AND (time_us, event_id) < (?, ?)"
-            f"{scope} ORDER BY time_us DESC, event_id DESC LIMIT ?"
+            "SELECT trace_id, event_id, time_us, received_us FROM paths"
+            " WHERE tenant = ? AND path_key = ? AND path = ?"
+            " AND (received_us, time_us, event_id) < (?, ?, ?)"
+            f"{scope} ORDER BY received_us DESC, time_us DESC, event_id DESC LIMIT ?"
         )
         params.append(limit)
         rows = self._read(functools.partial(_fetch, sql, params))
         return [
-            PathTouch(trace_id, event_id, iso(int(t)) or "", int(t))
-            for trace_id, event_id, t in rows
+            PathTouch(trace_id, event_id, iso(int(t)) or "", iso(int(r)) or "", int(r), int(t))
+            for trace_id, event_id, t, r in rows
         ]
 
     def overview(
@@ -1063,6 +1167,14 @@ def _of_traces_in(table: str, datasets: frozenset[str], params: list[Any]) -> st
         f"EXISTS (SELECT 1 FROM traces t WHERE t.tenant = {table}.tenant"
         f" AND t.trace_id = {table}.trace_id AND {clause})"
     )
+
+
+def _step_filters(query: TraceQuery) -> list[tuple[str, str]]:
+    return [
+        (kind, name)
+        for kind, name in (("component", query.component), ("stage", query.stage))
+        if name is not None
+    ]
 
 
 def _fetch(sql: str, params: Sequence[Any], cur: Cursor) -> list[Any]:

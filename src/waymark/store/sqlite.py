@@ -39,6 +39,7 @@ from waymark.store import migrate
 from waymark.store.sql import (
     INSERT_EVENT,
     INSERT_PATH,
+    INSERT_STEP,
     UPSERT_ITEM,
     UPSERT_TRACE,
     Cursor,
@@ -344,6 +345,7 @@ class SQLiteStore(SqlStore):
         todo.events = _Rows(INSERT_EVENT, todo.events)
         todo.paths = _Rows(INSERT_PATH, todo.paths)
         todo.items = _Rows(UPSERT_ITEM, todo.items)
+        todo.steps = _Rows(INSERT_STEP, todo.steps)
         todo.traces = _Rows(UPSERT_TRACE, todo.traces)
         return todo
 
@@ -411,6 +413,9 @@ class SQLiteStore(SqlStore):
 
     def _write_items(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
         _write_rows(cur, UPSERT_ITEM, rows)
+
+    def _insert_steps(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
+        _write_rows(cur, INSERT_STEP, rows)
 
     def _upsert_traces(
         self, cur: Cursor, rows: list[tuple[Any, ...]], returning: bool

@@ -209,7 +209,10 @@ def translate(
             continue
         if isinstance(props, StatusProperties):
             try:
-                events.append(status_event(props, tenant, trace_id, received_us))
+                # A message without a timestamp takes the time of receipt plus its place
+                # among the status messages, so that a list keeps its order.
+                at_us = received_us + len(events)
+                events.append(status_event(props, tenant, trace_id, at_us))
             except ValidationError as exc:  # a default correlation id the model refuses
                 errors += field_errors(exc, at, {"trace_id": "correlationId"})
         else:

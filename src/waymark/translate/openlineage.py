@@ -20,12 +20,10 @@ from __future__ import annotations
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
-from waymark.errors import TooLarge
-from waymark.ingest import field_errors, invalid, malformed
-from waymark.model import MAX_BATCH, ErrorItem, Event, Name, Status, Text, TraceId, TraceStatus
-from waymark.translate import clip
+from waymark.model import ErrorItem, Event, Name, Status, Text, TraceId, TraceStatus
+from waymark.translate import clip, one_or_many
 
 _EVENT_IDS = uuid.UUID("0b9e4a57-1f3c-4d8e-a6b2-7c5d9e0f1a2b")
 
@@ -155,24 +153,6 @@ _NAMES = {"end_time": "eventTime", "start_time": "eventTime", "trace_id": "run"}
 def parse(data: Any) -> list[Event]:
     """One run event or a list of 1 to 1,000, as native events; all or nothing.
     :class:`BadRequest` lists each bad field (with its index in a list)."""
-    if not isinstance(data, list | dict):
-        raise malformed([], "must be a run event object or a list of them")
-    items = data if isinstance(data, list) else [data]
-    if not items:
-        raise invalid([{"loc": [], "msg": "must hold 1 to 1000 run events, not none"}])
-    if len(items) > MAX_BATCH:
-        raise TooLarge(f"batch of {len(items)} run events; at most {MAX_BATCH} are accepted")
-    events: list[Event] = []
-    errors: list[dict[str, Any]] = []
-    for i, item in enumerate(items):
-        where = [i] if isinstance(data, list) else []
-        if not isinstance(item, dict):
-            errors.append({"loc": where, "msg": "must be a run event object"})
-            continue
-        try:
-            events.append(to_event(RunEvent.model_validate(item)))
-        except ValidationError as exc:
-            errors += field_errors(exc, where, _NAMES)
-    if errors:
-        raise invalid(errors)
-    return events
+    return one_or_many(
+        data, "a run event", lambda item: to_event(RunEvent.model_validate(item)), names=_NAMES
+    )
