@@ -14,8 +14,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.browser import chromium
 from tests.conftest import LiveServer
-from tests.test_page_browser import chromium
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 ERRORS = {"401", "403", "422", "503"}

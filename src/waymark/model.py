@@ -502,9 +502,9 @@ class Links(BaseModel):
 class Summary(BaseModel):
     """Where a trace stands (``GET /v1/traces/{trace_id}``).
 
-    Bounded whatever the trace's size (:data:`SUMMARY_BYTES`): its errors and paths are
-    counted, and only the first and the last few (:data:`LIST_ENDS`, within
-    :data:`LIST_END_BYTES` of JSON at each end) are in it; ``links`` page through them all.
+    Under 64 KiB whatever the trace's size: its errors and paths are counted, and only the
+    first five and the last five of each (within 6 KiB of JSON at each end) are in it;
+    ``links`` page through them all.
     """
 
     trace_id: str

@@ -569,7 +569,7 @@ def test_path_lookups_page_newest_first(store: SqlStore) -> None:
         seen += [h.event_id for h in hits[:10]]
         if len(hits) <= 10:
             break
-        cursor = encode_cursor(hits[9].time_us, hits[9].event_id)
+        cursor = encode_cursor(hits[9].received_us, hits[9].time_us, hits[9].event_id)
     assert seen == [f"e{n:02}" for n in reversed(range(25))]
 
 

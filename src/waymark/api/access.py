@@ -104,6 +104,8 @@ NEEDS: dict[tuple[str, str], Need] = {
     ("GET", "/readyz"): OPEN,
     ("GET", "/"): OPEN,
     ("GET", "/ui/{name}"): OPEN,
+    # the files of Swagger UI and ReDoc (the pages that use them need a credential)
+    ("GET", "/docs/static"): OPEN,
 }
 
 

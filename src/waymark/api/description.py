@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema, models_json_schema
 from starlette.routing import BaseRoute
 
+from waymark.lineage import Lineage
 from waymark.model import (
     MAX_BATCH,
     MAX_REQUEST_BYTES,
@@ -107,19 +108,14 @@ class PathTouch(BaseModel):
 
 class PathTouches(BaseModel):
     items: list[PathTouch]
+    next_cursor: str | None = Field(description="the next page's cursor; null on the last")
 
 
-class LineageEdge(BaseModel):
-    model_config = ConfigDict(populate_by_name=True)
+class ItemsPage(BaseModel):
+    """A page of a trace's distinct errors (each as its events reported it) or paths."""
 
-    from_: str = Field(alias="from")
-    to: str
-    event_id: str
-
-
-class Lineage(BaseModel):
-    nodes: list[str]
-    edges: list[LineageEdge]
+    items: list[Any]
+    next_cursor: str | None = Field(description="the next page's cursor; null on the last")
 
 
 class OkdataItem(StatusItem):
@@ -287,6 +283,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/v1/traces/{trace_id}/events"): Operation(EventsPage),
     ("GET", "/v1/paths"): Operation(PathTouches),
     ("GET", "/v1/traces/{trace_id}/lineage"): Operation(Lineage),
+    ("GET", "/v1/traces/{trace_id}/errors"): Operation(ItemsPage),
+    ("GET", "/v1/traces/{trace_id}/paths"): Operation(ItemsPage),
     ("POST", "/status"): Operation(TraceCreated, body=StatusItem, examples=("okdata-create.json",)),
     ("GET", "/status/{trace_id}"): Operation({"type": "array", "items": _ref(OkdataItem)}),
     ("POST", "/status/{trace_id}"): Operation(
