@@ -73,7 +73,12 @@ def app_client(store_url: str, store: Store) -> Iterator[TestClient]:
 
 # -- every route ------------------------------------------------------------------------------
 
-_PARAMS = {"trace_id": "t-1", "b64": base64.b64encode(b"raw/f").decode(), "name": "app.js"}
+_PARAMS = {
+    "trace_id": "t-1",
+    "webhook_id": "wh_1",
+    "b64": base64.b64encode(b"raw/f").decode(),
+    "name": "app.js",
+}
 
 
 def concrete(path: str) -> str:

@@ -127,6 +127,14 @@ def serve(
     oidc_issuer: OidcIssuerOpt = None,
     oidc_audience: OidcAudienceOpt = None,
     oidc_roles_claim: OidcRolesClaimOpt = None,
+    webhook_allow_private: Annotated[
+        bool | None,
+        typer.Option(
+            "--webhook-allow-private",
+            help="Let webhooks call loopback, link-local and private addresses"
+            " [env: WAYMARK_WEBHOOK_ALLOW_PRIVATE]",
+        ),
+    ] = None,
 ) -> None:
     """Serve the HTTP API."""
     import os
@@ -146,6 +154,7 @@ def serve(
             oidc_issuer=oidc_issuer,
             oidc_audience=oidc_audience,
             oidc_roles_claim=oidc_roles_claim,
+            webhook_allow_private=webhook_allow_private,
         )
     except ValueError as exc:
         typer.echo(f"waymark: {exc}", err=True)
@@ -159,6 +168,7 @@ def serve(
     os.environ["WAYMARK_OIDC_ISSUER"] = settings.oidc_issuer
     os.environ["WAYMARK_OIDC_AUDIENCE"] = settings.oidc_audience
     os.environ["WAYMARK_OIDC_ROLES_CLAIM"] = settings.oidc_roles_claim
+    os.environ["WAYMARK_WEBHOOK_ALLOW_PRIVATE"] = "1" if settings.webhook_allow_private else "0"
     uvicorn.run(
         "waymark.api.app:serve_app",
         factory=True,

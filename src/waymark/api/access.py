@@ -77,6 +77,11 @@ NEEDS: dict[tuple[str, str], Need] = {
     ("GET", "/v1/traces/{trace_id:path}/lineage"): READ,
     ("GET", "/v1/traces"): READ,
     ("GET", "/v1/paths"): READ,
+    ("POST", "/v1/webhooks"): ADMIN,
+    ("GET", "/v1/webhooks"): ADMIN,
+    ("GET", "/v1/webhooks/{webhook_id}"): ADMIN,
+    ("DELETE", "/v1/webhooks/{webhook_id}"): ADMIN,
+    ("GET", "/v1/webhooks/{webhook_id}/deliveries"): ADMIN,
     # okdata status API
     ("POST", "/status"): WRITE,
     ("POST", "/status/{trace_id}"): WRITE,
