@@ -205,7 +205,7 @@ def sweep_stalls(
         hook = webhook_of(row)
         if "trace.stalled" in hook.events:
             by_tenant.setdefault(hook.tenant, []).append(hook)
-    noticed = 0
+    noticed = notified = 0
     for tenant, hooks in sorted(by_tenant.items()):
         base, per_domain = pipelines.stall_timeouts(tenant)
         timeouts = [t for t in (base, *per_domain.values()) if t is not None]
@@ -260,8 +260,9 @@ def sweep_stalls(
                     )
                 )
             noticed += 1
+            notified += bool(targets)
         if rows:
             cur.executemany(q(INSERT_OUTBOX), rows)
         if noticed >= limit:
             break
-    return noticed
+    return notified
