@@ -362,7 +362,8 @@ class Store(ABC):
     def sweep_stalls(self, now_us: int, *, limit: int = 1000) -> int:
         """Write ``trace.stalled`` outbox rows for traces that crossed their stall timeout
         at or after a matching subscription was made, once per stall (up to ``limit``
-        stalls a call); return how many stalls were notified. One caller at a time does the work (others return 0)."""
+        stalls a call); return how many stalls were notified. One caller at a time does
+        the work (others return 0)."""
 
     @abstractmethod
     def claim_notifications(
