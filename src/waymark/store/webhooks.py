@@ -29,10 +29,23 @@ DELIVERY_COLUMNS = (
     " delivered_us, gave_up_us"
 )
 OUTBOX_COLUMNS = "id, tenant, trace_id, webhook_id, type, change_us, created_us, next_us, attempts"
-INSERT_OUTBOX = (
-    f"INSERT INTO webhook_outbox ({OUTBOX_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)"
-    " ON CONFLICT (tenant, trace_id, type, change_us, webhook_id) DO NOTHING"
-)
+_OUTBOX_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, 0)"
+_OUTBOX_ROWS = 200  # rows per INSERT statement
+
+
+def insert_outbox(cur: Cursor, q: Q, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Insert outbox rows, many per statement; a row already there (the same change to
+    the same subscription) is left as it is."""
+    for start in range(0, len(rows), _OUTBOX_ROWS):
+        chunk = rows[start : start + _OUTBOX_ROWS]
+        cur.execute(
+            q(
+                f"INSERT INTO webhook_outbox ({OUTBOX_COLUMNS}) VALUES "
+                + ", ".join(_OUTBOX_ROW for _ in chunk)
+                + " ON CONFLICT (tenant, trace_id, type, change_us, webhook_id) DO NOTHING"
+            ),
+            [value for row in chunk for value in row],
+        )
 
 
 class Cursor(Protocol):
@@ -190,8 +203,7 @@ def write_changes(
                 rows.append(
                     (message_id(), tenant, trace_id, hook.id, kind, updated_us, now_us, now_us)
                 )
-    if rows:
-        cur.executemany(q(INSERT_OUTBOX), rows)
+    insert_outbox(cur, q, rows)
 
 
 def sweep_stalls(
@@ -261,8 +273,7 @@ def sweep_stalls(
                 )
             noticed += 1
             notified += bool(targets)
-        if rows:
-            cur.executemany(q(INSERT_OUTBOX), rows)
+        insert_outbox(cur, q, rows)
         if noticed >= limit:
             break
     return notified
