@@ -6,27 +6,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import pg_schema
 from tests.receiver import Receiver, verified
 from waymark.api.app import create_app
 from waymark.config import Settings
 from waymark.pipelines import Pipeline, Pipelines
 from waymark.webhooks import BadTarget, resolve
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'waymark.db'}"
-    else:
-        with pg_schema() as url:
-            yield url
 
 
 @pytest.fixture
