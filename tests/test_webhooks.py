@@ -12,9 +12,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.receiver import Receiver, verified
+from tests.test_api_access import add_key, bearer
 from waymark.api.app import create_app
 from waymark.config import Settings
 from waymark.pipelines import Pipeline, Pipelines
+from waymark.store import open_store
 from waymark.webhooks import BadTarget, resolve
 
 
@@ -194,3 +196,27 @@ def test_a_stalled_trace_is_notified_once(store_url: str, receiver: Receiver) ->
         time.sleep(1.5)  # several more sweeps
         assert len(receiver.wait_for(1, timeout=0, type="trace.stalled")) == 1
         assert len(receiver.wait_for(1, timeout=0, type="trace.succeeded")) == 1
+
+
+def test_subscriptions_need_the_admin_role_in_their_tenant(db_url: str) -> None:
+    store = open_store(db_url)
+    admin = add_key(store, "acme:admin")
+    writer = add_key(store, "acme:writer")
+    other = add_key(store, "zeta:admin")
+    scoped = add_key(store, "acme:admin:sales")
+    store.close()
+    body = {"url": "http://127.0.0.1:9/x", "events": ["trace.failed"]}
+    with app_client(db_url, auth=("keys",)) as client:
+        assert client.post("/v1/webhooks", json=body, headers=bearer(writer)).status_code == 403
+        assert client.post("/v1/webhooks", json=body).status_code == 401
+        made = client.post("/v1/webhooks", json=body, headers=bearer(admin))
+        assert made.status_code == 201
+        hook = made.json()["id"]
+        assert client.get(f"/v1/webhooks/{hook}", headers=bearer(other)).status_code == 404
+        assert client.get("/v1/webhooks", headers=bearer(other)).json()["items"] == []
+        assert client.get(f"/v1/webhooks/{hook}", headers=bearer(writer)).status_code == 403
+        # a credential of one dataset subscribes only to that dataset's traces
+        refused = client.post("/v1/webhooks", json=body, headers=bearer(scoped))
+        assert refused.status_code == 403 and "dataset" in refused.text
+        ok = client.post("/v1/webhooks", json={**body, "dataset": "sales"}, headers=bearer(scoped))
+        assert ok.status_code == 201
