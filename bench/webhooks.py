@@ -22,15 +22,14 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
-import psycopg
 
+from pg_batch import fresh_schema  # the same folder: run as `python bench/webhooks.py`
 from waymark.model import Event, Record, now_us, to_record
-from waymark.store import migrate, open_store
+from waymark.store import open_store
 from waymark.store.base import Store, Webhook
 
 
@@ -40,16 +39,8 @@ def store_url(kind: str, postgres: str) -> Iterator[str]:
         with tempfile.TemporaryDirectory() as tmp:
             yield f"sqlite:///{Path(tmp) / 'bench.db'}"
         return
-    name = f"wm_bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{name}"')
-    url = f"{postgres}{'&' if '?' in postgres else '?'}options=-csearch_path%3D{name}"
-    try:
-        migrate.upgrade(url)
+    with fresh_schema(postgres) as url:
         yield url
-    finally:
-        with psycopg.connect(postgres, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{name}" CASCADE')
 
 
 def batches(tenant: str, round_: int, events: int, batch: int) -> list[list[Record]]:
