@@ -406,10 +406,16 @@ class SqlStore(Store):
             if keys:
                 self._lock_traces(cur, keys)
                 before = webhooks.trace_states(cur, self.q, keys)
-            stored = self._upsert_traces(cur, traces, partials)
+            stored = self._upsert_traces(cur, traces, partials or bool(keys))
             if keys:
-                after = webhooks.trace_states(cur, self.q, keys)
+                after = (
+                    webhooks.trace_states(cur, self.q, keys)
+                    if stored is None
+                    else webhooks.states_of_rows(stored, keys)
+                )
                 webhooks.write_changes(cur, self.q, subs, before, after, now_us())
+            if not partials:
+                stored = None
         return AppendResult(
             len(new),
             sorted({(r.tenant, r.trace_id) for r in new}),

@@ -170,6 +170,28 @@ def trace_states(
     return out
 
 
+def states_of_rows(
+    rows: Sequence[Sequence[Any]], keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], TraceState]:
+    """:func:`trace_states` of the given traces, from ``traces`` rows read as
+    ``SUMMARY_COLUMNS`` (an upsert's ``RETURNING``)."""
+    wanted = set(keys)
+    out: dict[tuple[str, str], TraceState] = {}
+    for row in rows:
+        if (row[0], row[1]) not in wanted:
+            continue
+        done = row[13] is not None  # fin_event_id
+        status, component = (row[14], row[16]) if done else (row[7], row[9])
+        if not done:
+            state = "RUNNING"
+        elif status == Status.FAILED.value:
+            state = "FAILED"
+        else:
+            state = "SUCCEEDED"
+        out[(row[0], row[1])] = (state, int(row[4]), row[22], component)
+    return out
+
+
 _KIND = {"SUCCEEDED": "trace.succeeded", "FAILED": "trace.failed"}
 
 
