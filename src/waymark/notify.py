@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 import httpx
 import orjson
 
+from waymark.errors import Unavailable
 from waymark.model import now_us
 from waymark.store import Store
 from waymark.store.base import Notification
@@ -101,6 +102,9 @@ class Notifier:
                         self.store.claim_notifications, lease_us=self.lease_us, limit=self.batch
                     )
                     claimed = await self.in_thread(claim, now_us())
+                except Unavailable as exc:  # the store is down: try again at the next poll
+                    log.warning("notify claim failed: %s", exc)
+                    claimed = []
                 except Exception:
                     log.exception("notify claim failed")
                     claimed = []
@@ -199,6 +203,8 @@ class StallSweep:
         while True:
             try:
                 self.noticed += await self.in_thread(self.store.sweep_stalls, now_us())
+            except Unavailable as exc:
+                log.warning("stall sweep failed: %s", exc)
             except Exception:
                 log.exception("stall sweep failed")
             await asyncio.sleep(self.interval_s)
