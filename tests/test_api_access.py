@@ -18,7 +18,6 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.routing import BaseRoute, Mount
 
-from tests.conftest import pg_schema
 from waymark.api import access
 from waymark.api.app import create_app
 from waymark.auth.grants import Principal, parse_grant
@@ -29,15 +28,6 @@ from waymark.model import now_us
 from waymark.store import Store, open_store
 
 KEYS = Settings(auth=("keys",))
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'waymark.db'}"
-    else:
-        with pg_schema() as url:
-            yield url
 
 
 @pytest.fixture
@@ -73,7 +63,12 @@ def app_client(store_url: str, store: Store) -> Iterator[TestClient]:
 
 # -- every route ------------------------------------------------------------------------------
 
-_PARAMS = {"trace_id": "t-1", "b64": base64.b64encode(b"raw/f").decode(), "name": "app.js"}
+_PARAMS = {
+    "trace_id": "t-1",
+    "webhook_id": "wh_1",
+    "b64": base64.b64encode(b"raw/f").decode(),
+    "name": "app.js",
+}
 
 
 def concrete(path: str) -> str:

@@ -10,6 +10,7 @@ names it (:func:`needs_server_extra`).
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable
 from enum import StrEnum
 from typing import Annotated, Any, ParamSpec, TypeVar
@@ -216,6 +217,14 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    webhook_allow_private: Annotated[
+        bool | None,
+        typer.Option(
+            "--webhook-allow-private",
+            help="Let webhooks call loopback, link-local and private addresses"
+            " [env: WAYMARK_WEBHOOK_ALLOW_PRIVATE]",
+        ),
+    ] = None,
 ) -> None:
     """Serve the HTTP API."""
     import os
@@ -237,6 +246,7 @@ def serve(
                 oidc_audience=oidc_audience,
                 oidc_roles_claim=oidc_roles_claim,
                 allowed_hosts=allowed_hosts,
+                webhook_allow_private=webhook_allow_private,
             )
         )
     )
@@ -270,6 +280,7 @@ def serve(
     os.environ["WAYMARK_BODY_TIMEOUT"] = str(limits.body_timeout_s)
     os.environ["WAYMARK_KEEP_ALIVE"] = str(limits.keep_alive_s)
     os.environ["WAYMARK_MAX_CONNECTIONS"] = str(limits.max_connections)
+    os.environ["WAYMARK_WEBHOOK_ALLOW_PRIVATE"] = "1" if settings.webhook_allow_private else "0"
     server.run(
         "waymark.api.app:serve_app",
         host=host,
@@ -520,6 +531,84 @@ def _checked(settings: Settings) -> Settings:
         _or_exit(lambda: BusSettings.from_url(settings.bus))
     _or_exit(lambda: parse_store_url(settings.store))
     return settings
+
+
+webhooks_app = typer.Typer(
+    name="webhooks",
+    help="A tenant's webhook subscriptions (needs the admin role when authentication is on).",
+    no_args_is_help=True,
+)
+app.add_typer(webhooks_app)
+
+
+def _print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+@webhooks_app.command("create")
+def webhooks_create(
+    target: Annotated[str, typer.Argument(metavar="URL", help="Where to POST messages")],
+    event: Annotated[
+        list[str],
+        typer.Option(
+            "--event",
+            help="trace.started, trace.succeeded, trace.failed or trace.stalled (repeat)",
+        ),
+    ],
+    dataset: Annotated[str | None, typer.Option(help="Only traces of this dataset")] = None,
+    component: Annotated[str | None, typer.Option(help="Only this component's")] = None,
+    url: UrlOpt = None,
+    tenant: TenantOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Subscribe a URL; prints the subscription and its signing secret, shown only now."""
+    with reader(url, tenant, token) as api:
+        _print_json(api.create_webhook(target, event, dataset=dataset, component=component))
+
+
+@webhooks_app.command("list")
+def webhooks_list(url: UrlOpt = None, tenant: TenantOpt = None, token: TokenOpt = None) -> None:
+    """The tenant's subscriptions, oldest first."""
+    with reader(url, tenant, token) as api:
+        _print_json(list(api.webhooks()))
+
+
+@webhooks_app.command("show")
+def webhooks_show(
+    webhook_id: Annotated[str, typer.Argument(help="The subscription's id")],
+    url: UrlOpt = None,
+    tenant: TenantOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """One subscription, with its last failure if a message was given up on."""
+    with reader(url, tenant, token) as api:
+        _print_json(api.webhook(webhook_id))
+
+
+@webhooks_app.command("delete")
+def webhooks_delete(
+    webhook_id: Annotated[str, typer.Argument(help="The subscription's id")],
+    url: UrlOpt = None,
+    tenant: TenantOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Remove a subscription and its undelivered messages."""
+    with reader(url, tenant, token) as api:
+        api.delete_webhook(webhook_id)
+    typer.echo(f"deleted {webhook_id}")
+
+
+@webhooks_app.command("deliveries")
+def webhooks_deliveries(
+    webhook_id: Annotated[str, typer.Argument(help="The subscription's id")],
+    limit: Annotated[int, typer.Option(min=1, max=100, help="Most messages to show")] = 100,
+    url: UrlOpt = None,
+    tenant: TenantOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """The subscription's latest attempts: status code, error and time, latest first."""
+    with reader(url, tenant, token) as api:
+        _print_json(api.webhook_deliveries(webhook_id, limit=limit))
 
 
 def _check_store(url: str) -> None:

@@ -10,6 +10,9 @@
 | OIDC audience                 | ``WAYMARK_OIDC_AUDIENCE``    | none: ``aud`` not checked   |
 | OIDC roles claim              | ``WAYMARK_OIDC_ROLES_CLAIM`` | ``waymark_roles``           |
 | allowed hosts                 | ``WAYMARK_ALLOWED_HOSTS``    | none: loopback names only   |
+| webhooks to private         | ``WAYMARK_WEBHOOK_ALLOW_PRIVATE`` | off: public addresses only |
+| webhook give-up after         | ``WAYMARK_WEBHOOK_GIVE_UP_S`` | ``86400`` seconds (24 h)  |
+| stall sweep interval          | ``WAYMARK_STALL_SWEEP_S``    | ``5`` seconds               |
 | request head timeout (serve)  | ``WAYMARK_HEADER_TIMEOUT``   | 10 seconds                  |
 | body stall timeout (serve)    | ``WAYMARK_BODY_TIMEOUT``     | 10 seconds                  |
 | keep-alive idle time (serve)  | ``WAYMARK_KEEP_ALIVE``       | 5 seconds                   |
@@ -22,6 +25,13 @@
 ``WAYMARK_AUTH`` is empty or ``none`` (no checks), or a comma list of ``keys`` (API keys
 kept in the store) and ``oidc`` (OpenID Connect tokens of ``WAYMARK_OIDC_ISSUER``); a
 request's bearer credential is tried against each, in that order.
+
+``WAYMARK_WEBHOOK_ALLOW_PRIVATE`` (``1``/``true``/``yes``; ``waymark serve
+--webhook-allow-private``) lets webhooks call loopback, link-local and private addresses;
+off, a subscription to one is refused and a delivery to a name that resolves to one is
+not made. A message not delivered within ``WAYMARK_WEBHOOK_GIVE_UP_S`` seconds of its
+change is given up on. The stall sweep runs every ``WAYMARK_STALL_SWEEP_S`` seconds, so a
+trace is notified as stalled at most that late.
 
 ``WAYMARK_ALLOWED_HOSTS`` (a comma list of host names, ``*`` for any) matters only with
 authentication off: the served app then answers only requests whose ``Host`` is a
@@ -59,6 +69,9 @@ KNOWN: dict[str, str] = {
     "WAYMARK_OIDC_ROLES_CLAIM": "dotted path of the tokens' roles claim",
     "WAYMARK_ALLOWED_HOSTS": "Host names an open server answers besides loopback",
     "WAYMARK_TOKEN": "API key or token of the CLI and the SDK",
+    "WAYMARK_WEBHOOK_ALLOW_PRIVATE": "whether webhooks may call private addresses",
+    "WAYMARK_WEBHOOK_GIVE_UP_S": "seconds after which a webhook message is given up on",
+    "WAYMARK_STALL_SWEEP_S": "seconds between stall sweeps",
     "WAYMARK_HEADER_TIMEOUT": "seconds a client has to send a request's head",
     "WAYMARK_BODY_TIMEOUT": "seconds a request's body may stall",
     "WAYMARK_KEEP_ALIVE": "seconds an idle keep-alive connection is kept",
@@ -102,6 +115,27 @@ def parse_auth(text: str) -> tuple[str, ...]:
     return tuple(mode for mode in AUTH_MODES if mode in names)
 
 
+def parse_flag(name: str, text: str) -> bool:
+    """A yes/no setting; ValueError naming it for anything but 1/0, true/false, yes/no, on/off."""
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} has {text!r}: use true or false")
+
+
+def parse_seconds(name: str, text: str) -> float:
+    """A positive number of seconds; ValueError naming the setting otherwise."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"{name} has {text!r}: use a positive number of seconds")
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     store: str = DEFAULT_STORE
@@ -112,6 +146,9 @@ class Settings:
     oidc_audience: str = ""
     oidc_roles_claim: str = DEFAULT_ROLES_CLAIM
     allowed_hosts: tuple[str, ...] = ()  # besides loopback names, with auth off
+    webhook_allow_private: bool = False
+    webhook_give_up_s: float = 86400.0
+    stall_sweep_s: float = 5.0
 
     @classmethod
     def resolve(
@@ -125,6 +162,7 @@ class Settings:
         oidc_audience: str | None = None,
         oidc_roles_claim: str | None = None,
         allowed_hosts: str | None = None,
+        webhook_allow_private: bool | None = None,
     ) -> Settings:
         """Every setting, from the arguments given, else the environment, else defaults;
         ValueError naming the setting when one is not valid."""
@@ -153,6 +191,20 @@ class Settings:
                 name.strip()
                 for name in _pick(allowed_hosts, "WAYMARK_ALLOWED_HOSTS", "").split(",")
                 if name.strip()
+            ),
+            webhook_allow_private=(
+                webhook_allow_private
+                if webhook_allow_private is not None
+                else parse_flag(
+                    "WAYMARK_WEBHOOK_ALLOW_PRIVATE",
+                    os.environ.get("WAYMARK_WEBHOOK_ALLOW_PRIVATE", ""),
+                )
+            ),
+            webhook_give_up_s=parse_seconds(
+                "WAYMARK_WEBHOOK_GIVE_UP_S", os.environ.get("WAYMARK_WEBHOOK_GIVE_UP_S", "86400")
+            ),
+            stall_sweep_s=parse_seconds(
+                "WAYMARK_STALL_SWEEP_S", os.environ.get("WAYMARK_STALL_SWEEP_S", "5")
             ),
         )
 

@@ -6,26 +6,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import pg_schema
 from waymark.model import Event, Record, to_record
 from waymark.store import open_store
 from waymark.store.sql import SqlStore
 
 BACKENDS = ["sqlite", "postgresql"]
-
-
-@pytest.fixture(params=BACKENDS)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'waymark.db'}"
-    else:
-        with pg_schema() as url:
-            yield url
 
 
 @pytest.fixture

@@ -21,7 +21,15 @@ from tests.tcp_proxy import TcpProxy
 from waymark.api.app import create_app
 from waymark.api.health import READY_FOR_S
 from waymark.errors import BadRequest, Unavailable
-from waymark.store.base import ApiKey, DatasetDetails, EventQuery, Store, TraceQuery
+from waymark.store.base import (
+    ApiKey,
+    DatasetDetails,
+    EventQuery,
+    Notification,
+    Store,
+    TraceQuery,
+    Webhook,
+)
 from waymark.store.postgres import PostgresStore
 
 FAST = {"timeout": 0.3, "attempts": 3, "backoff": 0.02, "max_backoff": 0.1}
@@ -193,6 +201,30 @@ OPERATIONS: dict[str, Callable[[Store], object]] = {
     "api_key": lambda s: s.api_key("k-none"),
     "api_keys": lambda s: s.api_keys(),
     "revoke_api_key": lambda s: s.revoke_api_key("k-none", 1),
+    "add_webhook": lambda s: s.add_webhook(
+        Webhook(
+            "default",
+            f"wh_{uuid.uuid4().hex}",
+            "https://example.com/",
+            ("trace.started",),
+            "whsec_AA==",
+            1,
+        )
+    ),
+    "webhook": lambda s: s.webhook("default", "wh-none"),
+    "webhooks": lambda s: s.webhooks("default"),
+    "delete_webhook": lambda s: s.delete_webhook("default", "wh-none"),
+    "deliveries": lambda s: s.deliveries("default", "wh-none"),
+    "sweep_stalls": lambda s: s.sweep_stalls(1),
+    "claim_notifications": lambda s: s.claim_notifications(1, lease_us=1),
+    "settle_notification": lambda s: s.settle_notification(
+        Notification("msg-none", "default", "t", "wh-none", "trace.started", 1, 0, "", ""),
+        at_us=1,
+        status=200,
+        error=None,
+        next_us=None,
+        delivered=True,
+    ),
 }
 #: what needs no connection: nothing to retry.
 WITHOUT_CONNECTIONS = {"close", "commit_marker"}

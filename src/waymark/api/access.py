@@ -80,6 +80,11 @@ NEEDS: dict[tuple[str, str], Need] = {
     ("GET", "/v1/traces"): READ,
     ("GET", "/v1/paths"): READ,
     ("GET", "/v1/overview"): READ,
+    ("POST", "/v1/webhooks"): ADMIN,
+    ("GET", "/v1/webhooks"): ADMIN,
+    ("GET", "/v1/webhooks/{webhook_id}"): ADMIN,
+    ("DELETE", "/v1/webhooks/{webhook_id}"): ADMIN,
+    ("GET", "/v1/webhooks/{webhook_id}/deliveries"): ADMIN,
     # okdata status API
     ("POST", "/status"): WRITE,
     ("POST", "/status/{trace_id}"): WRITE,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from fastapi import Depends, FastAPI
@@ -24,11 +26,13 @@ from waymark.api import (
     problems,
     stepfunctions,
     v1,
+    webhooks,
 )
 from waymark.api.deps import Services, refuse_nul, store_threads
 from waymark.auth.authenticators import build_authenticators
 from waymark.bus import sink_for
 from waymark.config import Settings
+from waymark.notify import Notifier, StallSweep, running
 from waymark.pipelines import Pipelines, load
 from waymark.sink import Sink
 from waymark.store import Store, log_durability_warnings, open_store
@@ -69,16 +73,35 @@ def create_app(
         the_sink = sink or sink_for(settings.bus, the_store, watcher)
         await the_sink.start()
         threads = store_threads()
-        services = Services(the_store, the_sink, watcher, rules, threads)
+        services = Services(
+            the_store, the_sink, watcher, rules, threads, settings.webhook_allow_private
+        )
         app.state.services = services
+        # The notifier and the stall sweep have threads of their own: a slow receiver or
+        # DNS server never takes a thread that requests need.
+        background = ThreadPoolExecutor(4, thread_name_prefix="waymark-notify")
+
+        async def in_background(call: Any, *args: Any) -> Any:
+            return await asyncio.get_running_loop().run_in_executor(background, call, *args)
+
+        notifier = Notifier(
+            the_store,
+            in_background,
+            allow_private=settings.webhook_allow_private,
+            give_up_s=settings.webhook_give_up_s,
+        )
+        sweep = StallSweep(the_store, in_background, interval_s=settings.stall_sweep_s)
+        app.state.notifier, app.state.stall_sweep = notifier, sweep
 
         async def lookup_key(key_id: str) -> ApiKey | None:
             return await services.in_thread(the_store.api_key, key_id)
 
         app.state.authenticators = build_authenticators(settings, lookup_key)
         try:
-            yield
+            async with running(notifier.run, sweep.run):
+                yield
         finally:
+            await run_in_threadpool(background.shutdown)
             if sink is None:
                 await the_sink.close()
             await run_in_threadpool(threads.shutdown)
@@ -102,6 +125,7 @@ def create_app(
     problems.install(app)
     routers = (
         v1.router,
+        webhooks.router,
         okdata.router,
         stepfunctions.router,
         gsm.router,

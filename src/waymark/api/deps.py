@@ -47,6 +47,7 @@ class Services:
     watcher: Watcher
     pipelines: Pipelines
     threads: ThreadPoolExecutor
+    webhook_allow_private: bool = False
 
     def __post_init__(self) -> None:
         #: where requests read summaries: :meth:`SummaryReads.read`

@@ -130,6 +130,14 @@ def post_events(content: bytes, tenant: str | None) -> Call[SendResult]:
     return Call("POST", "/v1/events", SendResult.model_validate, content=content, tenant=tenant)
 
 
+def webhooks(
+    method: str, path: str = "", *, body: Any = None, params: dict[str, Any] | None = None
+) -> Call[Any]:
+    """A call of ``/v1/webhooks``; its value is the answer's JSON (None for 204)."""
+    content = None if body is None else orjson.dumps(body)
+    return Call(method, "/v1/webhooks" + path, lambda data: data, params or {}, content)
+
+
 def _quote(trace_id: str) -> str:
     return quote(trace_id, safe="")
 
@@ -213,6 +221,8 @@ def read(call: Call[T], response: httpx.Response) -> T:
         body = response.json() if response.content else None
     except ValueError:
         body = None
+    if response.status_code == 204:
+        return call.parse(None)
     if response.is_success:
         if body is None:
             raise APIError(response.status_code, "the answer is not JSON")

@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
+from urllib.parse import quote
 
 import httpx
 
@@ -142,6 +143,47 @@ class Client:
     def summary(self, trace_id: str) -> Summary:
         """Where the trace stands; :class:`TraceNotFound` if it has no events."""
         return self._call(_api.summary(trace_id))
+
+    # -- webhooks (the admin role) ----------------------------------------------------------
+
+    def create_webhook(
+        self,
+        url: str,
+        events: Sequence[str],
+        *,
+        dataset: str | None = None,
+        component: str | None = None,
+    ) -> dict[str, Any]:
+        """Subscribe ``url``; the answer holds the signing ``secret``, shown only now."""
+        body = {"url": url, "events": list(events), "dataset": dataset, "component": component}
+        created: dict[str, Any] = self._call(_api.webhooks("POST", body=body))
+        return created
+
+    def webhooks(self, *, page_size: int = 100) -> Iterator[dict[str, Any]]:
+        """The tenant's subscriptions, oldest first (never their secrets)."""
+        cursor = None
+        while True:
+            params = {"limit": page_size, **({"cursor": cursor} if cursor else {})}
+            page = self._call(_api.webhooks("GET", params=params))
+            yield from page["items"]
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
+
+    def webhook(self, webhook_id: str) -> dict[str, Any]:
+        found: dict[str, Any] = self._call(_api.webhooks("GET", f"/{quote(webhook_id, safe='')}"))
+        return found
+
+    def delete_webhook(self, webhook_id: str) -> None:
+        self._call(_api.webhooks("DELETE", f"/{quote(webhook_id, safe='')}"))
+
+    def webhook_deliveries(self, webhook_id: str, *, limit: int = 100) -> list[dict[str, Any]]:
+        """The subscription's latest delivery attempts, latest first."""
+        path = f"/{quote(webhook_id, safe='')}/deliveries"
+        items: list[dict[str, Any]] = self._call(
+            _api.webhooks("GET", path, params={"limit": limit})
+        )["items"]
+        return items
 
     def events(self, trace_id: str, *, page_size: int = 500) -> Iterator[dict[str, Any]]:
         """Every event of the trace in order, fetching page after page."""

@@ -140,6 +140,62 @@ class ApiKey:
     revoked_us: int | None = None
 
 
+#: the trace state changes a webhook may subscribe to
+WEBHOOK_EVENTS = ("trace.started", "trace.succeeded", "trace.failed", "trace.stalled")
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    """A tenant's subscription: POSTs of ``events`` (of :data:`WEBHOOK_EVENTS`) to ``url``
+    for traces of ``dataset`` and ``component`` (None: any), signed with ``secret``
+    (``whsec_<base64>``). ``failed_us``/``failure``: when and why a message was last given
+    up on, None if never."""
+
+    tenant: str
+    id: str
+    url: str
+    events: tuple[str, ...]
+    secret: str
+    created_us: int
+    dataset: str | None = None
+    component: str | None = None
+    failed_us: int | None = None
+    failure: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """An outbox row claimed for delivery: message ``id`` (``webhook-id``) of ``type``
+    about a trace, to a subscription's ``url`` signed with its ``secret``."""
+
+    id: str
+    tenant: str
+    trace_id: str
+    webhook_id: str
+    type: str
+    created_us: int
+    attempts: int
+    url: str
+    secret: str
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A message to a subscription and its last attempt: HTTP ``status`` (None if no answer
+    came) and ``error``; ``delivered_us``/``gave_up_us`` once it is settled."""
+
+    id: str
+    trace_id: str
+    type: str
+    created_us: int
+    attempts: int
+    last_us: int | None
+    status: int | None
+    error: str | None
+    delivered_us: int | None
+    gave_up_us: int | None
+
+
 @dataclass(frozen=True, slots=True)
 class DataFlow:
     """One page of a trace's lineage (:mod:`waymark.lineage`): step and path nodes, edges
@@ -376,6 +432,60 @@ class Store(ABC):
     def revoke_api_key(self, key_id: str, at_us: int) -> ApiKey | None:
         """Mark the key revoked at ``at_us`` (an earlier revocation stands); return it as
         stored after that, or None if there is no such key."""
+
+    # -- webhooks: subscriptions, and the outbox that appends fill (see waymark.notify) -------
+
+    @abstractmethod
+    def add_webhook(self, webhook: Webhook) -> None:
+        """Store a new subscription; from the next append on, its tenant's trace state
+        changes that it matches are written to the outbox in the append's transaction."""
+
+    @abstractmethod
+    def webhook(self, tenant: str, webhook_id: str) -> Webhook | None:
+        """The tenant's subscription with this id, or None."""
+
+    @abstractmethod
+    def webhooks(
+        self, tenant: str, *, limit: int = 100, cursor: str | None = None
+    ) -> Page[Webhook]:
+        """The tenant's subscriptions, oldest first."""
+
+    @abstractmethod
+    def delete_webhook(self, tenant: str, webhook_id: str) -> bool:
+        """Remove a subscription and its outbox rows; False if there was none."""
+
+    @abstractmethod
+    def deliveries(self, tenant: str, webhook_id: str, *, limit: int = 100) -> list[Delivery]:
+        """The subscription's messages that were attempted, latest attempt first."""
+
+    @abstractmethod
+    def sweep_stalls(self, now_us: int, *, limit: int = 1000) -> int:
+        """Write ``trace.stalled`` outbox rows for traces that crossed their stall timeout
+        at or after a matching subscription was made, once per stall (up to ``limit``
+        stalls a call); return how many stalls were notified. One caller at a time does
+        the work (others return 0)."""
+
+    @abstractmethod
+    def claim_notifications(
+        self, now_us: int, *, lease_us: int, limit: int = 100
+    ) -> list[Notification]:
+        """Take up to ``limit`` due outbox rows of any tenant for delivery: each is due
+        again ``lease_us`` later unless :meth:`settle_notification` is called first, and no
+        other caller gets it before then."""
+
+    @abstractmethod
+    def settle_notification(
+        self,
+        notification: Notification,
+        *,
+        at_us: int,
+        status: int | None,
+        error: str | None,
+        next_us: int | None,
+        delivered: bool,
+    ) -> None:
+        """Record an attempt: delivered, due again at ``next_us``, or (neither) given up on,
+        which marks the subscription failed with ``error``."""
 
     @abstractmethod
     def ping(self) -> None:

@@ -192,6 +192,10 @@ def durability_warnings_of(settings: dict[str, str], where: str) -> list[str]:
     return out
 
 
+#: the advisory lock the stall sweep holds for its transaction: one sweeper at a time.
+STALL_SWEEP_LOCK = 0x5741_594D_5354_4C4C  # "WAYMSTLL"
+
+
 class PostgresStore(SqlStore):
     """A PostgreSQL store. ``url`` is a libpq URL; pick a schema with
     ``?options=-csearch_path%3Dname``.
@@ -335,6 +339,23 @@ class PostgresStore(SqlStore):
         # The stored rows: the collector's change feed needs no re-read.
         cur.execute(UPSERT_STAGED_TRACES + f" RETURNING {SUMMARY_COLUMNS}")
         return cur.fetchall()
+
+    # -- webhooks ----------------------------------------------------------------------------
+
+    def _lock_traces(self, cur: Cursor, keys: Sequence[tuple[str, str]]) -> None:
+        # Transaction-level advisory locks, taken in one order by every writer.
+        cur.execute(
+            "SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT hashtextextended(k, 0) AS h"
+            " FROM unnest(%s::text[]) AS k ORDER BY 1) AS locks",
+            ([f"{tenant}:{trace_id}" for tenant, trace_id in keys],),
+        )
+
+    def _claim_clause(self) -> str:
+        return " FOR UPDATE SKIP LOCKED"
+
+    def _sweep_alone(self, cur: Cursor) -> bool:
+        cur.execute("SELECT pg_try_advisory_xact_lock(%s)", (STALL_SWEEP_LOCK,))
+        return bool(cur.fetchone()[0])
 
     def durability_warnings(self) -> list[str]:
         return self._read(self._durability_warnings)

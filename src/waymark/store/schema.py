@@ -247,3 +247,64 @@ api_keys = Table(
     Column("revoked_us", BigInteger),  # NULL: not revoked
     PrimaryKeyConstraint("id", name="pk_api_keys"),
 )
+
+# Webhook subscriptions of a tenant. ``secret`` is what deliveries are signed with
+# (``whsec_<base64>``): it must be recoverable to sign, so it is kept as given, protected
+# by the database's own access control; no answer after the one that created it shows it.
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("tenant", String, nullable=False),
+    Column("id", String, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("events", Text, nullable=False),  # JSON list of event types
+    Column("dataset", String),
+    Column("component", String),
+    Column("secret", String, nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("failed_us", BigInteger),  # the last time a message was given up on
+    Column("failure", Text),  # and why
+    PrimaryKeyConstraint("tenant", "id", name="pk_webhooks"),
+)
+
+# The transactional outbox: one row per trace state change per subscription, written in
+# the transaction of the append (or stall sweep) that made the change, and drained by the
+# notifier. ``id`` is the message's ``webhook-id``, the same on every attempt. ``next_us``
+# is when the row is due (NULL once delivered or given up on). A stall noticed for no
+# subscription is kept with ``webhook_id`` '' so that it is noticed once.
+webhook_outbox = Table(
+    "webhook_outbox",
+    metadata,
+    Column("id", String, nullable=False),
+    Column("tenant", String, nullable=False),
+    _key("trace_id"),
+    Column("webhook_id", String, nullable=False),
+    Column("type", String, nullable=False),
+    Column("change_us", BigInteger, nullable=False),  # the trace's updated_us at the change
+    Column("created_us", BigInteger, nullable=False),
+    Column("next_us", BigInteger),
+    Column("attempts", Integer, nullable=False),
+    Column("last_us", BigInteger),
+    Column("last_status", Integer),
+    Column("last_error", Text),
+    Column("delivered_us", BigInteger),
+    Column("gave_up_us", BigInteger),
+    PrimaryKeyConstraint("id", name="pk_webhook_outbox"),
+    Index(
+        "ux_webhook_outbox_change",
+        "tenant",
+        "trace_id",
+        "type",
+        "change_us",
+        "webhook_id",
+        unique=True,
+    ),
+    Index("ix_webhook_outbox_webhook", "tenant", "webhook_id", "last_us"),
+    # The notifier's queue of every tenant: only rows still due enter it.
+    Index(
+        "ix_webhook_outbox_due",
+        "next_us",
+        sqlite_where=text("next_us IS NOT NULL"),
+        postgresql_where=text("next_us IS NOT NULL"),
+    ),
+)

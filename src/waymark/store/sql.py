@@ -31,6 +31,7 @@ from waymark.model import (
     now_us,
 )
 from waymark.pipelines import Pipelines
+from waymark.store import webhooks
 from waymark.store.base import (
     LINEAGE_SCAN_BYTES,
     LINEAGE_SCAN_EVENTS,
@@ -42,12 +43,15 @@ from waymark.store.base import (
     DatasetDetails,
     Datasets,
     DeadLetter,
+    Delivery,
     EventQuery,
+    Notification,
     Overview,
     Page,
     PathTouch,
     Store,
     TraceQuery,
+    Webhook,
     decode_cursor,
     encode_cursor,
 )
@@ -476,6 +480,22 @@ class SqlStore(Store):
         cur.executemany(self.q(UPSERT_TRACE), rows)
         return None
 
+    def _lock_traces(self, cur: Cursor, keys: Sequence[tuple[str, str]]) -> None:
+        """Make concurrent appends to these traces (sorted) take turns from here to the end
+        of the transaction, so that each reads the state the previous one left: which
+        state changes an append notifies depends on it. A backend with one writer has
+        nothing to do."""
+
+    def _claim_clause(self) -> str:
+        """What the notifier's claim query ends with so that concurrent claimers skip each
+        other's rows ('' where one writer does all claims)."""
+        return ""
+
+    def _sweep_alone(self, cur: Cursor) -> bool:
+        """Whether this transaction is the only stall sweep running now (True where one
+        writer runs every write transaction)."""
+        return True
+
     def q(self, sql: str) -> str:
         return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
 
@@ -506,9 +526,24 @@ class SqlStore(Store):
             if steps:
                 self._insert_steps(cur, steps)
             added = self._upsert_items(cur, items) if items else []
-            stored = self._upsert_traces(cur, traces, partials)
+            # Subscribed tenants' trace state changes go to the outbox in this transaction.
+            subs = webhooks.subscriptions(cur, self.q, sorted({row[0] for row in traces}))
+            keys = [(row[0], row[1]) for row in traces if row[0] in subs]
+            if keys:
+                self._lock_traces(cur, keys)
+                before = webhooks.trace_states(cur, self.q, keys)
+            stored = self._upsert_traces(cur, traces, partials or bool(keys))
+            if keys:
+                after = (
+                    webhooks.trace_states(cur, self.q, keys)
+                    if stored is None
+                    else webhooks.states_of_rows(stored, keys)
+                )
+                webhooks.write_changes(cur, self.q, subs, before, after, now_us())
             if added:
                 cur.executemany(self.q(ADD_COUNTS), _count_rows(added))
+            if not partials:
+                stored = None
         return AppendResult(
             len(new),
             sorted({(r.tenant, r.trace_id) for r in new}),
@@ -1114,6 +1149,169 @@ class SqlStore(Store):
         sql = self.q("UPDATE api_keys SET revoked_us = ? WHERE id = ? AND revoked_us IS NULL")
         self._write(functools.partial(_execute_many, sql, [(at_us, key_id)]))
         return self.api_key(key_id)
+
+    # -- webhooks ----------------------------------------------------------------------------
+
+    def add_webhook(self, webhook: Webhook) -> None:
+        sql = self.q(
+            f"INSERT INTO webhooks ({webhooks.WEBHOOK_COLUMNS})"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        self._write(functools.partial(_execute_many, sql, [webhooks.webhook_row(webhook)]))
+
+    def webhook(self, tenant: str, webhook_id: str) -> Webhook | None:
+        sql = self.q(f"SELECT {webhooks.WEBHOOK_COLUMNS} FROM webhooks WHERE tenant = ? AND id = ?")
+        rows = self._read(functools.partial(_fetch, sql, (tenant, webhook_id)))
+        return webhooks.webhook_of(rows[0]) if rows else None
+
+    def webhooks(
+        self, tenant: str, *, limit: int = 100, cursor: str | None = None
+    ) -> Page[Webhook]:
+        where, params = "tenant = ?", [tenant]
+        if cursor is not None:
+            created_us, webhook_id = decode_cursor(cursor, int, str)
+            where += " AND (created_us, id) > (?, ?)"
+            params += [created_us, webhook_id]
+        sql = self.q(
+            f"SELECT {webhooks.WEBHOOK_COLUMNS} FROM webhooks WHERE {where}"
+            " ORDER BY created_us, id LIMIT ?"
+        )
+        rows = self._read(functools.partial(_fetch, sql, (*params, limit + 1)))
+        items = [webhooks.webhook_of(row) for row in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit:
+            next_cursor = encode_cursor(items[-1].created_us, items[-1].id)
+        return Page(items, next_cursor)
+
+    def delete_webhook(self, tenant: str, webhook_id: str) -> bool:
+        def delete(cur: Cursor) -> bool:
+            key = (tenant, webhook_id)
+            cur.execute(
+                self.q("DELETE FROM webhook_outbox WHERE tenant = ? AND webhook_id = ?"), key
+            )
+            cur.execute(self.q("DELETE FROM webhooks WHERE tenant = ? AND id = ?"), key)
+            return bool(cur.rowcount)
+
+        return self._write(delete)
+
+    def deliveries(self, tenant: str, webhook_id: str, *, limit: int = 100) -> list[Delivery]:
+        sql = self.q(
+            f"SELECT {webhooks.DELIVERY_COLUMNS} FROM webhook_outbox"
+            " WHERE tenant = ? AND webhook_id = ? AND last_us IS NOT NULL"
+            " ORDER BY last_us DESC, id LIMIT ?"
+        )
+        rows = self._read(functools.partial(_fetch, sql, (tenant, webhook_id, limit)))
+        return [webhooks.delivery_of(row) for row in rows]
+
+    def sweep_stalls(self, now_us: int, *, limit: int = 1000) -> int:
+        # A read first: with no subscription there is no write transaction at all.
+        if not self._read(functools.partial(_fetch, "SELECT 1 FROM webhooks LIMIT 1", ())):
+            return 0
+
+        def sweep(cur: Cursor) -> int:
+            if not self._sweep_alone(cur):
+                return 0
+            return webhooks.sweep_stalls(cur, self.q, self.pipelines, now_us, limit, NEVER_US)
+
+        return self._write(sweep)
+
+    def claim_notifications(
+        self, now_us: int, *, lease_us: int, limit: int = 100
+    ) -> list[Notification]:
+        select = self.q(
+            "SELECT o.id, o.tenant, o.trace_id, o.webhook_id, o.type, o.created_us, o.attempts"
+            " FROM webhook_outbox o WHERE o.next_us IS NOT NULL AND o.next_us <= ?"
+            " ORDER BY o.next_us LIMIT ?" + self._claim_clause()
+        )
+
+        due = self.q(
+            "SELECT 1 FROM webhook_outbox WHERE next_us IS NOT NULL AND next_us <= ? LIMIT 1"
+        )
+        if not self._read(functools.partial(_fetch, due, (now_us,))):
+            return []
+
+        def claim(cur: Cursor) -> list[Notification]:
+            cur.execute(select, (now_us, limit))
+            rows = cur.fetchall()
+            if not rows:
+                return []
+            ids = [row[0] for row in rows]
+            marks = ", ".join("?" for _ in ids)
+            cur.execute(
+                self.q(f"UPDATE webhook_outbox SET next_us = ? WHERE id IN ({marks})"),
+                (now_us + lease_us, *ids),
+            )
+            hooks: dict[tuple[str, str], Webhook | None] = {}
+            out = []
+            for row in rows:
+                key = (row[1], row[3])
+                if key not in hooks:
+                    cur.execute(
+                        self.q(
+                            f"SELECT {webhooks.WEBHOOK_COLUMNS} FROM webhooks"
+                            " WHERE tenant = ? AND id = ?"
+                        ),
+                        key,
+                    )
+                    found = cur.fetchall()
+                    hooks[key] = webhooks.webhook_of(found[0]) if found else None
+                hook = hooks[key]
+                if hook is not None:
+                    out.append(
+                        Notification(
+                            row[0],
+                            row[1],
+                            row[2],
+                            row[3],
+                            row[4],
+                            int(row[5]),
+                            int(row[6]),
+                            hook.url,
+                            hook.secret,
+                        )
+                    )
+            return out
+
+        return self._write(claim)
+
+    def settle_notification(
+        self,
+        notification: Notification,
+        *,
+        at_us: int,
+        status: int | None,
+        error: str | None,
+        next_us: int | None,
+        delivered: bool,
+    ) -> None:
+        gave_up = not delivered and next_us is None
+
+        def settle(cur: Cursor) -> None:
+            cur.execute(
+                self.q(
+                    "UPDATE webhook_outbox SET attempts = attempts + 1, last_us = ?,"
+                    " last_status = ?, last_error = ?, next_us = ?, delivered_us = ?,"
+                    " gave_up_us = ? WHERE id = ?"
+                ),
+                (
+                    at_us,
+                    status,
+                    error,
+                    next_us,
+                    at_us if delivered else None,
+                    at_us if gave_up else None,
+                    notification.id,
+                ),
+            )
+            if gave_up:
+                cur.execute(
+                    self.q(
+                        "UPDATE webhooks SET failed_us = ?, failure = ? WHERE tenant = ? AND id = ?"
+                    ),
+                    (at_us, error, notification.tenant, notification.webhook_id),
+                )
+
+        self._write(settle)
 
     def ping(self) -> None:
         self._read(functools.partial(_fetch, "SELECT 1", ()))

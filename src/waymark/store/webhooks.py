@@ -1,0 +1,301 @@
+"""The webhook queries of every SQL backend: subscriptions, the outbox rows an append
+writes in its own transaction, the stall sweep and the notifier's claims.
+
+Each function takes a cursor and ``q`` (the backend's spelling of ``?``), so that
+:class:`waymark.store.sql.SqlStore` runs them through its own transaction hooks.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import orjson
+
+from waymark.model import Status
+from waymark.pipelines import Pipelines
+from waymark.store.base import Delivery, Webhook
+
+Q = Callable[[str], str]
+
+_CHUNK = 500  # trace ids per IN (...) list
+
+WEBHOOK_COLUMNS = (
+    "tenant, id, url, events, secret, created_us, dataset, component, failed_us, failure"
+)
+DELIVERY_COLUMNS = (
+    "id, trace_id, type, created_us, attempts, last_us, last_status, last_error,"
+    " delivered_us, gave_up_us"
+)
+OUTBOX_COLUMNS = "id, tenant, trace_id, webhook_id, type, change_us, created_us, next_us, attempts"
+_OUTBOX_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, 0)"
+_OUTBOX_ROWS = 200  # rows per INSERT statement
+
+
+def insert_outbox(cur: Cursor, q: Q, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Insert outbox rows, many per statement; a row already there (the same change to
+    the same subscription) is left as it is."""
+    for start in range(0, len(rows), _OUTBOX_ROWS):
+        chunk = rows[start : start + _OUTBOX_ROWS]
+        cur.execute(
+            q(
+                f"INSERT INTO webhook_outbox ({OUTBOX_COLUMNS}) VALUES "
+                + ", ".join(_OUTBOX_ROW for _ in chunk)
+                + " ON CONFLICT (tenant, trace_id, type, change_us, webhook_id) DO NOTHING"
+            ),
+            [value for row in chunk for value in row],
+        )
+
+
+class Cursor(Protocol):
+    def execute(self, query: Any, params: Any = ..., /) -> Any: ...
+    def executemany(self, query: Any, params_seq: Any, /) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    @property
+    def rowcount(self) -> int: ...
+
+
+def message_id() -> str:
+    """A new ``webhook-id``."""
+    return f"msg_{uuid.uuid4().hex}"
+
+
+def webhook_of(row: Sequence[Any]) -> Webhook:
+    return Webhook(
+        tenant=row[0],
+        id=row[1],
+        url=row[2],
+        events=tuple(orjson.loads(row[3])),
+        secret=row[4],
+        created_us=int(row[5]),
+        dataset=row[6],
+        component=row[7],
+        failed_us=None if row[8] is None else int(row[8]),
+        failure=row[9],
+    )
+
+
+def delivery_of(row: Sequence[Any]) -> Delivery:
+    def opt(value: Any) -> int | None:
+        return None if value is None else int(value)
+
+    return Delivery(
+        id=row[0],
+        trace_id=row[1],
+        type=row[2],
+        created_us=int(row[3]),
+        attempts=int(row[4]),
+        last_us=opt(row[5]),
+        status=opt(row[6]),
+        error=row[7],
+        delivered_us=opt(row[8]),
+        gave_up_us=opt(row[9]),
+    )
+
+
+def webhook_row(w: Webhook) -> tuple[Any, ...]:
+    return (
+        w.tenant,
+        w.id,
+        w.url,
+        orjson.dumps(list(w.events)).decode(),
+        w.secret,
+        w.created_us,
+        w.dataset,
+        w.component,
+        w.failed_us,
+        w.failure,
+    )
+
+
+def subscriptions(cur: Cursor, q: Q, tenants: Sequence[str]) -> dict[str, list[Webhook]]:
+    """The subscriptions of these tenants, by tenant (tenants with none left out)."""
+    cur.execute(
+        q(
+            f"SELECT {WEBHOOK_COLUMNS} FROM webhooks"
+            f" WHERE tenant IN ({', '.join('?' for _ in tenants)})"
+        ),
+        list(tenants),
+    )
+    out: dict[str, list[Webhook]] = {}
+    for row in cur.fetchall():
+        out.setdefault(row[0], []).append(webhook_of(row))
+    return out
+
+
+def matches(webhook: Webhook, kind: str, domain_id: str | None, component: str | None) -> bool:
+    """Whether a change of ``kind`` to a trace of ``domain_id`` whose deciding step is of
+    ``component`` goes to ``webhook``; a dataset is the part of domain_id before ``/``."""
+    if kind not in webhook.events:
+        return False
+    if webhook.dataset is not None and (
+        domain_id is None or domain_id.split("/", 1)[0] != webhook.dataset
+    ):
+        return False
+    return webhook.component is None or webhook.component == component
+
+
+# (state, updated_us, domain_id, cur_component) of a trace; state is RUNNING, SUCCEEDED or
+# FAILED (stalls are the sweep's).
+TraceState = tuple[str, int, str | None, str | None]
+
+
+def trace_states(
+    cur: Cursor, q: Q, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], TraceState]:
+    by_tenant: dict[str, list[str]] = {}
+    for tenant, trace_id in keys:
+        by_tenant.setdefault(tenant, []).append(trace_id)
+    out: dict[tuple[str, str], TraceState] = {}
+    for tenant, ids in by_tenant.items():
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            cur.execute(
+                q(
+                    "SELECT trace_id, done, cur_status, updated_us, domain_id, cur_component"
+                    " FROM traces WHERE tenant = ?"
+                    f" AND trace_id IN ({', '.join('?' for _ in chunk)})"
+                ),
+                (tenant, *chunk),
+            )
+            for trace_id, done, status, updated_us, domain_id, component in cur.fetchall():
+                if not done:
+                    state = "RUNNING"
+                elif status == Status.FAILED.value:
+                    state = "FAILED"
+                else:
+                    state = "SUCCEEDED"
+                out[(tenant, trace_id)] = (state, int(updated_us), domain_id, component)
+    return out
+
+
+def states_of_rows(
+    rows: Sequence[Sequence[Any]], keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], TraceState]:
+    """:func:`trace_states` of the given traces, from ``traces`` rows read as
+    ``SUMMARY_COLUMNS`` (an upsert's ``RETURNING``)."""
+    wanted = set(keys)
+    out: dict[tuple[str, str], TraceState] = {}
+    for row in rows:
+        if (row[0], row[1]) not in wanted:
+            continue
+        done = row[13] is not None  # fin_event_id
+        status, component = (row[14], row[16]) if done else (row[7], row[9])
+        if not done:
+            state = "RUNNING"
+        elif status == Status.FAILED.value:
+            state = "FAILED"
+        else:
+            state = "SUCCEEDED"
+        out[(row[0], row[1])] = (state, int(row[4]), row[22], component)
+    return out
+
+
+_KIND = {"SUCCEEDED": "trace.succeeded", "FAILED": "trace.failed"}
+
+
+def changes(
+    before: dict[tuple[str, str], TraceState], after: dict[tuple[str, str], TraceState]
+) -> list[tuple[tuple[str, str], str, TraceState]]:
+    """The notifications an append's changes make: ``trace.started`` for a trace that did
+    not exist, and ``trace.succeeded``/``trace.failed`` when it became (or turned) so."""
+    out = []
+    for key, now in after.items():
+        old = before.get(key)
+        if old is None:
+            out.append((key, "trace.started", now))
+        if now[0] in _KIND and (old is None or old[0] != now[0]):
+            out.append((key, _KIND[now[0]], now))
+    return out
+
+
+def write_changes(
+    cur: Cursor,
+    q: Q,
+    subs: dict[str, list[Webhook]],
+    before: dict[tuple[str, str], TraceState],
+    after: dict[tuple[str, str], TraceState],
+    now_us: int,
+) -> None:
+    rows = []
+    for (tenant, trace_id), kind, (_, updated_us, domain_id, component) in changes(before, after):
+        for hook in subs.get(tenant, ()):
+            if matches(hook, kind, domain_id, component):
+                rows.append(
+                    (message_id(), tenant, trace_id, hook.id, kind, updated_us, now_us, now_us)
+                )
+    insert_outbox(cur, q, rows)
+
+
+def sweep_stalls(
+    cur: Cursor, q: Q, pipelines: Pipelines, now_us: int, limit: int, never_us: int
+) -> int:
+    """Outbox rows for traces stalled since the sweep last looked (see Store.sweep_stalls);
+    the caller holds whatever makes it the only sweeper."""
+    cur.execute(q(f"SELECT {WEBHOOK_COLUMNS} FROM webhooks"))
+    by_tenant: dict[str, list[Webhook]] = {}
+    for row in cur.fetchall():
+        hook = webhook_of(row)
+        if "trace.stalled" in hook.events:
+            by_tenant.setdefault(hook.tenant, []).append(hook)
+    noticed = notified = 0
+    for tenant, hooks in sorted(by_tenant.items()):
+        base, per_domain = pipelines.stall_timeouts(tenant)
+        timeouts = [t for t in (base, *per_domain.values()) if t is not None]
+        if not timeouts:
+            continue
+        # Only traces that stalled after the oldest subscription was made.
+        since = min(h.created_us for h in hooks) - max(timeouts)
+        params: list[Any] = [tenant, since]
+        timeout = "?"
+        if per_domain:
+            timeout = (
+                "CASE " + " ".join("WHEN domain = ? THEN ?" for _ in per_domain) + " ELSE ? END"
+            )
+        cases: list[Any] = []
+        for domain, value in per_domain.items():
+            cases += [domain, never_us if value is None else value]
+        cases.append(never_us if base is None else base)
+        params += [now_us, *cases, limit - noticed]
+        cur.execute(
+            q(
+                "SELECT trace_id, updated_us, domain, domain_id, cur_component FROM traces t"
+                " WHERE tenant = ? AND NOT done AND updated_us >= ?"
+                f" AND updated_us < ? - {timeout}"
+                " AND NOT EXISTS (SELECT 1 FROM webhook_outbox o WHERE o.tenant = t.tenant"
+                " AND o.trace_id = t.trace_id AND o.type = 'trace.stalled'"
+                " AND o.change_us = t.updated_us)"
+                " ORDER BY updated_us LIMIT ?"
+            ),
+            params,
+        )
+        rows = []
+        for trace_id, updated_us, domain, domain_id, component in cur.fetchall():
+            stalled_at = int(updated_us) + (pipelines.lookup(tenant, domain).stall_timeout_us or 0)
+            targets = [
+                h.id
+                for h in hooks
+                if h.created_us <= stalled_at and matches(h, "trace.stalled", domain_id, component)
+            ]
+            # A stall no subscription takes is noted all the same, so it is noticed once.
+            for target in targets or [""]:
+                due = now_us if target else None
+                rows.append(
+                    (
+                        message_id(),
+                        tenant,
+                        trace_id,
+                        target,
+                        "trace.stalled",
+                        updated_us,
+                        now_us,
+                        due,
+                    )
+                )
+            noticed += 1
+            notified += bool(targets)
+        insert_outbox(cur, q, rows)
+        if noticed >= limit:
+            break
+    return notified
