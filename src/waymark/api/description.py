@@ -111,6 +111,47 @@ class PathTouches(BaseModel):
     next_cursor: str | None = Field(description="the next page's cursor; null on the last")
 
 
+class WebhookOut(BaseModel):
+    """A webhook subscription (never its secret)."""
+
+    id: str
+    url: str
+    events: list[str]
+    dataset: str | None
+    component: str | None
+    created_at: DateTime
+    failed_at: DateTime | None = Field(description="when a message was last given up on")
+    failure: str | None
+
+
+class WebhookCreated(WebhookOut):
+    secret: str = Field(description="the signing secret, `whsec_<base64>`; shown only here")
+
+
+class WebhookPage(BaseModel):
+    items: list[WebhookOut]
+    next_cursor: str | None = Field(description="the next page's cursor; null on the last")
+
+
+class DeliveryOut(BaseModel):
+    """A message's last delivery attempt."""
+
+    id: str = Field(description="the message's `webhook-id`, the same on every attempt")
+    trace_id: str
+    type: str
+    created_at: DateTime | None
+    attempts: int
+    attempted_at: DateTime | None
+    status_code: int | None
+    error: str | None
+    delivered_at: DateTime | None
+    gave_up_at: DateTime | None
+
+
+class Deliveries(BaseModel):
+    items: list[DeliveryOut]
+
+
 class ItemsPage(BaseModel):
     """A page of a trace's distinct errors (each as its events reported it) or paths."""
 
@@ -284,6 +325,11 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/v1/paths"): Operation(PathTouches),
     ("GET", "/v1/traces/{trace_id}/lineage"): Operation(Lineage),
     ("GET", "/v1/traces/{trace_id}/errors"): Operation(ItemsPage),
+    ("POST", "/v1/webhooks"): Operation(WebhookCreated),
+    ("GET", "/v1/webhooks"): Operation(WebhookPage),
+    ("GET", "/v1/webhooks/{webhook_id}"): Operation(WebhookOut),
+    ("DELETE", "/v1/webhooks/{webhook_id}"): Operation(empty=True),
+    ("GET", "/v1/webhooks/{webhook_id}/deliveries"): Operation(Deliveries),
     ("GET", "/v1/traces/{trace_id}/paths"): Operation(ItemsPage),
     ("POST", "/status"): Operation(TraceCreated, body=StatusItem, examples=("okdata-create.json",)),
     ("GET", "/status/{trace_id}"): Operation({"type": "array", "items": _ref(OkdataItem)}),
@@ -405,6 +451,8 @@ def _describe(
     statuses = set(COMMON_ERRORS)
     if "{" in route.path_format:  # a trace, or a file, that may not be there
         statuses.add(404)
+    if "requestBody" in described:  # a body the route declares itself
+        statuses |= set(BODY_ERRORS)
     if operation.body is not None:
         statuses |= set(BODY_ERRORS)
         body: dict[str, Any] = {"required": True, "content": _content(JSON, operation.body)}
