@@ -326,6 +326,52 @@ def dead_letters(
 
 @app.command()
 @needs_server_extra
+def prune(
+    older_than: Annotated[
+        str,
+        typer.Option("--older-than", metavar="AGE", help="Age of the last event: 30d, 12h, 90m"),
+    ],
+    tenant: Annotated[
+        str | None, typer.Option(metavar="TENANT", help="Only this tenant (default: every one)")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print what would be deleted; delete nothing")
+    ] = False,
+    store: StoreOpt = None,
+) -> None:
+    """Delete traces whose last event is older than AGE, with everything derived from them,
+    in small transactions; print what was deleted (or would be) per tenant."""
+    from waymark import retention
+    from waymark.errors import Unavailable
+    from waymark.model import now_us
+    from waymark.store import open_store
+
+    try:
+        age = retention.parse_age(older_than)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--older-than") from exc
+    settings = Settings.resolve(store)
+    verb = "would delete" if dry_run else "deleted"
+    try:
+        opened = open_store(settings.store)
+        try:
+            before = now_us() - age
+            for name in [tenant] if tenant is not None else opened.tenants():
+                traces = events = 0
+                for done in retention.prune(opened, before, tenant=name, dry_run=dry_run):
+                    traces, events = traces + done.traces, events + done.events
+                typer.echo(f"{name}: {verb} {traces} traces ({events} events)")
+            if not dry_run:
+                typer.echo(f"tombstones expired: {opened.drop_tombstones(now_us())}")
+        finally:
+            opened.close()
+    except (Unavailable, ValueError) as exc:
+        typer.echo(f"waymark: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
+@app.command()
+@needs_server_extra
 def streams(
     bus: BusOpt = None,
     apply: Annotated[
