@@ -172,6 +172,16 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    prune_interval: Annotated[
+        str | None,
+        typer.Option(
+            "--prune-interval",
+            metavar="SECONDS",
+            help="How often one replica deletes traces past their pipeline's retention_days"
+            " (env WAYMARK_PRUNE_INTERVAL; default 3600; 0: never)",
+            show_default=False,
+        ),
+    ] = None,
     insecure: Annotated[
         bool,
         typer.Option(
@@ -200,6 +210,7 @@ def serve(
             oidc_audience=oidc_audience,
             oidc_roles_claim=oidc_roles_claim,
             allowed_hosts=allowed_hosts,
+            prune_interval=prune_interval,
         )
     except ValueError as exc:
         typer.echo(f"waymark: {exc}", err=True)
@@ -227,6 +238,7 @@ def serve(
     os.environ["WAYMARK_OIDC_AUDIENCE"] = settings.oidc_audience
     os.environ["WAYMARK_OIDC_ROLES_CLAIM"] = settings.oidc_roles_claim
     os.environ["WAYMARK_ALLOWED_HOSTS"] = ",".join(settings.allowed_hosts)
+    os.environ["WAYMARK_PRUNE_INTERVAL"] = str(settings.prune_interval_s)
     uvicorn.run(
         "waymark.api.app:serve_app",
         factory=True,

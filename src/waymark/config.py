@@ -10,6 +10,7 @@
 | OIDC audience         | ``WAYMARK_OIDC_AUDIENCE``    | none: ``aud`` not checked    |
 | OIDC roles claim      | ``WAYMARK_OIDC_ROLES_CLAIM`` | ``waymark_roles``            |
 | allowed hosts         | ``WAYMARK_ALLOWED_HOSTS``    | none: loopback names only    |
+| prune interval (s)    | ``WAYMARK_PRUNE_INTERVAL``   | ``3600``; 0: no background prune |
 | server URL (CLI)      | ``WAYMARK_URL``              | ``http://127.0.0.1:8000``    |
 | tenant (CLI)          | ``WAYMARK_TENANT``           | ``default``                  |
 
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 DEFAULT_STORE = "sqlite:///./waymark.db"
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_ROLES_CLAIM = "waymark_roles"
+DEFAULT_PRUNE_INTERVAL_S = 3600.0
 
 #: the ways in ``WAYMARK_AUTH`` may name, in the order a credential is tried
 AUTH_MODES = ("keys", "oidc")
@@ -66,6 +68,7 @@ class Settings:
     oidc_audience: str = ""
     oidc_roles_claim: str = DEFAULT_ROLES_CLAIM
     allowed_hosts: tuple[str, ...] = ()  # besides loopback names, with auth off
+    prune_interval_s: float = DEFAULT_PRUNE_INTERVAL_S  # 0: no background prune
 
     @classmethod
     def resolve(
@@ -79,6 +82,7 @@ class Settings:
         oidc_audience: str | None = None,
         oidc_roles_claim: str | None = None,
         allowed_hosts: str | None = None,
+        prune_interval: str | None = None,
     ) -> Settings:
         """Every setting, from the arguments given, else the environment, else defaults;
         ValueError naming the setting when one is not valid."""
@@ -95,6 +99,13 @@ class Settings:
                 f"WAYMARK_OIDC_ROLES_CLAIM {roles_claim!r} is not a dotted path"
                 " (e.g. realm_access.roles)"
             )
+        interval = _pick(prune_interval, "WAYMARK_PRUNE_INTERVAL", str(DEFAULT_PRUNE_INTERVAL_S))
+        try:
+            prune_interval_s = float(interval)
+        except ValueError:
+            prune_interval_s = -1.0
+        if not 0 <= prune_interval_s < float("inf"):
+            raise ValueError(f"WAYMARK_PRUNE_INTERVAL {interval!r} is not a number of seconds >= 0")
         return cls(
             store=_pick(store, "WAYMARK_STORE", DEFAULT_STORE),
             bus=_pick(bus, "WAYMARK_BUS", ""),
@@ -108,6 +119,7 @@ class Settings:
                 for name in _pick(allowed_hosts, "WAYMARK_ALLOWED_HOSTS", "").split(",")
                 if name.strip()
             ),
+            prune_interval_s=prune_interval_s,
         )
 
 

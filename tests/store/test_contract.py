@@ -803,3 +803,13 @@ def test_a_prune_passes_by_a_trace_made_newer_since_it_was_listed(store: SqlStor
     assert store.summary("default", "u") is None
     summary = store.summary("default", "t")
     assert summary is not None and summary.event_count == 2
+
+
+def test_a_lease_has_one_holder_until_it_lapses(store: SqlStore) -> None:
+    assert store.claim("prune", "a", until_us=100, now_us=0)
+    assert not store.claim("prune", "b", until_us=200, now_us=50)  # a holds it
+    assert store.claim("prune", "a", until_us=300, now_us=60)  # a renews
+    assert not store.claim("prune", "b", until_us=400, now_us=299)
+    assert store.claim("prune", "b", until_us=400, now_us=300)  # lapsed: b takes over
+    assert not store.claim("prune", "a", until_us=500, now_us=310)
+    assert store.claim("other", "a", until_us=500, now_us=310)  # leases are by name

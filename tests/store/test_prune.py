@@ -3,6 +3,8 @@ small batches, with everything derived from it; what is new, or of another tenan
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
@@ -10,6 +12,7 @@ from tests.store.conftest import rec
 from waymark import retention
 from waymark.cli import app
 from waymark.model import now_us
+from waymark.pipelines import Pipelines, load
 from waymark.store.base import StaleTrace
 from waymark.store.sql import SqlStore
 
@@ -83,3 +86,49 @@ def test_a_large_trace_is_a_batch_of_its_own() -> None:
 
     groups = list(retention.batches([trace(1, 10), trace(2, 9000), trace(3, 10), trace(4, 10)]))
     assert [[t.trace_id for t in g] for g in groups] == [["t1"], ["t2"], ["t3", "t4"]]
+
+
+def _pipelines(tmp_path: Path, text: str) -> Pipelines:
+    path = tmp_path / "pipelines.toml"
+    path.write_text(text)
+    return load(str(path))
+
+
+def test_each_trace_is_kept_for_its_pipelines_retention(store: SqlStore, tmp_path: Path) -> None:
+    rules = _pipelines(
+        tmp_path,
+        "[default]\nretention_days = 30\n"
+        '[[pipeline]]\ndomain = "audit"\nretention_days = 0\n'
+        '[[pipeline]]\ntenant = "a"\ndomain = "scratch"\nretention_days = 1\n',
+    )
+    now = now_us()
+    store.append(
+        [
+            rec("old", "e1", tenant="a", at=now - 40 * DAY_US),
+            rec("recent", "e2", tenant="a", at=now - 10 * DAY_US),
+            rec("audit", "e3", tenant="a", at=now - 400 * DAY_US, domain="audit"),
+            rec("scratch", "e4", tenant="a", at=now - 2 * DAY_US, domain="scratch"),
+            rec("scratch", "e5", tenant="b", at=now - 2 * DAY_US, domain="scratch"),
+        ]
+    )
+    done = list(retention.expire(store, rules, now))
+    assert sum(d.traces for d in done) == 2
+    assert store.summary("a", "old") is None and store.summary("a", "scratch") is None
+    for tenant, trace in (("a", "recent"), ("a", "audit"), ("b", "scratch")):
+        assert store.summary(tenant, trace) is not None, (tenant, trace)
+
+
+def test_one_replica_at_a_time_prunes(store: SqlStore, tmp_path: Path) -> None:
+    rules = _pipelines(tmp_path, "[default]\nretention_days = 30\n")
+    store.append([rec("old", "e1", at=now_us() - 40 * DAY_US)])
+    first, second = (retention.Pruner(store, rules, 60) for _ in range(2))
+    assert first.round() == 1
+    assert second.round() == -1  # the first holds the lease for two intervals
+    assert first.round() == 0
+    assert (first.rounds, second.rounds) == (2, 0)
+
+
+def test_retention_days_must_be_a_number(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"default.retention_days: must be a number of days"):
+        _pipelines(tmp_path, '[default]\nretention_days = "30d"\n')
+    assert not _pipelines(tmp_path, "[default]\nretention_days = 0\n").keeps_some_for_a_time()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 from collections.abc import AsyncIterator
@@ -11,6 +12,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.concurrency import run_in_threadpool
 
+from waymark import retention
 from waymark.api import access, gsm, health, hosts, okdata, openlineage, page, problems, v1
 from waymark.api.deps import Services, store_threads
 from waymark.auth.authenticators import build_authenticators
@@ -63,9 +65,17 @@ def create_app(
             return await services.in_thread(the_store.api_key, key_id)
 
         app.state.authenticators = build_authenticators(settings, lookup_key)
+        pruning = None
+        if settings.prune_interval_s > 0 and rules.keeps_some_for_a_time():
+            pruner = retention.Pruner(the_store, rules, settings.prune_interval_s)
+            pruning = asyncio.create_task(pruner.run())
         try:
             yield
         finally:
+            if pruning is not None:
+                pruning.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pruning
             if sink is None:
                 await the_sink.close()
             await run_in_threadpool(threads.shutdown)

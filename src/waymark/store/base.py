@@ -377,6 +377,11 @@ class Store(ABC):
         """Remove tombstones that expired by ``now_us``; return how many."""
 
     @abstractmethod
+    def claim(self, name: str, holder: str, until_us: int, now_us: int) -> bool:
+        """Take or renew the lease ``name`` for ``holder`` until ``until_us``; True if
+        ``holder`` holds it now (it was free, lapsed by ``now_us``, or already its)."""
+
+    @abstractmethod
     def ping(self) -> None:
         """Raise if the store cannot be reached."""
 

@@ -217,6 +217,16 @@ tombstones = Table(
     Index("ix_tombstones_until", "until_us"),
 )
 
+# Work that one replica at a time does (the background prune): who holds it, until when.
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String, nullable=False),
+    Column("holder", String, nullable=False),
+    Column("until_us", BigInteger, nullable=False),
+    PrimaryKeyConstraint("name", name="pk_leases"),
+)
+
 dead_letters = Table(
     "dead_letters",
     metadata,

@@ -603,6 +603,21 @@ class SqlStore(Store):
 
         return self._write(drop)
 
+    def claim(self, name: str, holder: str, until_us: int, now_us: int) -> bool:
+        take = self.q(
+            "INSERT INTO leases (name, holder, until_us) VALUES (?, ?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,"
+            " until_us = excluded.until_us"
+            " WHERE leases.until_us <= ? OR leases.holder = excluded.holder"
+        )
+
+        def claim(cur: Cursor) -> bool:
+            cur.execute(take, (name, holder, until_us, now_us))
+            cur.execute(self.q("SELECT holder FROM leases WHERE name = ?"), (name,))
+            return bool(cur.fetchone()[0] == holder)
+
+        return self._write(claim)
+
     # -- reads -------------------------------------------------------------------------------
 
     def _render(

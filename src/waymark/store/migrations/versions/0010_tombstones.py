@@ -1,4 +1,4 @@
-"""Tombstones of deleted traces.
+"""Tombstones of deleted traces, and leases (one replica at a time prunes).
 
 Revision ID: 0010_tombstones
 Revises: 0009_trace_items
@@ -21,6 +21,14 @@ depends_on = None
 
 
 def upgrade() -> None:
+    if not sa.inspect(op.get_bind()).has_table("leases"):
+        op.create_table(
+            "leases",
+            sa.Column("name", sa.String, nullable=False),
+            sa.Column("holder", sa.String, nullable=False),
+            sa.Column("until_us", sa.BigInteger, nullable=False),
+            sa.PrimaryKeyConstraint("name", name="pk_leases"),
+        )
     if sa.inspect(op.get_bind()).has_table("tombstones"):
         return
     kind = sa.String().with_variant(sa.String(collation="C"), "postgresql")
@@ -37,3 +45,4 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("tombstones")
+    op.drop_table("leases")
