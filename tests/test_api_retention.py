@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import pg_schema
+from tests.conftest import pg_schema, wait_for
+from tests.store.conftest import rec
 from tests.test_api_access import add_key, bearer
 from waymark.api.app import create_app
 from waymark.config import Settings
+from waymark.model import now_us
 from waymark.store import Store, open_store
 
 
@@ -115,3 +117,32 @@ def test_a_bad_trace_id_is_named_and_deletes_nothing(app_client: TestClient, sto
     assert answer.status_code == 422
     assert answer.json()["errors"][0]["loc"] == ["path", "trace_id"]
     assert c.get("/v1/traces/t", headers=bearer(admin)).status_code == 200
+
+
+def test_the_server_prunes_in_the_background(store_url: str, store: Store, tmp_path: Path) -> None:
+    rules = tmp_path / "pipelines.toml"
+    rules.write_text("[default]\nretention_days = 30\n")
+    old = now_us() - 40 * 86_400 * 1_000_000
+    store.append([rec("old", "e1", at=old), rec("new", "e2", at=now_us())])
+    settings = Settings(store=store_url, pipelines=str(rules), prune_interval_s=0.1)
+    with TestClient(create_app(settings)):
+        assert wait_for(lambda: store.summary("default", "old") is None, 10)
+    assert store.summary("default", "new") is not None
+
+
+def test_no_background_prune_with_an_interval_of_zero(
+    store_url: str, store: Store, tmp_path: Path
+) -> None:
+    rules = tmp_path / "pipelines.toml"
+    rules.write_text("[default]\nretention_days = 30\n")
+    store.append([rec("old", "e1", at=now_us() - 40 * 86_400 * 1_000_000)])
+    settings = Settings(store=store_url, pipelines=str(rules), prune_interval_s=0)
+    with TestClient(create_app(settings)):
+        assert not wait_for(lambda: store.summary("default", "old") is None, 1)
+
+
+def test_a_bad_prune_interval_is_named() -> None:
+    for bad in ("soon", "-1", "inf"):
+        with pytest.raises(ValueError, match="WAYMARK_PRUNE_INTERVAL"):
+            Settings.resolve(prune_interval=bad)
+    assert Settings.resolve(prune_interval="0").prune_interval_s == 0
