@@ -2,7 +2,7 @@
 
 The client commands (``status``, ``history``, ``wait``, ``send``, ``path``) need only the
 base install. The server commands (``serve``, ``collect``, ``migrate``, ``streams``,
-``dead-letters``) import their dependencies, the ``server`` extra, inside the command, so
+``dead-letters``, ``prune``) import their dependencies, the ``server`` extra, inside the command, so
 that this module imports none of them; without the extra they end with a message that
 names it (:func:`needs_server_extra`).
 """
