@@ -2,7 +2,7 @@
 
 The client commands (``status``, ``history``, ``wait``, ``send``, ``path``) need only the
 base install. The server commands (``serve``, ``collect``, ``migrate``, ``streams``,
-``dead-letters``) import their dependencies, the ``server`` extra, inside the command, so
+``dead-letters``, ``prune``) import their dependencies, the ``server`` extra, inside the command, so
 that this module imports none of them; without the extra they end with a message that
 names it (:func:`needs_server_extra`).
 """
@@ -173,6 +173,16 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    prune_interval: Annotated[
+        str | None,
+        typer.Option(
+            "--prune-interval",
+            metavar="SECONDS",
+            help="How often one replica deletes traces past their pipeline's retention_days"
+            " (env WAYMARK_PRUNE_INTERVAL; default 3600; 0: never)",
+            show_default=False,
+        ),
+    ] = None,
     insecure: Annotated[
         bool,
         typer.Option(
@@ -247,6 +257,7 @@ def serve(
                 oidc_roles_claim=oidc_roles_claim,
                 allowed_hosts=allowed_hosts,
                 webhook_allow_private=webhook_allow_private,
+                prune_interval=prune_interval,
             )
         )
     )
@@ -281,6 +292,7 @@ def serve(
     os.environ["WAYMARK_KEEP_ALIVE"] = str(limits.keep_alive_s)
     os.environ["WAYMARK_MAX_CONNECTIONS"] = str(limits.max_connections)
     os.environ["WAYMARK_WEBHOOK_ALLOW_PRIVATE"] = "1" if settings.webhook_allow_private else "0"
+    os.environ["WAYMARK_PRUNE_INTERVAL"] = str(settings.prune_interval_s)
     server.run(
         "waymark.api.app:serve_app",
         host=host,
@@ -372,6 +384,52 @@ def dead_letters(
             typer.echo(f"discarded {deadletters.discard(settings.store, discard)}")
         if not replay and not discard:
             deadletters.show(settings.store, limit=limit, as_json=output == "json")
+    except (Unavailable, ValueError) as exc:
+        typer.echo(f"waymark: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
+@app.command()
+@needs_server_extra
+def prune(
+    older_than: Annotated[
+        str,
+        typer.Option("--older-than", metavar="AGE", help="Age of the last event: 30d, 12h, 90m"),
+    ],
+    tenant: Annotated[
+        str | None, typer.Option(metavar="TENANT", help="Only this tenant (default: every one)")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print what would be deleted; delete nothing")
+    ] = False,
+    store: StoreOpt = None,
+) -> None:
+    """Delete traces whose last event is older than AGE, with everything derived from them,
+    in small transactions; print what was deleted (or would be) per tenant."""
+    from waymark import retention
+    from waymark.errors import Unavailable
+    from waymark.model import now_us
+    from waymark.store import open_store
+
+    try:
+        age = retention.parse_age(older_than)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--older-than") from exc
+    settings = Settings.resolve(store)
+    verb = "would delete" if dry_run else "deleted"
+    try:
+        opened = open_store(settings.store)
+        try:
+            before = now_us() - age
+            for name in [tenant] if tenant is not None else opened.tenants():
+                traces = events = 0
+                for done in retention.prune(opened, before, tenant=name, dry_run=dry_run):
+                    traces, events = traces + done.traces, events + done.events
+                typer.echo(f"{name}: {verb} {traces} traces ({events} events)")
+            if not dry_run:
+                typer.echo(f"tombstones expired: {opened.drop_tombstones(now_us())}")
+        finally:
+            opened.close()
     except (Unavailable, ValueError) as exc:
         typer.echo(f"waymark: {exc}", err=True)
         raise typer.Exit(1) from exc

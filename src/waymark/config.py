@@ -13,6 +13,7 @@
 | webhooks to private         | ``WAYMARK_WEBHOOK_ALLOW_PRIVATE`` | off: public addresses only |
 | webhook give-up after         | ``WAYMARK_WEBHOOK_GIVE_UP_S`` | ``86400`` seconds (24 h)  |
 | stall sweep interval          | ``WAYMARK_STALL_SWEEP_S``    | ``5`` seconds               |
+| prune interval (serve)        | ``WAYMARK_PRUNE_INTERVAL``   | 3600 s; 0: no background prune |
 | request head timeout (serve)  | ``WAYMARK_HEADER_TIMEOUT``   | 10 seconds                  |
 | body stall timeout (serve)    | ``WAYMARK_BODY_TIMEOUT``     | 10 seconds                  |
 | keep-alive idle time (serve)  | ``WAYMARK_KEEP_ALIVE``       | 5 seconds                   |
@@ -54,6 +55,7 @@ from typing import TypeVar
 DEFAULT_STORE = "sqlite:///./waymark.db"
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_ROLES_CLAIM = "waymark_roles"
+DEFAULT_PRUNE_INTERVAL_S = 3600.0
 
 #: the ways in ``WAYMARK_AUTH`` may name, in the order a credential is tried
 AUTH_MODES = ("keys", "oidc")
@@ -72,6 +74,7 @@ KNOWN: dict[str, str] = {
     "WAYMARK_WEBHOOK_ALLOW_PRIVATE": "whether webhooks may call private addresses",
     "WAYMARK_WEBHOOK_GIVE_UP_S": "seconds after which a webhook message is given up on",
     "WAYMARK_STALL_SWEEP_S": "seconds between stall sweeps",
+    "WAYMARK_PRUNE_INTERVAL": "seconds between background prunes (0: none)",
     "WAYMARK_HEADER_TIMEOUT": "seconds a client has to send a request's head",
     "WAYMARK_BODY_TIMEOUT": "seconds a request's body may stall",
     "WAYMARK_KEEP_ALIVE": "seconds an idle keep-alive connection is kept",
@@ -149,6 +152,7 @@ class Settings:
     webhook_allow_private: bool = False
     webhook_give_up_s: float = 86400.0
     stall_sweep_s: float = 5.0
+    prune_interval_s: float = DEFAULT_PRUNE_INTERVAL_S  # 0: no background prune
 
     @classmethod
     def resolve(
@@ -163,6 +167,7 @@ class Settings:
         oidc_roles_claim: str | None = None,
         allowed_hosts: str | None = None,
         webhook_allow_private: bool | None = None,
+        prune_interval: str | None = None,
     ) -> Settings:
         """Every setting, from the arguments given, else the environment, else defaults;
         ValueError naming the setting when one is not valid."""
@@ -179,6 +184,13 @@ class Settings:
                 f"WAYMARK_OIDC_ROLES_CLAIM {roles_claim!r} is not a dotted path"
                 " (e.g. realm_access.roles)"
             )
+        interval = _pick(prune_interval, "WAYMARK_PRUNE_INTERVAL", str(DEFAULT_PRUNE_INTERVAL_S))
+        try:
+            prune_interval_s = float(interval)
+        except ValueError:
+            prune_interval_s = -1.0
+        if not 0 <= prune_interval_s < float("inf"):
+            raise ValueError(f"WAYMARK_PRUNE_INTERVAL {interval!r} is not a number of seconds >= 0")
         return cls(
             store=_pick(store, "WAYMARK_STORE", DEFAULT_STORE),
             bus=_pick(bus, "WAYMARK_BUS", ""),
@@ -206,6 +218,7 @@ class Settings:
             stall_sweep_s=parse_seconds(
                 "WAYMARK_STALL_SWEEP_S", os.environ.get("WAYMARK_STALL_SWEEP_S", "5")
             ),
+            prune_interval_s=prune_interval_s,
         )
 
 

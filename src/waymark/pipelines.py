@@ -1,4 +1,5 @@
-"""Pipelines: per tenant and domain, which events finish a trace and when a trace stalls.
+"""Pipelines: per tenant and domain, which events finish a trace, when a trace stalls,
+and how long a trace is kept after its last event (``retention_days``).
 
 A GSM journey carries no ``trace_status``; it becomes done when an event at a
 *final stage* reports a terminal status (SUCCESS, FAILED, SKIPPED,
@@ -25,6 +26,7 @@ class Pipeline:
     final_stages: frozenset[str] = DEFAULT_FINAL_STAGES
     failed_finishes: bool = False
     stall_timeout_s: float | None = DEFAULT_STALL_TIMEOUT_S
+    retention_days: float | None = None  # None: kept for ever
 
     @property
     def stall_timeout_us(self) -> int | None:
@@ -70,6 +72,21 @@ class Pipelines:
                     per_domain[domain] = timeout
         return base, per_domain
 
+    def keeps_some_for_a_time(self) -> bool:
+        """Whether any pipeline has a ``retention_days``."""
+        return any(p.retention_days is not None for p in (self.default, *self.rules.values()))
+
+    def retentions(self, tenant: str) -> tuple[float | None, dict[str, float | None]]:
+        """The tenant's default retention (days) and the per-domain ones that differ."""
+        base = self.lookup(tenant, None).retention_days
+        per_domain: dict[str, float | None] = {}
+        for rule_tenant, domain in self.rules:
+            if domain is not None and rule_tenant in (tenant, None):
+                days = self.lookup(tenant, domain).retention_days
+                if days != base:
+                    per_domain[domain] = days
+        return base, per_domain
+
 
 def _pipeline(table: dict[str, object], where: str, base: Pipeline) -> Pipeline:
     unknown = set(table) - {
@@ -78,6 +95,7 @@ def _pipeline(table: dict[str, object], where: str, base: Pipeline) -> Pipeline:
         "final_stages",
         "failed_finishes",
         "stall_timeout_s",
+        "retention_days",
     }
     if unknown:
         raise ValueError(f"{where}: unknown setting(s) {', '.join(sorted(unknown))}")
@@ -92,7 +110,17 @@ def _pipeline(table: dict[str, object], where: str, base: Pipeline) -> Pipeline:
         raise ValueError(f"{where}.stall_timeout_s: must be a number of seconds")
     if isinstance(stall, int | float) and stall <= 0:
         stall = None  # 0 or less: never stalls
-    return Pipeline(frozenset(stages), failed, None if stall is None else float(stall))
+    keep = table.get("retention_days", base.retention_days)
+    if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int | float)):
+        raise ValueError(f"{where}.retention_days: must be a number of days")
+    if isinstance(keep, int | float) and keep <= 0:
+        keep = None  # 0 or less: kept for ever
+    return Pipeline(
+        frozenset(stages),
+        failed,
+        None if stall is None else float(stall),
+        None if keep is None else float(keep),
+    )
 
 
 def load(path: str) -> Pipelines:
@@ -102,6 +130,7 @@ def load(path: str) -> Pipelines:
         final_stages = ["WORKFLOW"]
         failed_finishes = false
         stall_timeout_s = 86400        # 0: never STALLED
+        retention_days = 90            # traces go 90 days after their last event; 0: kept
 
         [[pipeline]]                   # tenant and domain are optional; absent = any
         tenant = "opendes"
@@ -109,6 +138,7 @@ def load(path: str) -> Pipelines:
         final_stages = ["INDEX"]
         failed_finishes = true
         stall_timeout_s = 3600
+        retention_days = 30
 
     Settings a rule leaves out come from ``[default]``.
     """

@@ -830,3 +830,124 @@ def test_a_write_probe_commits_and_changes_nothing(store: SqlStore) -> None:
     store.check_writable()
     assert store.summary("default", "t") == before
     assert store.events("default", "t").items == store.events("default", "t").items
+
+
+# -- retention and deletion ----------------------------------------------------------------
+
+
+def _a_trace_with_everything(store: SqlStore, trace_id: str, tenant: str = "default") -> None:
+    store.append(
+        [
+            rec(trace_id, f"{trace_id}-1", tenant=tenant, at=10, path="s3://in/a.csv"),
+            rec(
+                trace_id,
+                f"{trace_id}-2",
+                tenant=tenant,
+                at=20,
+                inputs=["s3://in/a.csv"],
+                outputs=["s3://out/" + "x" * 300],  # a path keyed by its digest
+                status="FAILED",
+                errors=[{"message": {"en": "boom"}}],
+            ),
+        ]
+    )
+    store.put_dataset_details([DatasetDetails(tenant, trace_id, "ds", "1", "csv", 3, 20, 21)])
+
+
+def _gone(store: SqlStore, trace_id: str, tenant: str = "default") -> None:
+    assert store.summary(tenant, trace_id) is None
+    assert store.events(tenant, trace_id).items == []
+    assert store.trace_items(tenant, trace_id, "error") is None
+    assert store.trace_items(tenant, trace_id, "path") is None
+    assert store.lineage(tenant, trace_id) is None
+    assert store.dataset_details(tenant, trace_id=trace_id) == []
+    assert trace_id not in {h.trace_id for h in store.paths(tenant, "s3://in/a.csv")}
+    assert trace_id not in {h.trace_id for h in store.paths(tenant, "s3://out/" + "x" * 300)}
+    found = store.search(tenant, TraceQuery(), limit=100).items
+    assert trace_id not in {s.trace_id for s in found}
+    assert store.find_events(tenant, EventQuery(trace_id=trace_id), limit=10).items == []
+
+
+def test_deleting_a_trace_removes_all_of_it_and_nothing_else(store: SqlStore) -> None:
+    _a_trace_with_everything(store, "doomed")
+    _a_trace_with_everything(store, "kept")
+    _a_trace_with_everything(store, "doomed", tenant="other")
+    assert store.delete_traces([("default", "doomed")]) == 1
+    _gone(store, "doomed")
+    kept = store.summary("default", "kept")
+    assert kept is not None and kept.event_count == 2
+    assert {h.trace_id for h in store.paths("default", "s3://in/a.csv")} == {"kept"}
+    assert [h.trace_id for h in store.paths("default", "s3://out/" + "x" * 300)] == ["kept"]
+    assert len(store.dataset_details("default", trace_id="kept")) == 1
+    other = store.summary("other", "doomed")  # same id, another tenant: untouched
+    assert other is not None and other.event_count == 2
+    assert store.delete_traces([("default", "doomed")]) == 0  # nothing left to delete
+
+
+def test_a_deleted_trace_can_be_written_again_like_a_new_one(store: SqlStore) -> None:
+    _a_trace_with_everything(store, "t")
+    store.delete_traces([("default", "t")])
+    store.append([rec("t", "new", at=50, status="SUCCESS")])
+    summary = store.summary("default", "t")
+    assert summary is not None
+    assert (summary.event_count, summary.error_count, summary.path_count) == (1, 0, 0)
+
+
+def test_a_tombstone_keeps_out_events_received_before_the_deletion(store: SqlStore) -> None:
+    store.append([rec("t", "e1", received_us=now_us() - 10_000_000)])
+    store.delete_traces([("default", "t")], tombstone_until_us=now_us() + 60_000_000)
+    late = rec("t", "e2", received_us=now_us() - 5_000_000)  # was on the bus
+    fresh = rec("t", "e3", received_us=now_us() + 1_000_000)  # sent after the deletion
+    other = rec("u", "e4", received_us=now_us() - 5_000_000)
+    result = store.append([late, fresh, other])
+    assert result.inserted == 2
+    assert [e["event_id"] for e in store.events("default", "t").items] == ["e3"]
+    assert store.summary("default", "u") is not None
+
+
+def test_an_expired_tombstone_keeps_nothing_out_and_is_dropped(store: SqlStore) -> None:
+    store.append([rec("t", "e1", received_us=now_us() - 10_000_000)])
+    store.delete_traces([("default", "t")], tombstone_until_us=now_us() - 1)
+    assert store.append([rec("t", "e2", received_us=now_us() - 5_000_000)]).inserted == 1
+    assert store.drop_tombstones(now_us()) == 1
+    assert store.drop_tombstones(now_us()) == 0
+
+
+def test_stale_traces_oldest_first_by_tenant_and_domain(store: SqlStore) -> None:
+    store.append(
+        [
+            rec("old", "e1", at=10, domain="dataset"),
+            rec("older", "e2", at=5, domain="other"),
+            rec("new", "e3", at=100, domain="dataset"),
+            rec("elsewhere", "e4", at=1, tenant="b"),
+        ]
+    )
+    stale = store.stale_traces("default", 50)
+    assert [(s.trace_id, s.updated_us, s.event_count) for s in stale] == [
+        ("older", 5, 1),
+        ("old", 10, 1),
+    ]
+    assert [s.trace_id for s in store.stale_traces("default", 50, domain="dataset")] == ["old"]
+    assert [s.trace_id for s in store.stale_traces("default", 50, limit=1)] == ["older"]
+    after = (stale[0].updated_us, stale[0].trace_id)
+    assert [s.trace_id for s in store.stale_traces("default", 50, after=after)] == ["old"]
+    assert store.tenants() == ["b", "default"]
+
+
+def test_a_prune_passes_by_a_trace_made_newer_since_it_was_listed(store: SqlStore) -> None:
+    store.append([rec("t", "e1", at=10), rec("u", "e2", at=10)])
+    store.append([rec("t", "e3", at=100)])  # after the listing, before the delete
+    assert store.delete_traces([("default", "t"), ("default", "u")], older_than_us=50) == 1
+    assert store.summary("default", "u") is None
+    summary = store.summary("default", "t")
+    assert summary is not None and summary.event_count == 2
+
+
+def test_a_lease_has_one_holder_until_it_lapses(store: SqlStore) -> None:
+    assert store.claim("prune", "a", until_us=100, now_us=0)
+    assert not store.claim("prune", "b", until_us=200, now_us=50)  # a holds it
+    assert store.claim("prune", "a", until_us=300, now_us=60)  # a renews
+    assert not store.claim("prune", "b", until_us=400, now_us=299)
+    assert store.claim("prune", "b", until_us=400, now_us=300)  # lapsed: b takes over
+    assert not store.claim("prune", "a", until_us=500, now_us=310)
+    assert store.claim("other", "a", until_us=500, now_us=310)  # leases are by name

@@ -14,6 +14,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 
+from waymark import retention
 from waymark.api import (
     access,
     description,
@@ -97,10 +98,18 @@ def create_app(
             return await services.in_thread(the_store.api_key, key_id)
 
         app.state.authenticators = build_authenticators(settings, lookup_key)
+        pruning = None
+        if settings.prune_interval_s > 0 and rules.keeps_some_for_a_time():
+            pruner = retention.Pruner(the_store, rules, settings.prune_interval_s)
+            pruning = asyncio.create_task(pruner.run())
         try:
             async with running(notifier.run, sweep.run):
                 yield
         finally:
+            if pruning is not None:
+                pruning.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pruning
             await run_in_threadpool(background.shutdown)
             if sink is None:
                 await the_sink.close()

@@ -23,7 +23,7 @@ from starlette.convertors import Convertor, register_url_convertor
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from waymark import lineage
+from waymark import lineage, retention
 from waymark.api.deps import (
     NUL_MSG,
     TENANT_PARAMETER,
@@ -39,6 +39,7 @@ from waymark.api.deps import (
     tenant_of,
     visible,
 )
+from waymark.auth.grants import Role
 from waymark.errors import NotFound
 from waymark.ingest import invalid, load_json, malformed, parse_events
 from waymark.lineage import Lineage
@@ -131,6 +132,26 @@ async def get_events(
         return orjson.dumps({"items": found.items, "next_cursor": found.next_cursor})
 
     return await trace_answer(svc, trace_id, page)
+
+
+@router.delete(
+    "/traces/{trace_id:path}",
+    status_code=204,
+    summary="Delete a trace and everything derived from it (admin)",
+)
+async def delete_trace(request: Request, trace_id: TraceIdPath, tenant: Tenant) -> Response:
+    """Its summary, events, errors, paths, lineage and dataset details go; searches and
+    path lookups no longer find it. Events of it received before now that are still on
+    the bus are not stored when they arrive (a tombstone, kept as long as the bus keeps
+    messages); events received afterwards start it anew. 404 if nothing of it is stored."""
+    svc = services(request)
+    if datasets_of(request, Role.ADMIN) is not None:
+        summary = await svc.in_thread(svc.store.summary, tenant, trace_id)
+        if visible(request, summary, Role.ADMIN) is None:
+            raise NotFound(f"no trace {trace_id!r}")
+    if not await svc.in_thread(retention.delete, svc.store, tenant, trace_id):
+        raise NotFound(f"no trace {trace_id!r}")
+    return Response(status_code=204)
 
 
 def _list_route(kind: str, plural: str, order: str) -> None:

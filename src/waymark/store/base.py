@@ -114,6 +114,17 @@ class DatasetDetails:
 
 
 @dataclass(frozen=True, slots=True)
+class StaleTrace:
+    """A trace whose last event is older than a retention allows (:meth:`Store.stale_traces`)."""
+
+    tenant: str
+    trace_id: str
+    domain: str | None
+    updated_us: int
+    event_count: int
+
+
+@dataclass(frozen=True, slots=True)
 class DeadLetter:
     """A message the collector could not use, kept with the reason."""
 
@@ -486,6 +497,51 @@ class Store(ABC):
     ) -> None:
         """Record an attempt: delivered, due again at ``next_us``, or (neither) given up on,
         which marks the subscription failed with ``error``."""
+
+    # -- retention and deletion --------------------------------------------------------------
+
+    @abstractmethod
+    def delete_traces(
+        self,
+        keys: Sequence[tuple[str, str]],
+        *,
+        tombstone_until_us: int | None = None,
+        older_than_us: int | None = None,
+    ) -> int:
+        """Remove the traces named by (tenant, trace_id) and everything derived from them
+        (events, paths, errors and paths lists, summary, dataset details, rows of other
+        tables that name them), in one transaction; return how many were stored.
+        ``older_than_us``: only those whose last event is still before it (a prune that
+        lost a race with an append leaves the trace). ``tombstone_until_us``: also lay a
+        tombstone until then, so that :meth:`append` does not store again events of the
+        trace received before now."""
+
+    @abstractmethod
+    def stale_traces(
+        self,
+        tenant: str,
+        before_us: int,
+        *,
+        domain: str | None = None,
+        after: tuple[int, str] | None = None,
+        limit: int = 100,
+    ) -> list[StaleTrace]:
+        """Up to ``limit`` of the tenant's traces whose last event is before ``before_us``
+        (of ``domain`` if given), oldest first; ``after`` (updated_us, trace_id) of the
+        last one of a page gives the next page."""
+
+    @abstractmethod
+    def tenants(self) -> list[str]:
+        """Every tenant that has traces."""
+
+    @abstractmethod
+    def drop_tombstones(self, now_us: int) -> int:
+        """Remove tombstones that expired by ``now_us``; return how many."""
+
+    @abstractmethod
+    def claim(self, name: str, holder: str, until_us: int, now_us: int) -> bool:
+        """Take or renew the lease ``name`` for ``holder`` until ``until_us``; True if
+        ``holder`` holds it now (it was free, lapsed by ``now_us``, or already its)."""
 
     @abstractmethod
     def ping(self) -> None:

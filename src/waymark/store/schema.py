@@ -220,6 +220,30 @@ dataset_details = Table(
     Index("ix_dataset_details_dataset", "tenant", "dataset_id", "time_us"),
 )
 
+# Traces deleted on request (``DELETE /v1/traces/{id}``): an event of one that was received
+# (``received_us``) before ``deleted_us`` is not stored again, so that events still on the
+# bus when the trace was deleted do not bring it back. Kept until ``until_us``.
+tombstones = Table(
+    "tombstones",
+    metadata,
+    Column("tenant", String, nullable=False),
+    _key("trace_id"),
+    Column("deleted_us", BigInteger, nullable=False),
+    Column("until_us", BigInteger, nullable=False),
+    PrimaryKeyConstraint("tenant", "trace_id", name="pk_tombstones"),
+    Index("ix_tombstones_until", "until_us"),
+)
+
+# Work that one replica at a time does (the background prune): who holds it, until when.
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String, nullable=False),
+    Column("holder", String, nullable=False),
+    Column("until_us", BigInteger, nullable=False),
+    PrimaryKeyConstraint("name", name="pk_leases"),
+)
+
 dead_letters = Table(
     "dead_letters",
     metadata,

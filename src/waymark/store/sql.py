@@ -31,7 +31,7 @@ from waymark.model import (
     now_us,
 )
 from waymark.pipelines import Pipelines
-from waymark.store import webhooks
+from waymark.store import schema, webhooks
 from waymark.store.base import (
     LINEAGE_SCAN_BYTES,
     LINEAGE_SCAN_EVENTS,
@@ -49,6 +49,7 @@ from waymark.store.base import (
     Overview,
     Page,
     PathTouch,
+    StaleTrace,
     Store,
     TraceQuery,
     Webhook,
@@ -201,6 +202,23 @@ ADD_COUNTS = (
 STORED_ITEMS = (
     "SELECT tenant, trace_id, kind, digest FROM trace_items"
     " WHERE (tenant, trace_id, kind, digest) IN (VALUES {rows})"
+)
+#: the tombstones (tenant, trace_id, deleted_us) in force of the traces of a batch.
+TOMBSTONED = (
+    "SELECT tenant, trace_id, deleted_us FROM tombstones"
+    " WHERE until_us > ? AND (tenant, trace_id) IN (VALUES {rows})"
+)
+PUT_TOMBSTONE = (
+    "INSERT INTO tombstones (tenant, trace_id, deleted_us, until_us) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (tenant, trace_id) DO UPDATE"
+    " SET deleted_us = excluded.deleted_us, until_us = excluded.until_us"
+)
+#: tables whose rows name a trace by (tenant, trace_id), each with an index that leads
+#: with them; ``traces`` is deleted last and ``paths`` by its paths (it leads with them).
+TRACE_TABLES = tuple(
+    name
+    for name in ("events", "trace_items", "trace_steps", "dataset_details", "webhook_outbox")
+    if name in schema.metadata.tables
 )
 COUNTED = f"{SUMMARY_COLUMNS}, error_count, path_count"  # a summary's columns of traces
 ITEM_PAGE_BYTES = 1024 * 1024  # about the most bytes of items (events, errors, paths) a page holds
@@ -513,7 +531,8 @@ class SqlStore(Store):
 
     def _store(self, todo: Prepared, partials: bool, cur: Cursor) -> AppendResult:
         stored = None
-        new = self._insert_new(cur, todo, todo.events)
+        kept, rows = self._not_tombstoned(cur, todo)
+        new = self._insert_new(cur, kept, rows)
         if new:
             paths, items, traces = (
                 (todo.paths, todo.items, todo.traces)
@@ -549,6 +568,125 @@ class SqlStore(Store):
             sorted({(r.tenant, r.trace_id) for r in new}),
             None if stored is None else {(row[0], row[1]): partial_of(row) for row in stored},
         )
+
+    def _not_tombstoned(self, cur: Cursor, todo: Prepared) -> tuple[Sequence[Record], Rows]:
+        """The records (and their event rows) of traces without a tombstone in force that
+        was laid after they were received: a deleted trace stays deleted against events of
+        it received before, however late they arrive; events received later start it anew."""
+        keys = sorted({(r.tenant, r.trace_id) for r in todo})
+        dead: dict[tuple[str, str], int] = {}
+        for start in range(0, len(keys), ITEMS_PER_LOOKUP):
+            chunk = keys[start : start + ITEMS_PER_LOOKUP]
+            sql = TOMBSTONED.format(rows=", ".join("(?, ?)" for _ in chunk))
+            cur.execute(self.q(sql), [now_us(), *(v for key in chunk for v in key)])
+            dead.update({(row[0], row[1]): int(row[2]) for row in cur.fetchall()})
+        if not dead:
+            return todo, todo.events
+        keep = [
+            i for i, r in enumerate(todo) if r.received_us >= dead.get((r.tenant, r.trace_id), -1)
+        ]
+        return [todo[i] for i in keep], [todo.events[i] for i in keep]
+
+    def delete_traces(
+        self,
+        keys: Sequence[tuple[str, str]],
+        *,
+        tombstone_until_us: int | None = None,
+        older_than_us: int | None = None,
+    ) -> int:
+        if not keys:
+            return 0
+        now = now_us()
+        drop_trace = "DELETE FROM traces WHERE tenant = ? AND trace_id = ?"
+        if older_than_us is not None:
+            drop_trace += " AND updated_us < ?"
+        by_trace = " WHERE tenant = ? AND trace_id = ?"
+
+        def delete(cur: Cursor) -> int:
+            gone = 0
+            for tenant, trace_id in keys:
+                # The summary row first: it is what an append of the trace locks, so an
+                # append that comes after this waits, and one that came before (made the
+                # trace newer) makes a pruning delete pass it by.
+                key = (tenant, trace_id)
+                cur.execute(
+                    self.q(drop_trace), key if older_than_us is None else (*key, older_than_us)
+                )
+                found = int(cur.rowcount) > 0
+                if older_than_us is not None and not found:
+                    continue
+                cur.execute(
+                    self.q(f"SELECT item FROM trace_items{by_trace} AND kind = ?"), (*key, PATH)
+                )
+                path_keys = sorted({path_key(orjson.loads(r[0])) for r in cur.fetchall()})
+                cur.executemany(
+                    self.q("DELETE FROM paths WHERE tenant = ? AND path_key = ? AND trace_id = ?"),
+                    [(tenant, k, trace_id) for k in path_keys],
+                )
+                for table in TRACE_TABLES:
+                    cur.execute(self.q(f"DELETE FROM {table}{by_trace}"), key)
+                    found = found or int(cur.rowcount) > 0
+                gone += found
+                if tombstone_until_us is not None:
+                    cur.execute(self.q(PUT_TOMBSTONE), (*key, now, tombstone_until_us))
+            return gone
+
+        return self._write(delete, len(keys))
+
+    def stale_traces(
+        self,
+        tenant: str,
+        before_us: int,
+        *,
+        domain: str | None = None,
+        after: tuple[int, str] | None = None,
+        limit: int = 100,
+    ) -> list[StaleTrace]:
+        where = "tenant = ? AND updated_us < ?"
+        params: list[Any] = [tenant, before_us]
+        if after is not None:
+            where += " AND (updated_us > ? OR (updated_us = ? AND trace_id > ?))"
+            params += [after[0], after[0], after[1]]
+        if domain is not None:
+            where += " AND domain = ?"
+            params.append(domain)
+        sql = self.q(
+            "SELECT trace_id, domain, updated_us, event_count FROM traces"
+            f" WHERE {where} ORDER BY updated_us, trace_id LIMIT ?"
+        )
+        rows = self._read(functools.partial(_fetch, sql, (*params, limit)))
+        return [StaleTrace(tenant, r[0], r[1], int(r[2]), int(r[3])) for r in rows]
+
+    def tenants(self) -> list[str]:
+        # A skip scan of the traces index: one index probe per tenant, not a read of all rows.
+        sql = (
+            "WITH RECURSIVE t(tenant) AS (SELECT MIN(tenant) FROM traces UNION ALL"
+            " SELECT (SELECT MIN(tenant) FROM traces WHERE tenant > t.tenant) FROM t"
+            " WHERE t.tenant IS NOT NULL) SELECT tenant FROM t WHERE tenant IS NOT NULL"
+        )
+        return [r[0] for r in self._read(functools.partial(_fetch, sql, ()))]
+
+    def drop_tombstones(self, now_us: int) -> int:
+        def drop(cur: Cursor) -> int:
+            cur.execute(self.q("DELETE FROM tombstones WHERE until_us <= ?"), (now_us,))
+            return max(int(cur.rowcount), 0)
+
+        return self._write(drop)
+
+    def claim(self, name: str, holder: str, until_us: int, now_us: int) -> bool:
+        take = self.q(
+            "INSERT INTO leases (name, holder, until_us) VALUES (?, ?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,"
+            " until_us = excluded.until_us"
+            " WHERE leases.until_us <= ? OR leases.holder = excluded.holder"
+        )
+
+        def claim(cur: Cursor) -> bool:
+            cur.execute(take, (name, holder, until_us, now_us))
+            cur.execute(self.q("SELECT holder FROM leases WHERE name = ?"), (name,))
+            return bool(cur.fetchone()[0] == holder)
+
+        return self._write(claim)
 
     # -- reads -------------------------------------------------------------------------------
 
