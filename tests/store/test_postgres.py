@@ -194,6 +194,11 @@ OPERATIONS: dict[str, Callable[[Store], object]] = {
     "discard_dead_letters": lambda s: s.discard_dead_letters([1, 2]),
     "ping": lambda s: s.ping(),
     "check_writable": lambda s: s.check_writable(),
+    "delete_traces": lambda s: s.delete_traces([("default", "t-none")]),
+    "stale_traces": lambda s: s.stale_traces("default", 1),
+    "tenants": lambda s: s.tenants(),
+    "drop_tombstones": lambda s: s.drop_tombstones(1),
+    "claim": lambda s: s.claim("retried", "me", 2, 1),
     "durability_warnings": lambda s: s.durability_warnings(),
     "add_api_key": lambda s: s.add_api_key(
         ApiKey(f"k{uuid.uuid4().hex[:12]}", "retried", ("default:reader",), "0" * 64, 1)
