@@ -73,7 +73,7 @@ NEEDS: dict[tuple[str, str], Need] = {
     ("POST", "/v1/events"): WRITE,
     ("POST", "/v1/traces"): WRITE,
     ("GET", "/v1/traces/{trace_id:summary_trace_id}"): READ,
-    ("DELETE", "/v1/traces/{trace_id:path}"): ADMIN,
+    ("DELETE", "/v1/traces/{trace_id:summary_trace_id}"): ADMIN,
     ("GET", "/v1/traces/{trace_id:path}/events"): READ,
     ("GET", "/v1/traces/{trace_id:path}/lineage"): READ,
     ("GET", "/v1/traces/{trace_id:path}/errors"): READ,

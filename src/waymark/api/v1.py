@@ -61,6 +61,23 @@ from waymark.store.base import Overview, PathTouch, TraceQuery, encode_cursor
 
 router = APIRouter(prefix="/v1", tags=["v1"])
 
+
+class SummaryTraceId(Convertor[str]):
+    """A trace id on the summary route: anything, slashes included, but a path that ends
+    in ``/events``, ``/errors``, ``/paths`` or ``/lineage`` after some id (the routes of a
+    trace's lists). So the summary route can be matched first without taking theirs."""
+
+    regex = r"(?!.+/(?:events|errors|paths|lineage)$).*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("summary_trace_id", SummaryTraceId())
+
 #: the longest ``?wait`` of ``GET /v1/traces/{trace_id}``, in seconds
 MAX_WAIT_S = 60
 #: the overview's default window: the last 24 hours
@@ -135,7 +152,7 @@ async def get_events(
 
 
 @router.delete(
-    "/traces/{trace_id:path}",
+    "/traces/{trace_id:summary_trace_id}",
     status_code=204,
     summary="Delete a trace and everything derived from it (admin)",
 )
@@ -405,22 +422,6 @@ async def get_trace(request: Request) -> Response:
     )
     return json_bytes(summary.model_dump_json().encode())
 
-
-class SummaryTraceId(Convertor[str]):
-    """A trace id on the summary route: anything, slashes included, but a path that ends
-    in ``/events``, ``/errors``, ``/paths`` or ``/lineage`` after some id (the routes of a
-    trace's lists). So the summary route can be matched first without taking theirs."""
-
-    regex = r"(?!.+/(?:events|errors|paths|lineage)$).*"
-
-    def convert(self, value: str) -> str:
-        return value
-
-    def to_string(self, value: str) -> str:
-        return value
-
-
-register_url_convertor("summary_trace_id", SummaryTraceId())
 
 #: The hot endpoints, served as plain Starlette routes ahead of every other route.
 HOT_ROUTES: list[BaseRoute] = [
