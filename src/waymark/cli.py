@@ -13,7 +13,7 @@ import functools
 import json
 from collections.abc import Callable
 from enum import StrEnum
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
 
@@ -28,6 +28,9 @@ from waymark.terminal import (
     status_listing,
     wait_for,
 )
+
+if TYPE_CHECKING:
+    from waymark.logs import LogFormat
 
 app = typer.Typer(
     name="waymark",
@@ -105,7 +108,18 @@ def _root(
 
 
 SERVER_PACKAGES = frozenset(
-    {"alembic", "fastapi", "nats", "psycopg", "psycopg_pool", "sqlalchemy", "starlette", "uvicorn"}
+    {
+        "alembic",
+        "fastapi",
+        "nats",
+        "prometheus_client",
+        "psycopg",
+        "psycopg_pool",
+        "pythonjsonlogger",
+        "sqlalchemy",
+        "starlette",
+        "uvicorn",
+    }
 )
 """What the ``server`` extra installs, as top-level import names."""
 
@@ -119,6 +133,15 @@ class LogLevel(StrEnum):
 
 
 LogLevelOpt = Annotated[LogLevel, typer.Option(help="Log level")]
+LogFormatOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--log-format",
+        metavar="text|json",
+        help="Log lines as text, or one JSON object each (env WAYMARK_LOG_FORMAT; default text)",
+        show_default=False,
+    ),
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -160,6 +183,7 @@ def serve(
     pipelines: PipelinesOpt = None,
     workers: Annotated[int, typer.Option(metavar="N", help="Worker processes")] = 1,
     log_level: LogLevelOpt = LogLevel.info,
+    log_format: LogFormatOpt = None,
     auth: AuthOpt = None,
     oidc_issuer: OidcIssuerOpt = None,
     oidc_audience: OidcAudienceOpt = None,
@@ -264,6 +288,7 @@ def serve(
     limits = _or_exit(
         lambda: ClientLimits.resolve(header_timeout, body_timeout, keep_alive, max_connections)
     )
+    formatting = _log_format(log_format)
     from waymark.api.hosts import host_name, is_loopback
 
     if not settings.auth and not insecure and not is_loopback(host_name(host)):
@@ -299,6 +324,7 @@ def serve(
         port=port,
         workers=workers,
         log_level=log_level.value,
+        log_format=formatting,
     )
 
 
@@ -321,13 +347,27 @@ def collect(
         ),
     ] = 10,
     log_level: LogLevelOpt = LogLevel.info,
+    log_format: LogFormatOpt = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            min=0,
+            max=65535,
+            metavar="PORT",
+            help="Serve the collector's metrics (Prometheus text) at /metrics on this port",
+            show_default=False,
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option("--metrics-host", metavar="ADDRESS", help="Address of --metrics-port")
+    ] = "127.0.0.1",
 ) -> None:
     """Move events from the bus (JetStream) into the store until SIGTERM."""
-    import logging
-
+    from waymark import logs
     from waymark.collector import main as run_collector
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
+    logs.configure(_log_format(log_format), log_level.value)
     settings = Settings.resolve(store, bus, pipelines)
     if not settings.bus:
         raise typer.BadParameter("the collector needs a bus URL (nats://...)", param_hint="--bus")
@@ -340,8 +380,9 @@ def collect(
             batch_size=batch_size,
             batch_wait_s=batch_wait_ms / 1000,
             max_deliveries=max_deliveries,
+            metrics_at=None if metrics_port is None else (metrics_host, metrics_port),
         )
-    except (Unavailable, ValueError) as exc:  # a bad URL, a store that cannot be opened
+    except (Unavailable, ValueError, OSError) as exc:  # a bad URL, a store or port not had
         typer.echo(f"waymark: {exc}", err=True)
         raise typer.Exit(1) from exc
 
@@ -494,7 +535,9 @@ app.add_typer(keys_app)
 @needs_server_extra
 def keys_create(
     tenant: Annotated[str, typer.Option(help="The tenant the key acts in ('*': every tenant)")],
-    role: Annotated[list[str], typer.Option(help="reader, writer or admin (repeat for several)")],
+    role: Annotated[
+        list[str], typer.Option(help="reader, writer, admin or metrics (repeat for several)")
+    ],
     dataset: Annotated[
         list[str] | None,
         typer.Option(help="Limit the key to this dataset (repeat; default: every dataset)"),
@@ -567,6 +610,13 @@ def _or_exit(work: Callable[[], R]) -> R:
     except ValueError as exc:
         typer.echo(f"waymark: {exc}", err=True)
         raise typer.Exit(1) from exc
+
+
+def _log_format(given: str | None) -> LogFormat:
+    """The log format of ``--log-format``, else ``WAYMARK_LOG_FORMAT``; exit 1 naming a bad one."""
+    from waymark.logs import log_format
+
+    return _or_exit(lambda: log_format(given))
 
 
 def _checked(settings: Settings) -> Settings:

@@ -53,7 +53,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from waymark import wire
+from waymark import metrics, wire
 from waymark.batching import split_batches
 from waymark.bus import open_bus
 from waymark.bus.base import Bus, InboundMessage, Source
@@ -62,6 +62,7 @@ from waymark.errors import BadRequest, Unavailable
 from waymark.ingest import to_records
 from waymark.model import Record, now_us
 from waymark.pipelines import Pipelines, load
+from waymark.sink import timed_append
 from waymark.store import log_durability_warnings, open_store
 from waymark.store.base import AppendResult, DatasetDetails, Store
 from waymark.summary import Partial, head, head_of
@@ -136,6 +137,8 @@ class Collector:
     - ``backoff_s`` / ``backoff_max_s``: first and longest redelivery delay after a
       store error (0.5 s, 30 s);
     - ``stats_every_s``: how often the counters are logged (60 s);
+    - ``pending_every_s``: how often each consumer's pending messages are read for the
+      metrics (5 s; one request to JetStream per source, never per message);
     - ``max_append_events``: most events in one ``Store.append``; a batch of big
       messages is appended (and acked) in several transactions of whole messages,
       so that memory and transaction size stay bounded (20,000); dataset details count
@@ -154,6 +157,7 @@ class Collector:
         backoff_s: float = 0.5,
         backoff_max_s: float = 30.0,
         stats_every_s: float = 60.0,
+        pending_every_s: float = 5.0,
         max_append_events: int = 20_000,
     ) -> None:
         self.store = store
@@ -165,6 +169,7 @@ class Collector:
         self.backoff_s = backoff_s
         self.backoff_max_s = backoff_max_s
         self.stats_every_s = stats_every_s
+        self.pending_every_s = pending_every_s
         self.max_append_events = max_append_events
         self.counters = Counters()
         self._stopping = asyncio.Event()
@@ -188,10 +193,12 @@ class Collector:
         if sources:
             log.info("collector started sources=%s", ",".join(s.name for s in sources))
             stats = asyncio.create_task(self._log_stats())
+            lag = asyncio.create_task(self._read_pending(sources))
             try:
                 await asyncio.gather(*(self._drain(s) for s in sources))
             finally:
                 stats.cancel()
+                lag.cancel()
                 await self.announced()
         log.info("collector stopped %s", self.counters.line())
         return self.counters
@@ -212,6 +219,16 @@ class Collector:
         while True:
             await asyncio.sleep(self.stats_every_s)
             log.info("collector stats %s", self.counters.line())
+
+    async def _read_pending(self, sources: Sequence[Source]) -> None:
+        """The lag of each source, for the metrics, every ``pending_every_s``."""
+        while True:
+            for source in sources:
+                try:
+                    metrics.pending(source.name, await source.pending())
+                except Unavailable as exc:
+                    log.debug("collector pending unknown source=%s error=%s", source.name, exc)
+            await asyncio.sleep(self.pending_every_s)
 
     async def _drain(self, source: Source) -> None:
         resolver = RESOLVERS[source.name]
@@ -236,6 +253,7 @@ class Collector:
         started = time.perf_counter()
         self.counters.batches += 1
         self.counters.messages += len(batch)
+        metrics.collector_batch(len(batch))
         good, bad, broken = await asyncio.to_thread(self._resolve, batch, resolver)
         if broken:  # a fault of ours, not of the message: retried, parked once worn out
             worn = [(d, r) for d, r in broken if d.deliveries >= self.max_deliveries]
@@ -290,12 +308,13 @@ class Collector:
         details = [d for i in items for d in i.resolved.details]
         result = AppendResult(0)
         if records:
-            result = await asyncio.to_thread(self.store.append, records, partials=True)
+            result = await asyncio.to_thread(timed_append, self.store, records, True)
         if details:
             await asyncio.to_thread(self.store.put_dataset_details, details)
         self.counters.appended += result.inserted
         self.counters.duplicates += len(records) - result.inserted
         self.counters.details += len(details)
+        metrics.traces_turned(result.turned)
         return result
 
     async def _retry(self, items: list[_Item], exc: Exception) -> None:
@@ -353,6 +372,7 @@ class Collector:
             for message, _ in bad:
                 await message.nak(self.backoff_s)
             return
+        metrics.dead_letters(len(bad))
         for message, reason in bad:
             self.counters.parked += 1
             log.warning("collector parked subject=%s reason=%s", message.subject, reason)
@@ -413,11 +433,15 @@ def _reason(exc: BaseException) -> str:
     return " ".join(text.split())[:500]
 
 
-def main(settings: Settings, **options: Any) -> Counters:
+def main(settings: Settings, metrics_at: tuple[str, int] | None = None, **options: Any) -> Counters:
     """``waymark collect``: open the store and the bus, collect until SIGTERM, close both.
-    ``options`` are :class:`Collector` settings."""
+    ``metrics_at``: the (address, port) to serve the metrics on (``GET /metrics``, by the
+    ``prometheus-client`` library's own HTTP server, in a thread). ``options`` are
+    :class:`Collector` settings."""
     if not settings.bus:
         raise ValueError("the collector needs a bus: give --bus nats://... or WAYMARK_BUS")
+    if metrics_at is not None:
+        metrics.serve(*metrics_at)
     pipelines = load(settings.pipelines) if settings.pipelines else Pipelines()
     # reads its URL only (a bad setting is named before any I/O)
     bus = open_bus(settings.bus, "waymark-collector")

@@ -79,6 +79,7 @@ KNOWN: dict[str, str] = {
     "WAYMARK_BODY_TIMEOUT": "seconds a request's body may stall",
     "WAYMARK_KEEP_ALIVE": "seconds an idle keep-alive connection is kept",
     "WAYMARK_MAX_CONNECTIONS": "connections one server worker holds",
+    "WAYMARK_LOG_FORMAT": "log lines of the server commands: text or json",
     "WAYMARK_URL": "server URL of the CLI and the SDK",
     "WAYMARK_TENANT": "tenant of the CLI and the SDK",
     "WAYMARK_TRANSPORT": "the SDK's transport kind",

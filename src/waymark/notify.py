@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 import httpx
 import orjson
 
+from waymark import metrics
 from waymark.errors import Unavailable
 from waymark.model import now_us
 from waymark.store import Store
@@ -133,8 +134,10 @@ class Notifier:
                 error,
                 next_us is not None,
             )
+        outcome = "delivered" if delivered else "failed" if next_us is not None else "gave_up"
         try:
             await self.in_thread(_settle, self.store, note, at, status, error, next_us, delivered)
+            metrics.webhook_delivery(outcome)  # once settled: an unsettled try comes again
         except Exception:
             # The lease runs out and the row is tried again: at least once.
             log.exception("notify settle failed id=%s", note.id)
@@ -202,7 +205,9 @@ class StallSweep:
     async def run(self) -> None:
         while True:
             try:
-                self.noticed += await self.in_thread(self.store.sweep_stalls, now_us())
+                noticed = await self.in_thread(self.store.sweep_stalls, now_us())
+                self.noticed += noticed
+                metrics.traces_stalled(noticed)
             except Unavailable as exc:
                 log.warning("stall sweep failed: %s", exc)
             except Exception:

@@ -21,6 +21,7 @@ is the one place they are enforced:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 from typing import Any
 
@@ -28,6 +29,7 @@ import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from waymark.config import ClientLimits
+from waymark.logs import LogFormat, log_config
 
 #: what a refused request is told to wait before it tries again, in seconds
 RETRY_AFTER_S = 1
@@ -147,18 +149,34 @@ class GuardedProtocol(HttpToolsProtocol):
         await send({"type": "http.response.body", "body": body})
 
 
-def run(app: str, *, host: str, port: int, workers: int, log_level: str) -> None:
+def run(
+    app: str,
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    log_level: str,
+    log_format: LogFormat = LogFormat.text,
+) -> None:
     """Serve the app factory ``app`` (``module:function``) with uvicorn and the limits of
-    the environment (:func:`limits`)."""
+    the environment (:func:`limits`), logging in ``log_format``.
+
+    With several workers, their metrics meet in a multiprocess directory
+    (:func:`waymark.metrics.private_directory`), set up before they start."""
     import uvicorn
 
-    uvicorn.run(
-        app,
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=log_level,
-        access_log=False,
-        http=GuardedProtocol,
-    )
+    from waymark import metrics
+
+    shared = metrics.private_directory() if workers > 1 else contextlib.nullcontext()
+    with shared:
+        uvicorn.run(
+            app,
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=log_level,
+            log_config=log_config(log_format, log_level),
+            access_log=False,
+            http=GuardedProtocol,
+        )

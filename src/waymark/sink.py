@@ -16,10 +16,11 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
+from waymark import metrics
 from waymark.ingest import to_records
 from waymark.model import Event, Record
 from waymark.pipelines import Pipelines
-from waymark.store.base import DatasetDetails, Store
+from waymark.store.base import AppendResult, DatasetDetails, Store
 from waymark.watch import Watcher
 
 
@@ -154,7 +155,8 @@ class DirectSink(Sink):
     async def _commit(self, group: list[tuple[Sequence[Record], asyncio.Future[None]]]) -> None:
         records = [r for batch, _ in group for r in batch]
         loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(self._threads, self.store.append, records)
+        result = await loop.run_in_executor(self._threads, timed_append, self.store, records)
+        metrics.traces_turned(result.turned)
         for _, done in group:
             _settle(done, None)
         if result.traces:
@@ -170,6 +172,12 @@ class DirectSink(Sink):
 
     async def close(self) -> None:
         self._threads.shutdown(wait=True)
+
+
+def timed_append(store: Store, records: Sequence[Record], partials: bool = False) -> AppendResult:
+    """``store.append(records)``, timed for the metrics."""
+    with metrics.timing_append():
+        return store.append(records, partials=partials)
 
 
 def _settle(done: asyncio.Future[None], exc: BaseException | None) -> None:

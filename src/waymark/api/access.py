@@ -11,6 +11,7 @@ route a request is for, as the router will, and then:
 2. the tenant of the request (``Waymark-Tenant``, or GSM's ``data-partition-id``; a
    credential of exactly one tenant may leave it out) must be one where the credential
    holds the route's role, else :class:`~waymark.errors.Forbidden` (403);
+   (``/metrics`` has no tenant: a ``metrics`` or ``reader`` role in any tenant will do);
 3. the request goes on with the principal in ``scope["waymark.principal"]`` and its
    tenant in ``scope["waymark.tenant"]`` (:mod:`waymark.api.deps` reads both), where
    the routes check datasets: writes of events of other datasets are refused (403), and
@@ -26,13 +27,14 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from waymark.api.deps import PRINCIPAL, TENANT, TENANT_HEADER
+from waymark.api.metering import served_routes
 from waymark.auth.grants import Authenticator, Principal, Role
 from waymark.errors import Forbidden, Unauthenticated, Unavailable, WaymarkError
 from waymark.ingest import check_tenant
@@ -51,6 +53,8 @@ class Need:
     role: Role | None
     tenant_header: str = TENANT_HEADER
     open: bool = False
+    #: the role in any one tenant will do, and the request has no tenant
+    any_tenant: bool = False
 
     @property
     def header_key(self) -> bytes:
@@ -64,6 +68,7 @@ READ = Need(Role.READER)
 WRITE = Need(Role.WRITER)
 ADMIN = Need(Role.ADMIN)
 SIGNED_IN = Need(None)  # any valid credential (the API's description)
+METRICS = Need(Role.METRICS, any_tenant=True)  # a metrics key, or a reader of any tenant
 OPEN = Need(None, open=True)
 
 #: The one declaration of what every route needs, by (method, path as the route has it).
@@ -112,18 +117,9 @@ NEEDS: dict[tuple[str, str], Need] = {
     ("GET", "/ui/{name}"): OPEN,
     # the files of Swagger UI and ReDoc (the pages that use them need a credential)
     ("GET", "/docs/static"): OPEN,
+    # the server's metrics: counts over every tenant, no tenant's data
+    ("GET", "/metrics"): METRICS,
 }
-
-
-def served_routes(routes: Iterable[BaseRoute]) -> Iterator[BaseRoute]:
-    """Every route a router serves, in the order it tries them, routers included in it
-    opened up (they are included without a prefix: their routes carry their full paths)."""
-    for route in routes:
-        included = getattr(route, "original_router", None)
-        if included is not None:
-            yield from served_routes(included.routes)
-        else:
-            yield route
 
 
 def declared(route: BaseRoute) -> dict[str, Need | None]:
@@ -239,7 +235,11 @@ class AccessGuard:
                 else:
                     raise Unauthenticated(UNKNOWN)
                 scope[PRINCIPAL] = principal
-                if need.role is not None:
+                if need.any_tenant:
+                    assert need.role is not None
+                    if not principal.holds_anywhere(need.role):
+                        raise Forbidden(f"the credential holds no {need.role} role in any tenant")
+                elif need.role is not None:
                     scope[TENANT] = tenant_for(principal, need, scope)
             except WaymarkError:
                 if route is not None:  # answered in the shape of the route's door

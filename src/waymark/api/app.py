@@ -14,13 +14,14 @@ from fastapi.openapi.utils import get_openapi
 from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 
-from waymark import retention
+from waymark import metrics, retention
 from waymark.api import (
     access,
     description,
     gsm,
     health,
     hosts,
+    metering,
     okdata,
     openlineage,
     page,
@@ -111,6 +112,7 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await pruning
             await run_in_threadpool(background.shutdown)
+            metrics.process_ended()
             if sink is None:
                 await the_sink.close()
             await run_in_threadpool(threads.shutdown)
@@ -132,6 +134,9 @@ def create_app(
     if guard_hosts and not settings.auth:
         app.add_middleware(hosts.HostGuard, allowed=settings.allowed_hosts)
     problems.install(app)
+    # Outermost of the app's own: it sees the final status of every answer, refusals and
+    # the request guard's 500s included.
+    app.add_middleware(metering.HttpMetrics)
     routers = (
         v1.router,
         webhooks.router,
@@ -141,6 +146,7 @@ def create_app(
         openlineage.router,
         page.router,
         health.router,
+        metering.router,
     )
     for router in routers:
         app.include_router(router)

@@ -21,6 +21,7 @@ import orjson
 from fastapi import Depends, Header, Path, Request
 from starlette.responses import Response
 
+from waymark.api import metering
 from waymark.auth.grants import Principal, Role
 from waymark.errors import BadRequest, Forbidden, TooLarge
 from waymark.ingest import MAX_REQUEST_BYTES, check_tenant, invalid
@@ -228,9 +229,11 @@ async def submit_events(
     datasets; each records who submitted it. Returns their event ids."""
     check_writes(request, [e.domain_id for e in events])
     svc = services(request)
-    return await svc.sink.submit_events(
+    ids = await svc.sink.submit_events(
         tenant, events, sent, svc.pipelines, submitted_by=submitter(request)
     )
+    metering.accepted(request.scope, len(ids))
+    return ids
 
 
 async def submit_records(request: Request, records: Sequence[Record]) -> None:
@@ -241,6 +244,7 @@ async def submit_records(request: Request, records: Sequence[Record]) -> None:
         for record in records:
             record.doc["submitted_by"] = by
     await services(request).sink.submit(records)
+    metering.accepted(request.scope, len(records))
 
 
 #: A route parameter: the request's tenant, checked (and documented in OpenAPI).

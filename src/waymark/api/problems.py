@@ -38,6 +38,7 @@ from starlette.responses import Response
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from waymark import logs
 from waymark.errors import (
     BadRequest,
     Forbidden,
@@ -231,6 +232,7 @@ class RequestGuard:
             return
         rid = request_id(scope)
         scope[REQUEST_ID] = rid
+        logs.REQUEST_ID.set(rid)  # for the log lines of this request (its own task)
         header = (REQUEST_ID_HEADER, rid.encode("latin-1"))
         started = False
 

@@ -24,7 +24,7 @@ def grants_of(tenant: str, roles: Sequence[str], datasets: Sequence[str]) -> lis
     """Each role in the tenant, for each dataset (or for all of them when none is given);
     ValueError naming a bad role or tenant."""
     if not roles:
-        raise ValueError("give at least one --role (reader, writer or admin)")
+        raise ValueError("give at least one --role (reader, writer, admin or metrics)")
     if tenant != ANY_TENANT and (len(tenant) > TRACE_ID_MAX or not is_token(tenant)):
         raise ValueError(f"--tenant {tenant!r}: must be 1-200 printable characters, no spaces")
     scopes: Sequence[str | None] = list(datasets) or [None]

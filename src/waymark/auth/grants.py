@@ -20,6 +20,7 @@ class Role(StrEnum):
     READER = "reader"  # every GET, the status and processor queries
     WRITER = "writer"  # everything that submits events or creates traces
     ADMIN = "admin"  # both, plus keys, dead letters and administration
+    METRICS = "metrics"  # GET /metrics only (which a reader or admin of any tenant may read)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +37,14 @@ class Grant:
         """Whether this grant gives ``role`` in ``tenant`` (for some or all datasets)."""
         if self.tenant not in (ANY_TENANT, tenant):
             return False
-        return self.role is role or self.role is Role.ADMIN
+        return self.holds(role)
+
+    def holds(self, role: Role) -> bool:
+        """Whether this grant's role includes ``role``: admin includes every role; the
+        metrics are read by a reader too."""
+        if self.role is role or self.role is Role.ADMIN:
+            return True
+        return role is Role.METRICS and self.role is Role.READER
 
 
 def parse_grant(text: str) -> Grant:
@@ -79,6 +87,10 @@ class Principal:
 
     def allows(self, tenant: str, role: Role) -> bool:
         return any(grant.gives(tenant, role) for grant in self.grants)
+
+    def holds_anywhere(self, role: Role) -> bool:
+        """Whether some grant, in whatever tenant, includes ``role``."""
+        return any(grant.holds(role) for grant in self.grants)
 
     def datasets(self, tenant: str, role: Role) -> frozenset[str] | None:
         """The datasets ``role`` in ``tenant`` is limited to, or None for all of them

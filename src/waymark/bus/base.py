@@ -129,6 +129,11 @@ class Source(ABC):
     async def fetch(self, batch: int, wait_s: float) -> list[InboundMessage]:
         """Up to ``batch`` messages, waiting at most ``wait_s`` for the first; [] if none."""
 
+    @abstractmethod
+    async def pending(self) -> int:
+        """How many messages of the stream the consumer has not delivered yet; raise
+        :class:`waymark.errors.Unavailable` if the bus cannot say now."""
+
 
 class Bus(ABC):
     def __init__(self, settings: BusSettings) -> None:

@@ -53,7 +53,7 @@ from nats.js.api import (
     StreamConfig,
 )
 
-from waymark import jetstream, nats_credentials, wire
+from waymark import jetstream, metrics, nats_credentials, wire
 from waymark.bus.base import (
     Bus,
     BusSettings,
@@ -195,6 +195,13 @@ class NatsSource(Source):
             raise Unavailable(f"NATS fetch failed: {exc!r}") from exc
         return [NatsInboundMessage(m) for m in msgs]
 
+    async def pending(self) -> int:
+        try:
+            info = await self.sub.consumer_info()
+        except (TimeoutError, nats.errors.Error) as exc:
+            raise Unavailable(f"NATS consumer info failed: {exc!r}") from exc
+        return int(info.num_pending or 0)
+
 
 class NatsBus(Bus):
     def __init__(self, settings: BusSettings, name: str = "waymark") -> None:
@@ -298,9 +305,10 @@ class NatsBus(Bus):
             raise Unavailable(str(exc), 5) from exc
         # Every message's outcome is awaited, so that none is still being published (or
         # settled) after the answer.
-        outcomes = await asyncio.gather(
-            *(self._publish_one(js, m) for m in messages), return_exceptions=True
-        )
+        with metrics.timing_publish():
+            outcomes = await asyncio.gather(
+                *(self._publish_one(js, m) for m in messages), return_exceptions=True
+            )
         acks = [o for o in outcomes if isinstance(o, PubAck)]
         failed = [o for o in outcomes if not isinstance(o, PubAck)]
         if failed:

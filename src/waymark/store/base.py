@@ -47,6 +47,9 @@ class AppendResult:
     inserted: int
     traces: list[tuple[str, str]] = field(default_factory=list)  # (tenant, trace_id)
     partials: dict[tuple[str, str], Partial] | None = None
+    #: the state (SUCCEEDED or FAILED) each trace the append made done, or turned from one
+    #: to the other, turned to: one item per such trace
+    turned: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

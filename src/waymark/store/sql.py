@@ -531,6 +531,7 @@ class SqlStore(Store):
 
     def _store(self, todo: Prepared, partials: bool, cur: Cursor) -> AppendResult:
         stored = None
+        turned: list[str] = []
         kept, rows = self._not_tombstoned(cur, todo)
         new = self._insert_new(cur, kept, rows)
         if new:
@@ -545,9 +546,17 @@ class SqlStore(Store):
             if steps:
                 self._insert_steps(cur, steps)
             added = self._upsert_items(cur, items) if items else []
-            # Subscribed tenants' trace state changes go to the outbox in this transaction.
+            # Subscribed tenants' trace state changes go to the outbox in this transaction;
+            # and a trace can turn SUCCEEDED or FAILED only by a finishing event, so the
+            # states of those traces are read too, to count what turned (once: here, where
+            # the change is committed).
             subs = webhooks.subscriptions(cur, self.q, sorted({row[0] for row in traces}))
-            keys = [(row[0], row[1]) for row in traces if row[0] in subs]
+            finishing = {(r.tenant, r.trace_id) for r in new if r.finishing}
+            keys = [
+                (row[0], row[1])
+                for row in traces
+                if row[0] in subs or (row[0], row[1]) in finishing
+            ]
             if keys:
                 self._lock_traces(cur, keys)
                 before = webhooks.trace_states(cur, self.q, keys)
@@ -558,7 +567,9 @@ class SqlStore(Store):
                     if stored is None
                     else webhooks.states_of_rows(stored, keys)
                 )
-                webhooks.write_changes(cur, self.q, subs, before, after, now_us())
+                found = webhooks.changes(before, after)
+                webhooks.write_changes(cur, self.q, subs, found, now_us())
+                turned = [state[0] for _, kind, state in found if kind in webhooks.TURNED]
             if added:
                 cur.executemany(self.q(ADD_COUNTS), _count_rows(added))
             if not partials:
@@ -567,6 +578,7 @@ class SqlStore(Store):
             len(new),
             sorted({(r.tenant, r.trace_id) for r in new}),
             None if stored is None else {(row[0], row[1]): partial_of(row) for row in stored},
+            turned,
         )
 
     def _not_tombstoned(self, cur: Cursor, todo: Prepared) -> tuple[Sequence[Record], Rows]:

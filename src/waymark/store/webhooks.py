@@ -210,16 +210,20 @@ def changes(
     return out
 
 
+#: the kinds of change by which a trace turned done (counted by the metrics)
+TURNED = frozenset(_KIND.values())
+
+
 def write_changes(
     cur: Cursor,
     q: Q,
     subs: dict[str, list[Webhook]],
-    before: dict[tuple[str, str], TraceState],
-    after: dict[tuple[str, str], TraceState],
+    found: list[tuple[tuple[str, str], str, TraceState]],
     now_us: int,
 ) -> None:
+    """The outbox rows of the changes ``found`` (:func:`changes`) that subscriptions take."""
     rows = []
-    for (tenant, trace_id), kind, (_, updated_us, domain_id, component) in changes(before, after):
+    for (tenant, trace_id), kind, (_, updated_us, domain_id, component) in found:
         for hook in subs.get(tenant, ()):
             if matches(hook, kind, domain_id, component):
                 rows.append(
