@@ -299,6 +299,7 @@ class Operation:
     body: type[BaseModel] | dict[str, Any] | None = None
     examples: tuple[str, ...] = ()  # files of examples/
     replies: dict[int, type[BaseModel]] = field(default_factory=dict)  # own error shapes
+    media: str = JSON  # the success answer's media type
 
 
 def _one_or_many(model: type[BaseModel]) -> dict[str, Any]:
@@ -362,6 +363,10 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ),
     ("GET", "/healthz"): Operation(Health),
     ("GET", "/readyz"): Operation(Readiness, replies={503: Readiness}),
+    ("GET", "/metrics"): Operation(
+        {"type": "string", "description": "Prometheus text exposition format 0.0.4"},
+        media="text/plain",
+    ),
 }
 
 #: request bodies referred to inside the operations' schemas
@@ -444,7 +449,7 @@ def _describe(
     success: dict[str, Any] = dict(generated.get(ok, {"description": "Successful"}))
     declared = success.get("content", {}).get(JSON, {}).get("schema")
     if operation.answer is not None and not declared:  # a route's own model wins
-        success["content"] = _content(JSON, operation.answer)
+        success["content"] = _content(operation.media, operation.answer)
     elif operation.empty:
         success = {"description": "Accepted; no body"}
     responses: dict[str, Any] = {ok: success}
