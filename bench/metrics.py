@@ -2,6 +2,7 @@
 same app without them, in the same run, in-process; prints JSON.
 
     python bench/metrics.py [--rounds 8]
+    python bench/metrics.py --appends sqlite|postgresql [--rounds 8] [--events 20000]
 
 Two apps over SQLite files of their own: ``on`` as served; ``off`` without the HTTP
 metrics middleware, and with every metric call of the request path (events accepted,
@@ -12,6 +13,8 @@ so that a noisy neighbour hurts both alike. Figures per request: the CPU time of
 event loop's thread (where the middleware runs) and of the whole process (the store
 threads too), each the median over the turns; the ratio is ``off`` over ``on`` (1.0:
 no cost).
+
+``--appends``: what counting traces turned done costs an append (see :func:`appends`).
 """
 
 from __future__ import annotations
@@ -37,18 +40,15 @@ def metrics_off() -> Iterator[None]:
     """Every metric call of the request path a no-op while the block runs."""
     from waymark import metrics
 
-    names = ("events_accepted", "events_rejected", "http_request", "traces_turned")
+    names = ("events_accepted", "events_rejected", "http_request", "store_append", "traces_turned")
     saved = {name: getattr(metrics, name) for name in names}
-    saved_timer = metrics.timing_append
     for name in names:
         setattr(metrics, name, lambda *args: None)
-    metrics.timing_append = contextlib.nullcontext  # type: ignore[assignment]
     try:
         yield
     finally:
         for name, call in saved.items():
             setattr(metrics, name, call)
-        metrics.timing_append = saved_timer
 
 
 def apps(tmp: Path) -> dict[str, Any]:
@@ -97,11 +97,82 @@ def run(rounds: int) -> dict[str, Any]:
         return asyncio.run(go(Path(tmp)))
 
 
+def batches(finishing: bool, round_: int, events: int, batch: int) -> list[list[Any]]:
+    """``events`` in batches of ``batch`` over new 5-event traces; with ``finishing``, each
+    trace's last event finishes it (so every append reads its traces' states to count
+    what turned), else none does."""
+    from waymark.model import Event, now_us, to_record
+
+    out = []
+    received = now_us()
+    tag = "f" if finishing else "c"
+    for b in range(events // batch):
+        records = []
+        for i in range(batch):
+            trace = f"{tag}{round_}-b{b}-t{i // 5}"
+            last = finishing and i % 5 == 4
+            event = Event(
+                trace_id=trace,
+                event_id=f"{trace}-e{i % 5}",
+                trace_status="FINISHED" if last else "CONTINUE",
+                status="SUCCESS",
+                component="bench",
+                domain_id="ds/1",
+            )
+            records.append(to_record(event, "default", received, timestamp_us=received + i))
+        out.append(records)
+    return out
+
+
+def appends(kind: str, postgres: str, rounds: int, events: int, batch: int) -> dict[str, Any]:
+    """Events/s of ``Store.append`` with batches whose traces all finish against the same
+    batches with none finishing, taking turns in one store: the cost of reading the
+    states of finished traces (and, on PostgreSQL, their advisory locks) to count them."""
+    from waymark.store import open_store
+    from webhooks import store_url
+
+    rates: dict[str, list[float]] = {"finishing": [], "continuing": []}
+    with store_url(kind, postgres) as url:
+        store = open_store(url)
+        for r in range(rounds):
+            order = ("finishing", "continuing") if r % 2 else ("continuing", "finishing")
+            for name in order:
+                todo = batches(name == "finishing", r, events, batch)
+                start = time.perf_counter()
+                for records in todo:
+                    store.append(records)
+                rates[name].append(events / (time.perf_counter() - start))
+        store.close()
+    finishing, continuing = (statistics.median(rates[k]) for k in ("finishing", "continuing"))
+    return {
+        "store": kind,
+        "rounds": rounds,
+        "events": events,
+        "batch": batch,
+        "finishing_events_per_s": round(finishing),
+        "continuing_events_per_s": round(continuing),
+        "finishing_over_continuing": round(finishing / continuing, 3),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument(
+        "--appends",
+        choices=["sqlite", "postgresql"],
+        help="instead: Store.append of batches that finish their traces against batches"
+        " that do not",
+    )
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
     args = parser.parse_args()
-    print(json.dumps(run(args.rounds), indent=2))
+    if args.appends:
+        found = appends(args.appends, args.postgres, args.rounds, args.events, args.batch)
+    else:
+        found = run(args.rounds)
+    print(json.dumps(found, indent=2))
 
 
 if __name__ == "__main__":
