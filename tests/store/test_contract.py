@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import secrets
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from tests.store.conftest import rec, write_concurrently
 from waymark.errors import BadCursor
-from waymark.model import State, Status, now_us
+from waymark.model import Record, State, Status, now_us
 from waymark.pipelines import Pipeline, Pipelines
 from waymark.store import open_store
 from waymark.store.base import (
@@ -122,6 +124,37 @@ def test_concurrent_writers_of_overlapping_batches(store: SqlStore) -> None:
     assert sum(write_concurrently(store, orders)) == 80
     counts = {s.trace_id: s.event_count for s in store.summaries("default", ["t0", "t6"])}
     assert counts == {"t0": 12, "t6": 11}
+
+
+def test_an_append_says_which_traces_it_turned_done(store: SqlStore) -> None:
+    assert store.append([rec("t", "e1", at=10, status="IN_PROGRESS")]).turned == []
+    done = rec("t", "e2", at=20, status="SUCCESS", trace_status="FINISHED")
+    assert store.append([done, rec("u", "e3", at=5)]).turned == ["SUCCEEDED"]
+    assert store.append([done]).turned == []  # a repeat turns nothing
+    earlier = rec("t", "e4", at=15, status="FAILED", trace_status="FINISHED")
+    assert store.append([earlier]).turned == []  # not the deciding event
+    later = rec("t", "e5", at=30, status="FAILED", trace_status="FINISHED")
+    assert store.append([later]).turned == ["FAILED"]  # the outcome turned
+    again = rec("t", "e6", at=40, status="FAILED", trace_status="FINISHED")
+    assert store.append([again]).turned == []  # decided anew, the same outcome
+
+
+def test_concurrent_appends_count_each_trace_turned_once(store: SqlStore) -> None:
+    """Four writers each finish the same ten traces, at once: each trace turned once."""
+    writers = [
+        [[rec(f"t{i}", f"w{w}-t{i}", at=w, status="SUCCESS", trace_status="FINISHED")]
+         for i in range(10)]
+        for w in range(4)
+    ]  # fmt: skip
+    start = threading.Barrier(len(writers))
+
+    def write(batches: list[list[Record]]) -> list[str]:
+        start.wait()
+        return [state for batch in batches for state in store.append(batch).turned]
+
+    with ThreadPoolExecutor(len(writers)) as pool:
+        turned = [state for states in pool.map(write, writers) for state in states]
+    assert turned == ["SUCCEEDED"] * 10
 
 
 # -- reads ---------------------------------------------------------------------------------

@@ -504,6 +504,12 @@ class SqlStore(Store):
         state changes an append notifies depends on it. A backend with one writer has
         nothing to do."""
 
+    def _trace_states(
+        self, cur: Cursor, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], webhooks.TraceState]:
+        """The state of each of these traces that exists (:func:`webhooks.trace_states`)."""
+        return webhooks.trace_states(cur, self.q, keys)
+
     def _claim_clause(self) -> str:
         """What the notifier's claim query ends with so that concurrent claimers skip each
         other's rows ('' where one writer does all claims)."""
@@ -559,11 +565,11 @@ class SqlStore(Store):
             ]
             if keys:
                 self._lock_traces(cur, keys)
-                before = webhooks.trace_states(cur, self.q, keys)
+                before = self._trace_states(cur, keys)
             stored = self._upsert_traces(cur, traces, partials or bool(keys))
             if keys:
                 after = (
-                    webhooks.trace_states(cur, self.q, keys)
+                    self._trace_states(cur, keys)
                     if stored is None
                     else webhooks.states_of_rows(stored, keys)
                 )

@@ -153,21 +153,31 @@ def trace_states(
             chunk = ids[start : start + _CHUNK]
             cur.execute(
                 q(
-                    "SELECT trace_id, done, cur_status, updated_us, domain_id, cur_component"
-                    " FROM traces WHERE tenant = ?"
+                    f"SELECT trace_id, {STATE_COLUMNS} FROM traces WHERE tenant = ?"
                     f" AND trace_id IN ({', '.join('?' for _ in chunk)})"
                 ),
                 (tenant, *chunk),
             )
-            for trace_id, done, status, updated_us, domain_id, component in cur.fetchall():
-                if not done:
-                    state = "RUNNING"
-                elif status == Status.FAILED.value:
-                    state = "FAILED"
-                else:
-                    state = "SUCCEEDED"
-                out[(tenant, trace_id)] = (state, int(updated_us), domain_id, component)
+            for trace_id, *row in cur.fetchall():
+                out[(tenant, trace_id)] = state_of(*row)
     return out
+
+
+#: what :func:`state_of` reads of a ``traces`` row, in its order
+STATE_COLUMNS = "done, cur_status, updated_us, domain_id, cur_component"
+
+
+def state_of(
+    done: bool, status: str, updated_us: int, domain_id: str | None, component: str | None
+) -> TraceState:
+    """A trace's state from its row's :data:`STATE_COLUMNS`."""
+    if not done:
+        state = "RUNNING"
+    elif status == Status.FAILED.value:
+        state = "FAILED"
+    else:
+        state = "SUCCEEDED"
+    return (state, int(updated_us), domain_id, component)
 
 
 def states_of_rows(
