@@ -261,22 +261,28 @@ def posts(config: str, count: int) -> None:
     asyncio.run(run())
 
 
-def instructions() -> dict[str, Any]:
-    """Instructions per single-event POST of each configuration (callgrind, start-up and
-    the first 100 requests subtracted)."""
+def instructions_per_post(script: str, configs: tuple[str, ...]) -> dict[str, float]:
+    """Instructions per single-event POST of each configuration, counted by callgrind
+    running ``script --posts CONFIG N`` for 100 and then 400 requests (start-up and the
+    first 100 requests subtracted)."""
     counted: dict[str, dict[int, int]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for config in ("off", "keys"):
+        for config in configs:
             for count in (100, 400):
                 out = Path(tmp) / f"callgrind.{config}.{count}"
                 argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
-                argv += [PY, __file__, "--posts", config, str(count)]
+                argv += [PY, script, "--posts", config, str(count)]
                 done = subprocess.run(argv, capture_output=True, text=True)
                 found = re.search(r"Collected : (\d+)", done.stderr)
                 if done.returncode != 0 or found is None:
                     raise RuntimeError(f"callgrind failed:\n{done.stderr[-2000:]}")
                 counted.setdefault(config, {})[count] = int(found.group(1))
-    per_post = {c: (n[400] - n[100]) / 300 for c, n in counted.items()}
+    return {c: (n[400] - n[100]) / 300 for c, n in counted.items()}
+
+
+def instructions() -> dict[str, Any]:
+    """Instructions per single-event POST with auth off and with an API key."""
+    per_post = instructions_per_post(__file__, ("off", "keys"))
     return {
         "instructions_per_post": per_post,
         "ratio_to_off": round(per_post["off"] / per_post["keys"], 3),

@@ -3,6 +3,7 @@ same app without them, in the same run, in-process; prints JSON.
 
     python bench/metrics.py [--rounds 8]
     python bench/metrics.py --appends sqlite|postgresql [--rounds 8] [--events 20000]
+    python bench/metrics.py --instructions          # callgrind (valgrind)
 
 Two apps over SQLite files of their own: ``on`` as served; ``off`` without the HTTP
 metrics middleware, and with every metric call of the request path (events accepted,
@@ -15,6 +16,9 @@ threads too), each the median over the turns; the ratio is ``off`` over ``on`` (
 no cost).
 
 ``--appends``: what counting traces turned done costs an append (see :func:`appends`).
+``--instructions``: the instructions a single-event POST costs on and off, counted by
+callgrind over all threads (100 and then 400 requests: the difference is 300 requests'
+work, without start-up); counts repeat where timings on a shared machine drift.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from auth import _post, _started
+from auth import _post, _started, instructions_per_post
 
 PER_TURN = 5 * 32
 
@@ -155,6 +159,35 @@ def appends(kind: str, postgres: str, rounds: int, events: int, batch: int) -> d
     }
 
 
+def posts(config: str, count: int) -> None:
+    """``count`` single-event POSTs one after another, in-process, to the ``config`` app
+    (what callgrind counts)."""
+
+    async def go(tmp: Path) -> None:
+        app = apps(tmp)[config]
+        lifespans = await _started([(app, [])])
+        switch = metrics_off() if config == "off" else contextlib.nullcontext()
+        with switch:
+            for n in range(count):
+                await _post(app, [], n)
+        for task in lifespans:
+            task.cancel()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        asyncio.run(go(Path(tmp)))
+
+
+def instructions() -> dict[str, Any]:
+    """Instructions per single-event POST with metrics on and off (callgrind, all
+    threads; start-up and the first 100 requests subtracted)."""
+    per_post = instructions_per_post(__file__, ("off", "on"))
+    return {
+        "instructions_per_post": {c: round(v) for c, v in per_post.items()},
+        "ratio_off_over_on": round(per_post["off"] / per_post["on"], 3),
+        "added_per_post": round(per_post["on"] - per_post["off"]),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=8)
@@ -167,8 +200,17 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument(
+        "--instructions", action="store_true", help="instead: instructions per POST (valgrind)"
+    )
+    parser.add_argument("--posts", nargs=2, metavar=("on|off", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.appends:
+    if args.posts:
+        posts(args.posts[0], int(args.posts[1]))
+        return
+    if args.instructions:
+        found = instructions()
+    elif args.appends:
         found = appends(args.appends, args.postgres, args.rounds, args.events, args.batch)
     else:
         found = run(args.rounds)

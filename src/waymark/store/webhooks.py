@@ -192,13 +192,7 @@ def states_of_rows(
             continue
         done = row[13] is not None  # fin_event_id
         status, component = (row[14], row[16]) if done else (row[7], row[9])
-        if not done:
-            state = "RUNNING"
-        elif status == Status.FAILED.value:
-            state = "FAILED"
-        else:
-            state = "SUCCEEDED"
-        out[(row[0], row[1])] = (state, int(row[4]), row[22], component)
+        out[(row[0], row[1])] = state_of(done, status, row[4], row[22], component)
     return out
 
 
