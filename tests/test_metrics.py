@@ -216,6 +216,7 @@ def test_json_logs_carry_the_request_id(db_url: str, tmp_path: Path) -> None:
     assert ours and ours[0]["logger"] == "waymark.api" and "404" in ours[0]["message"]
     assert any(r["logger"].startswith("uvicorn") for r in records)  # uvicorn's own lines too
     assert not any("request_id" in r for r in records if r["logger"].startswith("uvicorn"))
+    assert not any("color_message" in r for r in records)  # uvicorn's, with terminal colours
 
 
 def _serve(store: str) -> list[str]:

@@ -1,11 +1,12 @@
 """How the server processes log: plain text, or one JSON object per line
 (``--log-format json``, ``WAYMARK_LOG_FORMAT``), for uvicorn's loggers and Waymark's alike.
 
-A JSON line holds ``time``, ``level``, ``logger`` and ``message``, ``request_id`` when it
-was logged while a request was answered, and ``exception`` (the traceback) when there is
-one. The request id is the one :class:`~waymark.api.problems.RequestGuard` gives the
-request (and sends back as ``X-Request-ID``); it is kept in :data:`REQUEST_ID`, a context
-variable, and a filter on every handler adds it to the records.
+A JSON line holds ``time`` (ISO 8601, UTC), ``level``, ``logger`` and ``message``,
+``request_id`` when it was logged while a request was answered, and ``exception`` (the
+traceback) when there is one. The request id is the one
+:class:`~waymark.api.problems.RequestGuard` gives the request (and sends back as
+``X-Request-ID``); it is kept in :data:`REQUEST_ID`, a context variable, and a filter on
+every handler adds it to the records.
 """
 
 from __future__ import annotations
@@ -49,13 +50,8 @@ class RequestIdFilter(logging.Filter):
 
 
 _TEXT = "%(asctime)s %(levelname)s %(name)s %(message)s"
-_JSON = "%(asctime)s %(levelname)s %(name)s %(message)s"
-_JSON_NAMES = {
-    "asctime": "time",
-    "levelname": "level",
-    "name": "logger",
-    "exc_info": "exception",
-}
+_JSON = "%(levelname)s %(name)s %(message)s"  # and "time": ISO 8601, UTC
+_JSON_NAMES = {"levelname": "level", "name": "logger", "exc_info": "exception"}
 
 
 def log_config(fmt: LogFormat, level: str) -> dict[str, Any]:
@@ -66,11 +62,15 @@ def log_config(fmt: LogFormat, level: str) -> dict[str, Any]:
     level = level.upper()
     formatter: dict[str, Any]
     if fmt is LogFormat.json:
+        from pythonjsonlogger.core import RESERVED_ATTRS
+
         formatter = {
             "()": "pythonjsonlogger.json.JsonFormatter",
             "fmt": _JSON,
             "rename_fields": _JSON_NAMES,
-            "timestamp": False,
+            "timestamp": "time",
+            # uvicorn's copy of its message with terminal colours: not for a log file
+            "reserved_attrs": [*RESERVED_ATTRS, "color_message"],
         }
     else:
         formatter = {"format": _TEXT}
