@@ -20,6 +20,7 @@ from pythonjsonlogger.json import JsonFormatter
 from typer.testing import CliRunner
 
 from tests.conftest import EXAMPLES, LiveServer, wait_for
+from tests.receiver import Receiver
 from waymark import logs
 from waymark.cli import app as cli
 
@@ -162,8 +163,13 @@ def test_with_authentication_a_reader_or_a_metrics_key_reads_them(db_url: str) -
         assert refused.status_code == 403
         post = httpx.post(f"{server.url}/v1/events", json=events(2), headers=bearer("writer"))
         assert post.status_code == 202
+        assert httpx.post(f"{server.url}/v1/events", json=events(2)).status_code == 401
+        unfit = httpx.post(f"{server.url}/v1/events", json=events(2), headers=bearer("reader"))
+        assert unfit.status_code == 403
         by_reader = scrape(server.url, bearer("reader"))
         assert value(by_reader, "waymark_events_accepted_total", door="v1") == 2
+        assert value(by_reader, "waymark_events_rejected_total", door="v1", status="401") == 1
+        assert value(by_reader, "waymark_events_rejected_total", door="v1", status="403") == 1
         # the refusals came through the access guard, and are timed all the same
         refusals = value(
             by_reader,
@@ -263,3 +269,42 @@ def test_a_json_line_holds_the_request_id_and_the_exception() -> None:
     assert record["request_id"] == "rid-1" and record["message"] == "failed"
     assert record["logger"] == "waymark.test_metrics" and record["level"] == "ERROR"
     assert "RuntimeError: boom" in record["exception"]
+
+
+def test_webhook_deliveries_by_outcome_and_stalls(db_url: str, tmp_path: Path) -> None:
+    pipelines = tmp_path / "pipelines.toml"
+    pipelines.write_text("[default]\nstall_timeout_s = 1\n")
+    env = {
+        "WAYMARK_WEBHOOK_ALLOW_PRIVATE": "1",
+        "WAYMARK_WEBHOOK_GIVE_UP_S": "2",
+        "WAYMARK_STALL_SWEEP_S": "0.2",
+        "WAYMARK_PIPELINES": str(pipelines),
+    }
+    flaky, down = Receiver(plan=[500], then=200), Receiver(then=500)
+    server = LiveServer(db_url, env=env)
+    try:
+        for receiver in (flaky, down):
+            subscribe = {"url": receiver.url, "events": ["trace.failed", "trace.stalled"]}
+            assert httpx.post(f"{server.url}/v1/webhooks", json=subscribe).status_code == 201
+        assert httpx.post(f"{server.url}/v1/events", json=events(1, "FAILED")).status_code == 202
+        assert httpx.post(f"{server.url}/v1/events", json=events(1)).status_code == 202
+
+        def settled() -> bool:
+            samples = scrape(server.url)
+            return (
+                value(samples, DELIVERIES, outcome="gave_up") == 2  # down's two messages
+                and value(samples, DELIVERIES, outcome="delivered") == 2  # flaky's, at last
+                and value(samples, "waymark_traces_turned_total", state="STALLED") == 1
+            )
+
+        assert wait_for(settled, 30)
+        samples = scrape(server.url)
+        assert value(samples, DELIVERIES, outcome="failed") >= 2  # flaky's first, down's first
+        assert value(samples, "waymark_traces_turned_total", state="FAILED") == 1
+    finally:
+        server.stop()
+        flaky.stop()
+        down.stop()
+
+
+DELIVERIES = "waymark_webhook_deliveries_total"
