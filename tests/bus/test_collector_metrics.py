@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import uuid
 from pathlib import Path
 
 import httpx
 
 from tests.bus.conftest import publish, raw_publish, records_of, start_collector
-from tests.conftest import free_port, wait_for
+from tests.conftest import LiveServer, free_port, wait_for
 from tests.test_metrics import Samples, value
+from tests.test_metrics import scrape as scrape_server
 from waymark.bus import open_bus
 from waymark.store import open_store
 
@@ -107,3 +109,17 @@ def test_a_metrics_port_in_use_is_named(bus_url: str, tmp_path: Path) -> None:
     proc.stderr.close()
     assert proc.returncode == 1
     assert b"waymark:" in log and b"ddress already in use" in log
+
+
+def test_an_api_in_bus_mode_times_its_publishes(bus_url: str, db_url: str) -> None:
+    server = LiveServer(db_url, args=["--bus", bus_url])
+    try:
+        for _ in range(3):
+            answer = httpx.post(f"{server.url}/v1/events", json=docs(uuid.uuid4().hex, "SUCCESS"))
+            assert answer.status_code == 202
+        samples = scrape_server(server.url)
+        assert value(samples, "waymark_bus_publish_seconds_count") == 3
+        assert value(samples, "waymark_events_accepted_total", door="v1") == 6
+        assert value(samples, "waymark_store_append_seconds_count") == 0  # the collectors' work
+    finally:
+        server.stop()
