@@ -26,12 +26,14 @@ from waymark.api import (
     page,
     problems,
     stepfunctions,
+    stream,
     v1,
     webhooks,
 )
 from waymark.api.deps import Services, refuse_nul, store_threads
 from waymark.auth.authenticators import build_authenticators
 from waymark.bus import sink_for
+from waymark.changes import Changes
 from waymark.config import Settings
 from waymark.notify import Notifier, StallSweep, running
 from waymark.pipelines import Pipelines, load
@@ -74,8 +76,18 @@ def create_app(
         the_sink = sink or sink_for(settings.bus, the_store, watcher)
         await the_sink.start()
         threads = store_threads()
+        limits = settings.streams
+        changes = Changes(keep=limits.window, keep_s=limits.window_s)
+        watcher.listen(changes.record)
         services = Services(
-            the_store, the_sink, watcher, rules, threads, settings.webhook_allow_private
+            the_store,
+            the_sink,
+            watcher,
+            rules,
+            threads,
+            settings.webhook_allow_private,
+            changes=changes,
+            streams=limits,
         )
         app.state.services = services
         # The notifier and the stall sweep have threads of their own: a slow receiver or
@@ -134,6 +146,7 @@ def create_app(
     problems.install(app)
     routers = (
         v1.router,
+        stream.router,
         webhooks.router,
         okdata.router,
         stepfunctions.router,
