@@ -44,14 +44,14 @@ CONNECTION = "waymark.connection"
 class Connection:
     """What a response may know of and do to its connection: ``closing`` is set when the
     server begins a graceful shutdown (uvicorn waits for every response to end before it
-    stops); :meth:`close` drops the connection at once."""
+    stops); :meth:`close` drops the connection at once, with whatever it had not sent."""
 
     def __init__(self, transport: asyncio.Transport) -> None:
         self.closing = asyncio.Event()
         self._transport = transport
 
     def close(self) -> None:
-        self._transport.close()
+        self._transport.abort()  # close() would wait to send the buffer the client is not taking
 
 
 def _problem_body(status: int, title: str, detail: str) -> bytes:

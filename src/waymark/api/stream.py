@@ -151,6 +151,10 @@ class EventStream(Response):
                 ending.append(asyncio.ensure_future(connection.closing.wait()))
             try:
                 await asyncio.wait(ending, return_when=asyncio.FIRST_COMPLETED)
+                if writing.done() and not writing.cancelled() and writing.exception() is None:
+                    # the client was dropped: end once the server has seen it go
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(asyncio.shield(ending[1]), 1)
             finally:
                 for task in ending:
                     task.cancel()
@@ -177,10 +181,10 @@ class EventStream(Response):
                         "dropped a live stream whose client read nothing for %g s",
                         self.send_timeout_s,
                     )
-                    if connection is not None:
-                        connection.close()
-                        return
-                    raise
+                    if connection is None:
+                        raise
+                    connection.close()
+                    return
 
 
 async def _disconnected(receive: Receive) -> None:
