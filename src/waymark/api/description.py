@@ -299,6 +299,7 @@ class Operation:
     body: type[BaseModel] | dict[str, Any] | None = None
     examples: tuple[str, ...] = ()  # files of examples/
     replies: dict[int, type[BaseModel]] = field(default_factory=dict)  # own error shapes
+    media: str = JSON  # of the success answer
 
 
 def _one_or_many(model: type[BaseModel]) -> dict[str, Any]:
@@ -331,6 +332,17 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("DELETE", "/v1/webhooks/{webhook_id}"): Operation(empty=True),
     ("GET", "/v1/webhooks/{webhook_id}/deliveries"): Operation(Deliveries),
     ("GET", "/v1/traces/{trace_id}/paths"): Operation(ItemsPage),
+    ("GET", "/v1/stream"): Operation(
+        {
+            "type": "string",
+            "description": "Server-Sent Events without end: `event: summary` (data: the"
+            " trace's summary, as `GET /v1/traces/{trace_id}` answers it), `event: reset`"
+            ' (data: `{"reason": ...}`; list the traces again), `event: ready` (data: `{}`),'
+            " each with an `id` to resume after; a `: keep-alive` comment with the id when"
+            " nothing else was sent for a while.",
+        },
+        media="text/event-stream",
+    ),
     ("POST", "/status"): Operation(TraceCreated, body=StatusItem, examples=("okdata-create.json",)),
     ("GET", "/status/{trace_id}"): Operation({"type": "array", "items": _ref(OkdataItem)}),
     ("POST", "/status/{trace_id}"): Operation(
@@ -444,7 +456,7 @@ def _describe(
     success: dict[str, Any] = dict(generated.get(ok, {"description": "Successful"}))
     declared = success.get("content", {}).get(JSON, {}).get("schema")
     if operation.answer is not None and not declared:  # a route's own model wins
-        success["content"] = _content(JSON, operation.answer)
+        success["content"] = _content(operation.media, operation.answer)
     elif operation.empty:
         success = {"description": "Accepted; no body"}
     responses: dict[str, Any] = {ok: success}

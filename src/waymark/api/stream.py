@@ -195,7 +195,7 @@ async def _disconnected(receive: Receive) -> None:
 @router.get(
     "/stream",
     summary="The tenant's trace summaries as they change (Server-Sent Events)",
-    response_class=EventStream,
+    response_class=Response,
 )
 async def stream(
     request: Request,
@@ -206,7 +206,7 @@ async def stream(
     dataset: Annotated[
         list[str] | None,
         Query(
-            max_length=500,
+            max_length=100,
             description="only traces of these datasets: domain_id is one, or begins with"
             " one and '/' (repeat)",
         ),
@@ -214,7 +214,7 @@ async def stream(
     component: Annotated[
         list[str] | None,
         Query(
-            max_length=500,
+            max_length=100,
             description="only traces whose current (deciding) event is of one of these"
             " components (repeat)",
         ),
@@ -228,6 +228,12 @@ async def stream(
         ),
     ] = None,
 ) -> Response:
+    """One message per change of a trace's summary, for as long as the client reads:
+    `event: summary` with the summary, `event: reset` when changes may have been missed
+    (list the traces again), `event: ready` first on a new stream. `Last-Event-ID` resumes
+    after the message it names, without a gap, within the server's window (the last
+    10,000 changes and 5 minutes, by default). A trace that changed several times before
+    the stream sent it is sent once, as it stands."""
     svc = services(request)
     limits: StreamLimits = svc.streams
     if svc.open_streams >= limits.max_streams:
