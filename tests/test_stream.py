@@ -15,6 +15,9 @@ import pytest
 
 from tests.conftest import LiveServer
 from tests.sse import Stream
+from waymark.auth import admin
+from waymark.auth.admin import grants_of
+from waymark.store import migrate
 
 #: keep-alives every 0.3 s: the tests' reads return at least that often
 FAST = {"WAYMARK_STREAM_KEEP_ALIVE": "0.3"}
@@ -217,4 +220,31 @@ def test_a_graceful_shutdown_ends_open_streams(tmp_path: Path) -> None:
         assert time.monotonic() - started < 8
     finally:
         stream.close()
+        live.stop()
+
+
+def test_a_credential_limited_to_datasets_sees_only_their_traces(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'auth.db'}"
+    migrate.upgrade(store)
+    writer = admin.create(store, grants_of("alpha", ["writer"], []))
+    sales = admin.create(store, grants_of("alpha", ["reader"], ["sales"]))
+    live = LiveServer(store, env={**FAST, "WAYMARK_AUTH": "keys"})
+    try:
+        refused = httpx.get(f"{live.url}/v1/stream", headers={"Waymark-Tenant": "alpha"})
+        assert refused.status_code == 401
+        headers = {"Waymark-Tenant": "alpha", "Authorization": f"Bearer {sales}"}
+        with Stream(live.url, headers=headers) as stream:
+            assert stream.next() is not None
+            answer = httpx.post(
+                f"{live.url}/v1/events",
+                json=[
+                    {"trace_id": "hidden", "domain_id": "hr/1"},
+                    {"trace_id": "shown", "domain_id": "sales/1"},
+                ],
+                headers={"Waymark-Tenant": "alpha", "Authorization": f"Bearer {writer}"},
+            )
+            assert answer.status_code == 202, answer.text
+            got = stream.summaries(2, timeout_s=2)
+        assert [s["trace_id"] for s in got] == ["shown"]
+    finally:
         live.stop()
