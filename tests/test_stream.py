@@ -13,11 +13,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, pg_schema
 from tests.sse import Stream
 from waymark.auth import admin
 from waymark.auth.admin import grants_of
-from waymark.store import migrate
+from waymark.store import changefeed, migrate
 
 #: keep-alives every 0.3 s: the tests' reads return at least that often
 FAST = {"WAYMARK_STREAM_KEEP_ALIVE": "0.3"}
@@ -248,3 +248,42 @@ def test_a_credential_limited_to_datasets_sees_only_their_traces(tmp_path: Path)
         assert [s["trace_id"] for s in got] == ["shown"]
     finally:
         live.stop()
+
+
+def test_replicas_on_one_postgresql_stream_each_others_commits(pg_url: str) -> None:
+    """Direct mode, two replicas on one database: a change stored through one is streamed
+    by the other (the store's change feed), once; a replica on another schema of the same
+    database hears nothing of it."""
+    with pg_schema() as elsewhere_url:
+        one = LiveServer(pg_url, env=FAST)
+        two = LiveServer(pg_url, env=FAST)
+        elsewhere = LiveServer(elsewhere_url, env=FAST)
+        try:
+            with (
+                Stream(two.url) as stream,
+                Stream(one.url) as own,
+                Stream(elsewhere.url) as other,
+            ):
+                for opened in (stream, own, other):
+                    assert opened.next() is not None
+                send(one.url, {"trace_id": "pg-1"}, {"trace_id": "pg-2"})
+                got = stream.summaries(2, timeout_s=5)
+                assert sorted(s["trace_id"] for s in got) == ["pg-1", "pg-2"]
+                assert stream.quiet_for(0.7) == []
+                assert sorted(s["trace_id"] for s in own.summaries(2)) == ["pg-1", "pg-2"]
+                assert own.quiet_for(0.7) == []  # its own commit, not again from the feed
+                assert other.quiet_for(0.7) == []
+        finally:
+            for live in (one, two, elsewhere):
+                live.stop()
+
+
+def test_a_large_append_is_announced_in_notices_postgresql_takes() -> None:
+    keys = [("t", f"trace-{i:05}-" + "x" * 150) for i in range(500)] + [("u", "last")]
+    notices = list(changefeed.payloads("s", "o", keys))
+    assert len(notices) > 2
+    assert all(len(n.encode()) < 8000 for n in notices)
+    heard = [k for n in notices for k in changefeed.changed_keys(n, "s", "other")]
+    assert heard == keys
+    assert changefeed.changed_keys(notices[0], "s", "o") == []  # its own
+    assert changefeed.changed_keys(notices[0], "another schema", "x") == []

@@ -37,7 +37,7 @@ from waymark.changes import Changes
 from waymark.config import Settings
 from waymark.notify import Notifier, StallSweep, running
 from waymark.pipelines import Pipelines, load
-from waymark.sink import Sink
+from waymark.sink import DirectSink, Sink
 from waymark.store import Store, log_durability_warnings, open_store
 from waymark.store.base import ApiKey
 from waymark.watch import Watcher
@@ -110,6 +110,13 @@ def create_app(
             return await services.in_thread(the_store.api_key, key_id)
 
         app.state.authenticators = build_authenticators(settings, lookup_key)
+        # Direct mode: hear the commits of other processes on the same store, where the
+        # store announces them (PostgreSQL); in bus mode the collectors' feed does this.
+        following = (
+            asyncio.create_task(the_store.follow_changes(watcher.notify))
+            if isinstance(the_sink, DirectSink)
+            else None
+        )
         pruning = None
         if settings.prune_interval_s > 0 and rules.keeps_some_for_a_time():
             pruner = retention.Pruner(the_store, rules, settings.prune_interval_s)
@@ -118,10 +125,11 @@ def create_app(
             async with running(notifier.run, sweep.run):
                 yield
         finally:
-            if pruning is not None:
-                pruning.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await pruning
+            for task in (pruning, following):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             await run_in_threadpool(background.shutdown)
             if sink is None:
                 await the_sink.close()

@@ -504,6 +504,11 @@ class SqlStore(Store):
         state changes an append notifies depends on it. A backend with one writer has
         nothing to do."""
 
+    def _announce(self, cur: Cursor, keys: Sequence[tuple[str, str]]) -> None:
+        """Tell other processes, at this transaction's commit, that these traces (sorted)
+        changed (:meth:`Store.follow_changes`). A backend without such a feed has nothing
+        to do."""
+
     def _claim_clause(self) -> str:
         """What the notifier's claim query ends with so that concurrent claimers skip each
         other's rows ('' where one writer does all claims)."""
@@ -563,9 +568,12 @@ class SqlStore(Store):
                 cur.executemany(self.q(ADD_COUNTS), _count_rows(added))
             if not partials:
                 stored = None
+        changed = sorted({(r.tenant, r.trace_id) for r in new})
+        if changed:
+            self._announce(cur, changed)
         return AppendResult(
             len(new),
-            sorted({(r.tenant, r.trace_id) for r in new}),
+            changed,
             None if stored is None else {(row[0], row[1]): partial_of(row) for row in stored},
         )
 
