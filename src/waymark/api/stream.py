@@ -38,7 +38,7 @@ from starlette.types import Receive, Scope, Send
 from waymark.api.deps import Services, Tenant, datasets_of, services
 from waymark.changes import Behind, Changes
 from waymark.config import StreamLimits
-from waymark.errors import Unavailable
+from waymark.errors import Unavailable, WaymarkError
 from waymark.model import State, Summary, dataset_of
 from waymark.server import CONNECTION, Connection
 
@@ -116,7 +116,11 @@ async def messages(
         at = change.number
         if change.key[0] != tenant or change.superseded:
             continue
-        sent = await changes.read(change, svc.summaries.read)
+        try:
+            sent = await changes.read(change, svc.summaries.read)
+        except WaymarkError as exc:  # the store cannot be read now: the client resumes later
+            log.warning("a live stream ends: reading a change failed: %s", exc)
+            return
         if sent is None or not filters.let_through(sent.summary):
             continue
         yield message("summary", changes.event_id(at), sent.json)
@@ -143,34 +147,35 @@ class EventStream(Response):
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             writing = asyncio.ensure_future(self._write(send, connection))
-            ending: list[asyncio.Future[Any]] = [
-                writing,
-                asyncio.ensure_future(_disconnected(receive)),
-            ]
+            gone = asyncio.ensure_future(_disconnected(receive))
+            ending: list[asyncio.Future[Any]] = [writing, gone]
             if connection is not None:
                 ending.append(asyncio.ensure_future(connection.closing.wait()))
             try:
                 await asyncio.wait(ending, return_when=asyncio.FIRST_COMPLETED)
-                if writing.done() and not writing.cancelled() and writing.exception() is None:
-                    # the client was dropped: end once the server has seen it go
+                dropped = writing.done() and not writing.cancelled() and writing.result()
+                if dropped:  # end once the server has seen the connection go
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(asyncio.shield(ending[1]), 1)
+                        await asyncio.wait_for(asyncio.shield(gone), 1)
             finally:
                 for task in ending:
                     task.cancel()
                 for task in ending:
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
-            if connection is None or not connection.closing.is_set():
+            if (gone.done() and not gone.cancelled()) or dropped:
                 return
-            # a graceful shutdown: end the answer, so that the server need not wait for it
+            # the messages ended (the store failed) or the server shuts down: end the
+            # answer, so that the client reconnects and the server need not wait for it
             with contextlib.suppress(TimeoutError, OSError):
                 end: Any = {"type": "http.response.body", "body": b"", "more_body": False}
                 await asyncio.wait_for(send(end), self.send_timeout_s)
         finally:
             self.svc.open_streams -= 1
 
-    async def _write(self, send: Send, connection: Connection | None) -> None:
+    async def _write(self, send: Send, connection: Connection | None) -> bool:
+        """Send the messages until they end (False), or until the client is dropped for
+        not taking one (True)."""
         async with contextlib.aclosing(self.body_iterator) as body:  # type: ignore[type-var]
             async for chunk in body:
                 part: Any = {"type": "http.response.body", "body": chunk, "more_body": True}
@@ -184,7 +189,8 @@ class EventStream(Response):
                     if connection is None:
                         raise
                     connection.close()
-                    return
+                    return True
+        return False
 
 
 async def _disconnected(receive: Receive) -> None:
