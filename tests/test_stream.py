@@ -287,3 +287,24 @@ def test_a_large_append_is_announced_in_notices_postgresql_takes() -> None:
     assert heard == keys
     assert changefeed.changed_keys(notices[0], "s", "o") == []  # its own
     assert changefeed.changed_keys(notices[0], "another schema", "x") == []
+
+
+def test_open_streams_count_against_a_workers_connections(tmp_path: Path) -> None:
+    """A stream is a connection like any other: past the worker's bound, requests are
+    refused, streams or not; and no timer of the server cuts a stream that outlives them."""
+    live = serve(
+        tmp_path, WAYMARK_MAX_CONNECTIONS="3", WAYMARK_HEADER_TIMEOUT="1", WAYMARK_BODY_TIMEOUT="1"
+    )
+    try:
+        with Stream(live.url) as first, Stream(live.url) as second:
+            with Stream(live.url) as third:
+                for stream in (first, second, third):
+                    assert stream.next() is not None
+                refused = httpx.get(f"{live.url}/v1/stream", timeout=5)
+                assert refused.status_code == 503
+            time.sleep(2.5)  # longer than the head and body timeouts
+            send(live.url, {"trace_id": "still"})
+            assert [s["trace_id"] for s in first.summaries(1)] == ["still"]
+            assert [s["trace_id"] for s in second.summaries(1)] == ["still"]
+    finally:
+        live.stop()
