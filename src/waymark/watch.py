@@ -5,8 +5,10 @@ share a :class:`_Watch`: it is read once when the first of them comes, and again
 when the trace has changed; every waiter of it then takes that one read.
 
 Whoever learns that traces changed calls :meth:`Watcher.notify` with their
-(tenant, trace_id) pairs: the direct sink after each commit in this process, the change
-feed when events arrive through the bus. Writers this process cannot hear are found by a
+(tenant, trace_id) pairs: the direct sink after each commit in this process, the store's
+change feed for other processes' commits where it has one (PostgreSQL), the change feed
+when events arrive through the bus. Its listeners (the change record of live streams)
+hear every such notice. Writers this process cannot hear are found by a
 look that serves every waiter at once:
 
 - where the store has a commit marker (:meth:`waymark.store.base.Store.commit_marker`:
