@@ -28,7 +28,9 @@ from waymark.config import Settings
 
 _DIR = tempfile.TemporaryDirectory(prefix="waymark-schema-")
 APP = create_app(Settings(store=f"sqlite:///{Path(_DIR.name) / 'waymark.db'}"))
-SCHEMA = schemathesis.openapi.from_asgi("/openapi.json", APP)
+# GET /v1/stream is left out: a valid request's answer never ends, and schemathesis reads
+# an answer whole. tests/test_stream.py checks it against a live server.
+SCHEMA = schemathesis.openapi.from_asgi("/openapi.json", APP).exclude(path="/v1/stream")
 
 #: generated requests per operation: enough to find the usual faults, under a minute in all
 EXAMPLES = 25

@@ -460,3 +460,56 @@ def test_wait_returns_when_the_trace_finishes(server: LiveServer) -> None:
     threading.Thread(target=finish).start()
     ran = piped(server, "wait", "later", "--timeout", "30")
     assert ran.code == 0 and ran.out.endswith("later: SUCCEEDED (SUCCESS)\n")
+
+
+# -- watch ----------------------------------------------------------------------------------------
+
+
+def test_watch_prints_each_change_as_it_comes(server: LiveServer) -> None:
+    """`waymark watch` follows the live stream: one line a change, the filters kept; with
+    --count it stops after that many."""
+    watching = subprocess.Popen(
+        [sys.executable, "-m", "waymark.cli", "watch", "--url", server.url, "--tenant", "watched",
+         "--state", "FAILED", "--count", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        time.sleep(1.5)  # the stream is open
+        for trace_id, status in (("fine", "SUCCESS"), ("bad-1", "FAILED"), ("bad-2", "FAILED")):
+            answer = httpx.post(
+                f"{server.url}/v1/events",
+                json={"trace_id": trace_id, "component": "writer", "status": status,
+                      "trace_status": "FINISHED"},
+                headers={"Waymark-Tenant": "watched"},
+            )  # fmt: skip
+            assert answer.status_code == 202
+        out, err = watching.communicate(timeout=20)
+    finally:
+        watching.kill()
+    assert watching.returncode == 0, err
+    lines = out.splitlines()
+    assert [line.split()[1:] for line in lines] == [
+        ["bad-1", "FAILED", "writer", "FAILED"],
+        ["bad-2", "FAILED", "writer", "FAILED"],
+    ]
+    assert_no_control(out, terminal=False)
+
+
+def test_watch_names_a_bad_filter() -> None:
+    ran = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "waymark.cli",
+            "watch",
+            "--url",
+            "http://127.0.0.1:9",
+            "--count",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert ran.returncode == 2 and "--count" in ran.stderr

@@ -79,6 +79,8 @@ def test_every_operation_declares_its_success_and_error_answers(spec: dict[str, 
         # Marquez answers 201 with no body; a deletion, 204
         if (method, path) == ("GET", "/metrics"):  # Prometheus's text format
             assert list(answer["content"]) == ["text/plain"], where
+        elif (method, path) == ("GET", "/v1/stream"):  # Server-Sent Events
+            assert list(answer["content"]) == ["text/event-stream"], where
         elif (method, path) != ("POST", "/api/v1/lineage") and success[0] != "204":
             assert resolve(spec, answer["content"]["application/json"]["schema"]), where
         wanted = ERRORS | (BODY_ERRORS if "requestBody" in op else set())

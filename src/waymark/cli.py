@@ -27,6 +27,7 @@ from waymark.terminal import (
     send_events,
     status_listing,
     wait_for,
+    watch_changes,
 )
 
 if TYPE_CHECKING:
@@ -861,6 +862,53 @@ def wait(
 
 def _text_opt(help: str, metavar: str = "TEXT") -> Any:
     return typer.Option(help=help, metavar=metavar, show_default=False)
+
+
+@app.command()
+def watch(
+    state: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Only traces in this state (repeat)", metavar="STATE", show_default=False
+        ),
+    ] = None,
+    dataset: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Only traces of this dataset (repeat)", metavar="DATASET", show_default=False
+        ),
+    ] = None,
+    component: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Only traces whose current step is of this component (repeat)",
+            metavar="COMPONENT",
+            show_default=False,
+        ),
+    ] = None,
+    count: Annotated[
+        int | None,
+        typer.Option(min=1, help="Stop after this many changes", metavar="N", show_default=False),
+    ] = None,
+    fmt: Annotated[
+        Format,
+        typer.Option("--format", metavar="table|json", help="json: one summary a line"),
+    ] = Format.table,
+    url: UrlOpt = None,
+    tenant: TenantOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Show each change of the tenant's traces as it happens: when, the trace, its state and
+    current step (the live stream, resumed if the connection is lost). Exit 4: cannot be read."""
+    with reader(url, tenant, token) as api:
+        watch_changes(
+            api,
+            state=state or [],
+            dataset=dataset or [],
+            component=component or [],
+            count=count,
+            as_json=fmt == Format.json,
+        )
 
 
 @app.command()

@@ -18,6 +18,11 @@
 | body stall timeout (serve)    | ``WAYMARK_BODY_TIMEOUT``     | 10 seconds                  |
 | keep-alive idle time (serve)  | ``WAYMARK_KEEP_ALIVE``       | 5 seconds                   |
 | connections a worker holds    | ``WAYMARK_MAX_CONNECTIONS``  | 1,000                       |
+| changes a stream resumes in  | ``WAYMARK_STREAM_WINDOW``    | 10,000 changes              |
+| and seconds it resumes in     | ``WAYMARK_STREAM_WINDOW_S``  | 300 seconds                 |
+| open streams per process      | ``WAYMARK_MAX_STREAMS``      | 200                         |
+| stream keep-alive             | ``WAYMARK_STREAM_KEEP_ALIVE`` | 15 seconds                 |
+| stream send timeout           | ``WAYMARK_STREAM_SEND_TIMEOUT`` | 30 seconds               |
 | server URL (CLI, SDK)         | ``WAYMARK_URL``              | ``http://127.0.0.1:8000``   |
 | tenant (CLI, SDK)             | ``WAYMARK_TENANT``           | ``default``                 |
 | key or token (CLI, SDK)       | ``WAYMARK_TOKEN``            | none                        |
@@ -49,7 +54,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 DEFAULT_STORE = "sqlite:///./waymark.db"
@@ -80,6 +85,11 @@ KNOWN: dict[str, str] = {
     "WAYMARK_KEEP_ALIVE": "seconds an idle keep-alive connection is kept",
     "WAYMARK_MAX_CONNECTIONS": "connections one server worker holds",
     "WAYMARK_LOG_FORMAT": "log lines of the server commands: text or json",
+    "WAYMARK_STREAM_WINDOW": "changes a live stream can resume in",
+    "WAYMARK_STREAM_WINDOW_S": "seconds of changes a live stream can resume in",
+    "WAYMARK_MAX_STREAMS": "live streams one server process holds open",
+    "WAYMARK_STREAM_KEEP_ALIVE": "seconds between a live stream's keep-alive comments",
+    "WAYMARK_STREAM_SEND_TIMEOUT": "seconds a live stream's client may take to read a message",
     "WAYMARK_URL": "server URL of the CLI and the SDK",
     "WAYMARK_TENANT": "tenant of the CLI and the SDK",
     "WAYMARK_TRANSPORT": "the SDK's transport kind",
@@ -154,6 +164,7 @@ class Settings:
     webhook_give_up_s: float = 86400.0
     stall_sweep_s: float = 5.0
     prune_interval_s: float = DEFAULT_PRUNE_INTERVAL_S  # 0: no background prune
+    streams: StreamLimits = field(default_factory=lambda: StreamLimits())
 
     @classmethod
     def resolve(
@@ -220,6 +231,7 @@ class Settings:
                 "WAYMARK_STALL_SWEEP_S", os.environ.get("WAYMARK_STALL_SWEEP_S", "5")
             ),
             prune_interval_s=prune_interval_s,
+            streams=StreamLimits.resolve(),
         )
 
 
@@ -260,6 +272,37 @@ class ClientLimits:
             max_connections=_positive(
                 max_connections, "WAYMARK_MAX_CONNECTIONS", int, d.max_connections
             ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StreamLimits:
+    """What live streams (``GET /v1/stream``) may hold, per server process.
+
+    ``window`` and ``window_s``: a stream resumes (``Last-Event-ID``) without a gap within
+    the last ``window`` changes and ``window_s`` seconds; ``max_streams``: streams open at
+    once before new ones are answered 503; ``keep_alive_s``: the most time between two
+    writes to a stream (a comment when nothing changed); ``send_timeout_s``: a client that
+    has not taken a write within this time (its connection's buffers are full) is dropped.
+    """
+
+    window: int = 10_000
+    window_s: float = 300.0
+    max_streams: int = 200
+    keep_alive_s: float = 15.0
+    send_timeout_s: float = 30.0
+
+    @classmethod
+    def resolve(cls) -> StreamLimits:
+        """Each limit from its variable, else the default; :class:`ValueError` naming the
+        variable if one is not a positive number."""
+        d = cls()
+        return cls(
+            window=_positive(None, "WAYMARK_STREAM_WINDOW", int, d.window),
+            window_s=_positive(None, "WAYMARK_STREAM_WINDOW_S", float, d.window_s),
+            max_streams=_positive(None, "WAYMARK_MAX_STREAMS", int, d.max_streams),
+            keep_alive_s=_positive(None, "WAYMARK_STREAM_KEEP_ALIVE", float, d.keep_alive_s),
+            send_timeout_s=_positive(None, "WAYMARK_STREAM_SEND_TIMEOUT", float, d.send_timeout_s),
         )
 
 

@@ -16,6 +16,11 @@ is the one place they are enforced:
   (uvicorn's own timer);
 - **connections**: a worker holding more than ``max_connections`` answers each request
   503 (problem details, ``Retry-After``) and closes its connection.
+
+A response that never ends by itself (a live stream) is told of a graceful shutdown, and
+can drop its connection, through :class:`Connection`, which each request's scope carries
+as the extension :data:`CONNECTION`. No timer runs while a response is being sent, so
+streams are cut by none of the limits above; they count as connections.
 """
 
 from __future__ import annotations
@@ -33,6 +38,22 @@ from waymark.logs import LogFormat, log_config
 
 #: what a refused request is told to wait before it tries again, in seconds
 RETRY_AFTER_S = 1
+
+#: the name of :class:`Connection` in a request scope's ``extensions``
+CONNECTION = "waymark.connection"
+
+
+class Connection:
+    """What a response may know of and do to its connection: ``closing`` is set when the
+    server begins a graceful shutdown (uvicorn waits for every response to end before it
+    stops); :meth:`close` drops the connection at once, with whatever it had not sent."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.closing = asyncio.Event()
+        self._transport = transport
+
+    def close(self) -> None:
+        self._transport.abort()  # close() would wait to send the buffer the client is not taking
 
 
 def _problem_body(status: int, title: str, detail: str) -> bytes:
@@ -66,6 +87,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self.limits = limits()
         self.timeout_keep_alive = self.limits.keep_alive_s  # type: ignore[assignment]  # seconds, any number
         self._timer: asyncio.TimerHandle | None = None
+        self._connection: Connection | None = None
 
     # -- timers: one at a time, for the head or for the body ----------------------------------
 
@@ -80,7 +102,13 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._connection = Connection(transport)
         self._arm(self.limits.header_timeout_s, self._head_too_slow)
+
+    def shutdown(self) -> None:
+        if self._connection is not None:
+            self._connection.closing.set()
+        super().shutdown()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
@@ -88,6 +116,7 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self.scope["extensions"] = {CONNECTION: self._connection}  # type: ignore[dict-item]
         self._arm(self.limits.header_timeout_s, self._head_too_slow)
 
     def on_headers_complete(self) -> None:

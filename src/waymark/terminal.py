@@ -345,6 +345,55 @@ def show_steps(console: Console, events: Iterable[dict[str, Any]]) -> None:
             sys.stdout.flush()
 
 
+# -- watch ----------------------------------------------------------------------------------------
+
+
+def change_row(summary: Summary) -> list[Cell]:
+    """A change as a line: when the trace last moved (UTC), its id, state and current step."""
+    current = summary.current.model_dump()
+    moved = parse_time(summary.updated_at)
+    return [
+        Cell("" if moved is None else clock(moved, with_day=False)),
+        Cell(summary.trace_id),
+        Cell(summary.state),
+        Cell((step_name(current) + " " + current["status"]).strip()),
+    ]
+
+
+def watch_changes(
+    api: Client,
+    *,
+    state: Sequence[str],
+    dataset: Sequence[str],
+    component: Sequence[str],
+    count: int | None,
+    as_json: bool,
+) -> None:
+    """Print each change of the tenant's traces as it comes (``GET /v1/stream``), a line
+    each (a JSON object each with ``as_json``); after ``count`` changes, stop."""
+    console = stdout_console()
+    shown = 0
+    for message in api.stream(state=state, dataset=dataset, component=component):
+        if message.event == "reset":
+            say_error(f"changes may have been missed: {message.data.get('reason', '')}")
+        summary = message.summary
+        if summary is None:
+            continue
+        if as_json:
+            sys.stdout.write(summary.model_dump_json() + "\n")
+        elif console.is_terminal:
+            row = change_row(summary)
+            console.print(
+                Text("  ").join(Text(printable(c.text), style=c.style or "") for c in row)
+            )
+        else:
+            sys.stdout.write(plain_line(change_row(summary)) + "\n")
+        sys.stdout.flush()
+        shown += 1
+        if count is not None and shown >= count:
+            return
+
+
 # -- send -----------------------------------------------------------------------------------------
 
 

@@ -5,8 +5,10 @@ share a :class:`_Watch`: it is read once when the first of them comes, and again
 when the trace has changed; every waiter of it then takes that one read.
 
 Whoever learns that traces changed calls :meth:`Watcher.notify` with their
-(tenant, trace_id) pairs: the direct sink after each commit in this process, the change
-feed when events arrive through the bus. Writers this process cannot hear are found by a
+(tenant, trace_id) pairs: the direct sink after each commit in this process, the store's
+change feed for other processes' commits where it has one (PostgreSQL), the change feed
+when events arrive through the bus. Its listeners (the change record of live streams)
+hear every such notice. Writers this process cannot hear are found by a
 look that serves every waiter at once:
 
 - where the store has a commit marker (:meth:`waymark.store.base.Store.commit_marker`:
@@ -97,9 +99,24 @@ class Watcher:
         #: how many times the watched traces' counts were read (one query each)
         self.checks = 0
         self._recheck = False  # look at the counts again even if the marker has not moved
+        self._listeners: list[Callable[[Sequence[Key]], None]] = []
+
+    def listen(self, listener: Callable[[Sequence[Key]], None]) -> None:
+        """Tell ``listener`` of every change this watcher is told of (:meth:`notify`), from
+        the event loop: the change record of live streams (:mod:`waymark.changes`)."""
+        self._listeners.append(listener)
 
     def notify(self, keys: Iterable[Key]) -> None:
-        """These traces changed: their waiters read them again. Call from the event loop."""
+        """These traces changed: their waiters read them again, and the listeners hear of
+        them. Call from the event loop."""
+        keys = list(keys)
+        for listener in self._listeners:
+            listener(keys)
+        self._wake(keys)
+
+    def _wake(self, keys: Iterable[Key]) -> None:
+        """The waiters of these traces read them again (the listeners hear nothing: a look
+        of this watcher's own finds changes of watched traces only, or none at all)."""
         for key in keys:
             watch = self._watches.get(key)
             if watch is not None:
@@ -188,7 +205,7 @@ class Watcher:
         watched = list(self._watches.items())
         self._recheck = False
         if self._counts is None:
-            self.notify(key for key, _ in watched)
+            self._wake(key for key, _ in watched)
             return
         self.checks += 1
         counts = await asyncio.to_thread(self._counts, [key for key, _ in watched])
@@ -197,4 +214,4 @@ class Watcher:
         # once that read has told its count, rather than read twice.
         reading = {key for key, watch in watched if key in changed and watch.reading}
         self._recheck = bool(reading)
-        self.notify(key for key in changed if key not in reading)
+        self._wake(key for key in changed if key not in reading)

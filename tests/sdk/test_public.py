@@ -24,6 +24,7 @@ INTENDED = {
     "SendResult",
     "ServerUnavailable",
     "Stats",
+    "StreamMessage",
     "Step",
     "StepSpec",
     "Summary",

@@ -4,6 +4,7 @@ cuts, so the shared server itself stays up."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 import uuid
@@ -21,6 +22,8 @@ from tests.tcp_proxy import TcpProxy
 from waymark.api.app import create_app
 from waymark.api.health import READY_FOR_S
 from waymark.errors import BadRequest, Unavailable
+from waymark.model import Record
+from waymark.store import changefeed
 from waymark.store.base import (
     ApiKey,
     DatasetDetails,
@@ -231,8 +234,9 @@ OPERATIONS: dict[str, Callable[[Store], object]] = {
         delivered=True,
     ),
 }
-#: what needs no connection: nothing to retry.
-WITHOUT_CONNECTIONS = {"close", "commit_marker"}
+#: what needs no connection: nothing to retry; follow_changes has a connection of its own
+#: and makes it again when it is lost (test_the_change_feed_listens_again_after_its_...).
+WITHOUT_CONNECTIONS = {"close", "commit_marker", "follow_changes"}
 
 
 def test_every_operation_is_retried_on_a_connection_broken_under_it(pg_url: str) -> None:
@@ -282,3 +286,47 @@ def test_a_database_that_takes_no_writes_is_unavailable_to_the_write_probe(
             store.append([rec("t", "e1")])
     finally:
         store.close()
+
+
+def test_the_change_feed_listens_again_after_its_connection_is_terminated(pg_url: str) -> None:
+    """A process hears another's appends through the store's change feed; when its
+    listening connection is cut, it connects and listens again, and hears what comes after."""
+    listener = PostgresStore(pg_url)
+    writer = PostgresStore(pg_url)
+    heard: list[tuple[str, str]] = []
+
+    def record(tenant: str, trace_id: str) -> Record:
+        return rec(trace_id, f"e-{trace_id}", tenant=tenant)
+
+    async def until(count: int) -> None:
+        for _ in range(100):
+            if len(heard) >= count:
+                return
+            await asyncio.sleep(0.05)
+
+    async def go() -> None:
+        following = asyncio.create_task(listener.follow_changes(heard.extend))
+        try:
+            await asyncio.sleep(0.5)
+            await asyncio.to_thread(writer.append, [record("a", "first")])
+            listener.append([record("a", "own")])  # its own: not heard
+            await until(1)
+            with psycopg.connect(PG_URL, autocommit=True) as conn:
+                cut = conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE application_name = %s",
+                    (changefeed.listener_name(listener.origin),),
+                ).fetchall()
+            assert cut == [(True,)]
+            await asyncio.sleep(1)  # it connects again
+            await asyncio.to_thread(writer.append, [record("b", "second")])
+            await until(2)
+        finally:
+            following.cancel()
+
+    try:
+        asyncio.run(go())
+    finally:
+        listener.close()
+        writer.close()
+    assert heard == [("a", "first"), ("b", "second")]

@@ -84,6 +84,7 @@ NEEDS: dict[tuple[str, str], Need] = {
     ("GET", "/v1/traces/{trace_id:path}/errors"): READ,
     ("GET", "/v1/traces/{trace_id:path}/paths"): READ,
     ("GET", "/v1/traces"): READ,
+    ("GET", "/v1/stream"): READ,
     ("GET", "/v1/paths"): READ,
     ("GET", "/v1/overview"): READ,
     ("POST", "/v1/webhooks"): ADMIN,

@@ -27,16 +27,18 @@ from waymark.api import (
     page,
     problems,
     stepfunctions,
+    stream,
     v1,
     webhooks,
 )
 from waymark.api.deps import Services, refuse_nul, store_threads
 from waymark.auth.authenticators import build_authenticators
 from waymark.bus import sink_for
+from waymark.changes import Changes
 from waymark.config import Settings
 from waymark.notify import Notifier, StallSweep, running
 from waymark.pipelines import Pipelines, load
-from waymark.sink import Sink
+from waymark.sink import DirectSink, Sink
 from waymark.store import Store, log_durability_warnings, open_store
 from waymark.store.base import ApiKey
 from waymark.watch import Watcher
@@ -75,8 +77,18 @@ def create_app(
         the_sink = sink or sink_for(settings.bus, the_store, watcher)
         await the_sink.start()
         threads = store_threads()
+        limits = settings.streams
+        changes = Changes(keep=limits.window, keep_s=limits.window_s)
+        watcher.listen(changes.record)
         services = Services(
-            the_store, the_sink, watcher, rules, threads, settings.webhook_allow_private
+            the_store,
+            the_sink,
+            watcher,
+            rules,
+            threads,
+            settings.webhook_allow_private,
+            changes=changes,
+            streams=limits,
         )
         app.state.services = services
         # The notifier and the stall sweep have threads of their own: a slow receiver or
@@ -99,6 +111,13 @@ def create_app(
             return await services.in_thread(the_store.api_key, key_id)
 
         app.state.authenticators = build_authenticators(settings, lookup_key)
+        # Direct mode: hear the commits of other processes on the same store, where the
+        # store announces them (PostgreSQL); in bus mode the collectors' feed does this.
+        following = (
+            asyncio.create_task(the_store.follow_changes(watcher.notify))
+            if isinstance(the_sink, DirectSink)
+            else None
+        )
         pruning = None
         if settings.prune_interval_s > 0 and rules.keeps_some_for_a_time():
             pruner = retention.Pruner(the_store, rules, settings.prune_interval_s)
@@ -107,10 +126,11 @@ def create_app(
             async with running(notifier.run, sweep.run):
                 yield
         finally:
-            if pruning is not None:
-                pruning.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await pruning
+            for task in (pruning, following):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             await run_in_threadpool(background.shutdown)
             metrics.process_ended()
             if sink is None:
@@ -139,6 +159,7 @@ def create_app(
     app.add_middleware(metering.HttpMetrics)
     routers = (
         v1.router,
+        stream.router,
         webhooks.router,
         okdata.router,
         stepfunctions.router,

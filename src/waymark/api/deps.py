@@ -14,7 +14,7 @@ import itertools
 import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
 
 import orjson
@@ -23,6 +23,8 @@ from starlette.responses import Response
 
 from waymark.api import metering
 from waymark.auth.grants import Principal, Role
+from waymark.changes import Changes
+from waymark.config import StreamLimits
 from waymark.errors import BadRequest, Forbidden, TooLarge
 from waymark.ingest import MAX_REQUEST_BYTES, check_tenant, invalid
 from waymark.model import TRACE_ID_MAX, Event, Record, Summary, dataset_of
@@ -49,6 +51,11 @@ class Services:
     pipelines: Pipelines
     threads: ThreadPoolExecutor
     webhook_allow_private: bool = False
+    #: the changes live streams follow (fed by ``watcher``), and their limits
+    changes: Changes = field(default_factory=Changes)
+    streams: StreamLimits = field(default_factory=StreamLimits)
+    #: live streams open now (``GET /v1/stream``)
+    open_streams: int = 0
 
     def __post_init__(self) -> None:
         #: where requests read summaries: :meth:`SummaryReads.read`

@@ -332,6 +332,17 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("DELETE", "/v1/webhooks/{webhook_id}"): Operation(empty=True),
     ("GET", "/v1/webhooks/{webhook_id}/deliveries"): Operation(Deliveries),
     ("GET", "/v1/traces/{trace_id}/paths"): Operation(ItemsPage),
+    ("GET", "/v1/stream"): Operation(
+        {
+            "type": "string",
+            "description": "Server-Sent Events without end: `event: summary` (data: the"
+            " trace's summary, as `GET /v1/traces/{trace_id}` answers it), `event: reset`"
+            ' (data: `{"reason": ...}`; list the traces again), `event: ready` (data: `{}`),'
+            " each with an `id` to resume after; a `: keep-alive` comment with the id when"
+            " nothing else was sent for a while.",
+        },
+        media="text/event-stream",
+    ),
     ("POST", "/status"): Operation(TraceCreated, body=StatusItem, examples=("okdata-create.json",)),
     ("GET", "/status/{trace_id}"): Operation({"type": "array", "items": _ref(OkdataItem)}),
     ("POST", "/status/{trace_id}"): Operation(

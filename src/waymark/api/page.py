@@ -31,6 +31,7 @@ _TYPES = {
     "util.js": _JS,
     "timeline.js": _JS,
     "graph.js": _JS,
+    "stream.js": _JS,
     "dagre.min.js": _JS,  # @dagrejs/dagre 3.1.3, MIT (dagre.LICENSE.txt): the graph's layout
     "dagre.LICENSE.txt": "text/plain; charset=utf-8",
 }

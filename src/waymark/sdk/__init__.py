@@ -28,6 +28,7 @@ from waymark.sdk.errors import (
     Unauthenticated,
     WaitTimeout,
 )
+from waymark.sdk.stream import StreamMessage
 from waymark.sdk.tracker import (
     Step,
     StepSpec,
@@ -57,6 +58,7 @@ __all__ = [
     "Stats",
     "Step",
     "StepSpec",
+    "StreamMessage",
     "Summary",
     "TraceNotFound",
     "Tracker",

@@ -26,7 +26,8 @@ from waymark.model import Event, Summary
 from waymark.sdk import _api
 from waymark.sdk._api import Call, PathHit, SendResult
 from waymark.sdk._retry import Backoff
-from waymark.sdk.errors import ClientError, TraceNotFound, WaitTimeout
+from waymark.sdk.errors import ClientError, ConnectionFailed, TraceNotFound, WaitTimeout
+from waymark.sdk.stream import READ_TIMEOUT_S, Messages, StreamMessage
 
 T = TypeVar("T")
 
@@ -143,6 +144,54 @@ class Client:
     def summary(self, trace_id: str) -> Summary:
         """Where the trace stands; :class:`TraceNotFound` if it has no events."""
         return self._call(_api.summary(trace_id))
+
+    def stream(
+        self,
+        *,
+        state: Sequence[str] = (),
+        dataset: Sequence[str] = (),
+        component: Sequence[str] = (),
+        last_event_id: str | None = None,
+    ) -> Iterator[StreamMessage]:
+        """The tenant's trace summaries as they change (``GET /v1/stream``), without end.
+
+        Filters keep to summaries in one of the ``state`` values, traces of one of the
+        ``dataset`` values and whose current component is one of ``component``. A lost
+        connection is made again (with the client's retries and backoff, counted from the
+        last message) and resumed from the last id seen, so nothing is missed within the
+        server's window; a ``reset`` message says when changes may have been missed (list
+        the traces again). ``last_event_id`` resumes an earlier stream."""
+        params = {"state": list(state), "dataset": list(dataset), "component": list(component)}
+        messages = Messages(last_event_id)
+        timeout = httpx.Timeout(self._http.timeout.connect, read=READ_TIMEOUT_S)
+        attempt = 0
+        while True:
+            headers = {"Accept": "text/event-stream"}
+            if messages.last_event_id:
+                headers["Last-Event-ID"] = messages.last_event_id
+            try:
+                try:
+                    with self._http.stream(
+                        "GET", "/v1/stream", params=params, headers=headers, timeout=timeout
+                    ) as response:
+                        if response.status_code != 200:
+                            response.read()
+                            _api.read(_api.Call("GET", "/v1/stream", dict), response)
+                        for line in response.iter_lines():
+                            message = messages.feed(line)
+                            if message is not None:
+                                attempt = 0
+                                yield message
+                except _api.HTTPX_ERRORS as exc:
+                    raise _api.translate(exc) from exc
+                error: ClientError = ConnectionFailed("the server ended the stream")
+            except ClientError as failed:
+                error = failed
+            pause = self._settings.delay(attempt, error)
+            if pause is None:
+                raise error
+            time.sleep(pause)
+            attempt += 1
 
     # -- webhooks (the admin role) ----------------------------------------------------------
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 from abc import ABC, abstractmethod
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -545,6 +545,12 @@ class Store(ABC):
     def claim(self, name: str, holder: str, until_us: int, now_us: int) -> bool:
         """Take or renew the lease ``name`` for ``holder`` until ``until_us``; True if
         ``holder`` holds it now (it was free, lapsed by ``now_us``, or already its)."""
+
+    async def follow_changes(self, changed: Callable[[list[tuple[str, str]]], None]) -> None:  # noqa: B027
+        """Call ``changed`` with the (tenant, trace_id) of traces that other processes'
+        appends changed, as they commit, until cancelled; return at once where the
+        backend has no such feed (then :meth:`commit_marker` and event counts are how
+        other writers are found)."""
 
     @abstractmethod
     def ping(self) -> None:

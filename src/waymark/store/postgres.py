@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import random
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -35,7 +36,8 @@ from psycopg_pool import ConnectionPool
 from waymark.errors import BadRequest, Unavailable
 from waymark.model import Record
 from waymark.pipelines import Pipelines
-from waymark.store import migrate, webhooks
+from waymark.store import changefeed, migrate, webhooks
+from waymark.store.changefeed import ANNOUNCE
 from waymark.store.sql import (
     EVENT_COLUMNS,
     ITEM_COLUMNS,
@@ -250,9 +252,13 @@ class PostgresStore(SqlStore):
             raise Unavailable(f"cannot connect to {self.where}: {exc}") from exc
         try:
             migrate.check(self._read(_revision), self.where)
+            self._schema: str = self._read(_schema)
         except BaseException:
             self._pool.close()
             raise
+        self._target = address.target
+        #: this store's name in its change notices: a process passes over its own
+        self.origin = uuid.uuid4().hex
 
     # -- connections ------------------------------------------------------------------------
 
@@ -366,6 +372,13 @@ class PostgresStore(SqlStore):
             (tenant, trace_id): webhooks.state_of(*row) for tenant, trace_id, *row in cur.fetchall()
         }
 
+    def _announce(self, cur: Cursor, keys: Sequence[tuple[str, str]]) -> None:
+        cur.execute(ANNOUNCE, (list(changefeed.payloads(self._schema, self.origin, keys)),))
+
+    async def follow_changes(self, changed: Callable[[list[tuple[str, str]]], None]) -> None:
+        """Every change other processes commit, from their notices (:mod:`.changefeed`)."""
+        await changefeed.follow(self._target, self._schema, self.origin, changed)
+
     def _claim_clause(self) -> str:
         return " FOR UPDATE SKIP LOCKED"
 
@@ -383,6 +396,12 @@ class PostgresStore(SqlStore):
 
     def close(self) -> None:
         self._pool.close()
+
+
+def _schema(cur: Cursor) -> str:
+    """The schema this store's tables are in (its URL's search path)."""
+    cur.execute("SELECT current_schema()")
+    return str(cur.fetchone()[0])
 
 
 def _revision(cur: Cursor) -> str | None:

@@ -510,6 +510,11 @@ class SqlStore(Store):
         """The state of each of these traces that exists (:func:`webhooks.trace_states`)."""
         return webhooks.trace_states(cur, self.q, keys)
 
+    def _announce(self, cur: Cursor, keys: Sequence[tuple[str, str]]) -> None:
+        """Tell other processes, at this transaction's commit, that these traces (sorted)
+        changed (:meth:`Store.follow_changes`). A backend without such a feed has nothing
+        to do."""
+
     def _claim_clause(self) -> str:
         """What the notifier's claim query ends with so that concurrent claimers skip each
         other's rows ('' where one writer does all claims)."""
@@ -580,9 +585,12 @@ class SqlStore(Store):
                 cur.executemany(self.q(ADD_COUNTS), _count_rows(added))
             if not partials:
                 stored = None
+        changed = sorted({(r.tenant, r.trace_id) for r in new})
+        if changed:
+            self._announce(cur, changed)
         return AppendResult(
             len(new),
-            sorted({(r.tenant, r.trace_id) for r in new}),
+            changed,
             None if stored is None else {(row[0], row[1]): partial_of(row) for row in stored},
             turned,
         )

@@ -34,15 +34,29 @@ export function useTenant(read) {
   tenantOf = read;
 }
 
-/** GET a /v1 path; its JSON, or null for 404. Throws AuthError on 401/403, Error else. */
-export async function get(path, query) {
-  const headers = { Accept: "application/json" };
+/** The headers of a request for ``accept``: the tenant and the credential. */
+export function headersFor(accept) {
+  const headers = { Accept: accept };
   const tenant = tenantOf();
   if (tenant) headers["Waymark-Tenant"] = tenant;
   if (token()) headers.Authorization = "Bearer " + token();
-  const url = "/v1/" + path + (query ? "?" + new URLSearchParams(query) : "");
-  const response = await fetch(url, { headers });
+  return headers;
+}
+
+/** A /v1 URL. */
+export function v1(path, query) {
+  return "/v1/" + path + (query ? "?" + new URLSearchParams(query) : "");
+}
+
+/** GET a /v1 path; its JSON, or null for 404. Throws AuthError on 401/403, Error else. */
+export async function get(path, query) {
+  const response = await fetch(v1(path, query), { headers: headersFor("application/json") });
   if (response.status === 404) return null;
+  return answerOf(response);
+}
+
+/** An answer's JSON; AuthError on 401/403, Error on any other failure. */
+export async function answerOf(response) {
   let body = null;
   try {
     body = await response.json();

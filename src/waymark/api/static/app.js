@@ -6,6 +6,7 @@
 
 import { AuthError, get, setToken, token, tracePath, useTenant } from "./api.js";
 import { Lineage, drawGraph } from "./graph.js";
+import { LiveStream } from "./stream.js";
 import { barsOf, drawTimeline } from "./timeline.js";
 import { $, duration, el, stateBadge, statusBadge, stepName, timeEl } from "./util.js";
 
@@ -13,11 +14,17 @@ const FILTERS = ["state", "dataset", "component", "stage"];
 const LIST_LIMIT = 50;
 const EVENT_PAGE = 500;
 const EVENT_PAGES = 4; // read at once; "More events" reads further
-const POLL_MS = 5000; // the list
+const POLL_MS = 5000; // how often the page looks whether something is due
+const LIST_POLL_MS = 60000; // the list, besides the live stream that updates it
+const RELIST_MS = 1000; // the list is read again at most this often on the stream's word
 const OVERVIEW_POLL_MS = 30000; // the overview: it counts up to 100,000 traces twice
 const TRACE_POLL_MS = 2000; // an open trace that is not done
 let generation = 0; // bumped whenever the view changes: stale loops and answers stop
 let overviewAt = 0; // when the overview was last read
+let listAt = 0; // when the list was last read
+let listed = []; // the summaries the list shows (first page: kept up to date by the stream)
+let live = null; // the LiveStream of the list, while the list is shown
+let relisting = null; // a pending read of the list asked for by the stream
 
 // -- the URL -------------------------------------------------------------------------------
 
@@ -48,6 +55,7 @@ function fail(error, where) {
   if (error instanceof AuthError) {
     $("auth-message").textContent = error.message;
     // Nothing read with an earlier credential stays on show.
+    listed = [];
     for (const id of ["traces", "overview-table", "events"]) $(id).tBodies[0].replaceChildren();
     for (const id of ["summary", "timeline", "failures", "graph"]) $(id).replaceChildren();
   } else {
@@ -104,19 +112,86 @@ async function showList(mine) {
   const cursor = pages.cursors[pages.at];
   if (cursor) query.cursor = cursor;
   try {
+    listAt = Date.now();
     const page = await get("traces", query);
     if (mine !== generation) return;
-    const now = Date.now();
-    $("traces").tBodies[0].replaceChildren(...page.items.map((s) => traceRow(s, now)));
+    listed = page.items;
+    drawList();
     pages.cursors[pages.at + 1] = page.next_cursor;
     $("older").disabled = !page.next_cursor;
     $("newer").disabled = pages.at === 0;
     $("page-info").textContent = "page " + (pages.at + 1);
-    say($("message"), page.items.length ? "" : "No traces match.");
-    $("live").textContent = "Updated " + new Date(now).toLocaleTimeString() + "; updates every " + POLL_MS / 1000 + " s.";
+    if (!live) $("live").textContent = "Updated " + new Date().toLocaleTimeString() + "; updates every " + LIST_POLL_MS / 1000 + " s.";
   } catch (error) {
     if (mine === generation) fail(error, $("message"));
   }
+}
+
+function drawList() {
+  const now = Date.now();
+  $("traces").tBodies[0].replaceChildren(...listed.map((s) => traceRow(s, now)));
+  say($("message"), listed.length ? "" : "No traces match.");
+}
+
+/** Whether the list's filters take ``summary``; null when the page cannot tell (a search by
+ * component or stage matches any step of a trace, the stream only its current one). */
+function listTakes(summary) {
+  const now = params();
+  if (now.get("component") || now.get("stage")) return null;
+  if (now.get("state") && summary.state !== now.get("state")) return false;
+  const dataset = now.get("dataset");
+  const domainId = summary.domain_id || "";
+  return !dataset || domainId === dataset || domainId.startsWith(dataset + "/");
+}
+
+/** A change from the stream, into the first page of the list (most recently updated first). */
+function merge(summary, mine) {
+  if (mine !== generation || pages.at !== 0) return;
+  const takes = listTakes(summary);
+  if (takes === null) {
+    relist(mine);
+    return;
+  }
+  const others = listed.filter((s) => s.trace_id !== summary.trace_id);
+  if (takes) {
+    others.push(summary);
+    others.sort((a, b) => Date.parse(b.updated_at) - Date.parse(a.updated_at));
+  }
+  listed = others.slice(0, LIST_LIMIT);
+  drawList();
+}
+
+/** Read the list again soon (at most once a RELIST_MS). */
+function relist(mine) {
+  if (relisting) return;
+  relisting = setTimeout(() => {
+    relisting = null;
+    if (mine === generation) showList(mine);
+  }, RELIST_MS);
+}
+
+function follow(mine) {
+  const query = new URLSearchParams();
+  for (const name of ["state", "dataset"]) if (params().get(name)) query.set(name, params().get(name));
+  live = new LiveStream(query, {
+    summary: (summary) => merge(summary, mine),
+    reset: () => relist(mine),
+    state: (text, ok) => {
+      if (mine !== generation) return;
+      $("live").textContent = text;
+      if (!ok) listAt = 0; // the stream is lost: the next poll reads the list
+    },
+    error: (error) => {
+      if (mine !== generation) return;
+      live = null; // refused: the list is read every POLL_MS instead
+      fail(error, $("message"));
+    },
+  }).start();
+}
+
+function stopFollowing() {
+  if (live) live.stop();
+  live = null;
 }
 
 async function findPath(path, mine) {
@@ -384,6 +459,7 @@ function fillForm() {
 function route() {
   const mine = ++generation;
   current = null;
+  stopFollowing();
   say($("auth-message"), "");
   fillForm();
   const now = params();
@@ -398,7 +474,10 @@ function route() {
   } else {
     show("finder");
     if (now.get("path")) findPath(now.get("path"), mine);
-    else showList(mine);
+    else {
+      follow(mine); // first, so that no change between the list's read and the stream's start is missed
+      showList(mine);
+    }
   }
 }
 
@@ -411,7 +490,8 @@ function go(hash) {
 function poll() {
   if (document.hidden) return;
   const mine = generation;
-  if (!$("finder").hidden && !params().get("path")) showList(mine);
+  const listDue = Date.now() - listAt >= (live ? LIST_POLL_MS : POLL_MS);
+  if (!$("finder").hidden && !params().get("path") && listDue) showList(mine);
   if (!$("overview").hidden && Date.now() - overviewAt >= OVERVIEW_POLL_MS) showOverview(mine);
 }
 
@@ -487,6 +567,9 @@ document.addEventListener("DOMContentLoaded", () => {
     route();
   });
   setInterval(poll, POLL_MS);
-  setInterval(() => current && current.tick(), 1000);
+  setInterval(() => {
+    if (current) current.tick();
+    else if (!$("finder").hidden && !params().get("path") && listed.length) drawList(); // times move on
+  }, 1000);
   route();
 });
