@@ -510,6 +510,10 @@ class SqlStore(Store):
         """The state of each of these traces that exists (:func:`webhooks.trace_states`)."""
         return webhooks.trace_states(cur, self.q, keys)
 
+    def _add_counts(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
+        """Raise traces' error and path counts by :func:`_count_rows`'s rows."""
+        cur.executemany(self.q(ADD_COUNTS), rows)
+
     def _announce(self, cur: Cursor, keys: Sequence[tuple[str, str]]) -> None:
         """Tell other processes, at this transaction's commit, that these traces (sorted)
         changed (:meth:`Store.follow_changes`). A backend without such a feed has nothing
@@ -582,7 +586,7 @@ class SqlStore(Store):
                 webhooks.write_changes(cur, self.q, subs, found, now_us())
                 turned = [state[0] for _, kind, state in found if kind in webhooks.TURNED]
             if added:
-                cur.executemany(self.q(ADD_COUNTS), _count_rows(added))
+                self._add_counts(cur, _count_rows(added))
             if not partials:
                 stored = None
         changed = sorted({(r.tenant, r.trace_id) for r in new})
