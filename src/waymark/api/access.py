@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from waymark.api.deps import PRINCIPAL, TENANT, TENANT_HEADER
+from waymark.api.problems import served_routes
 from waymark.auth.grants import Authenticator, Principal, Role
 from waymark.errors import Forbidden, Unauthenticated, Unavailable, WaymarkError
 from waymark.ingest import check_tenant
@@ -113,17 +114,6 @@ NEEDS: dict[tuple[str, str], Need] = {
     # the files of Swagger UI and ReDoc (the pages that use them need a credential)
     ("GET", "/docs/static"): OPEN,
 }
-
-
-def served_routes(routes: Iterable[BaseRoute]) -> Iterator[BaseRoute]:
-    """Every route a router serves, in the order it tries them, routers included in it
-    opened up (they are included without a prefix: their routes carry their full paths)."""
-    for route in routes:
-        included = getattr(route, "original_router", None)
-        if included is not None:
-            yield from served_routes(included.routes)
-        else:
-            yield route
 
 
 def declared(route: BaseRoute) -> dict[str, Need | None]:
