@@ -8,7 +8,6 @@ import base64
 import logging
 import re
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -25,18 +24,9 @@ from waymark.auth.keys import make_key
 from waymark.config import Settings
 from waymark.errors import Unauthenticated
 from waymark.model import now_us
-from waymark.store import Store, open_store
+from waymark.store import Store
 
 KEYS = Settings(auth=("keys",))
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    opened = open_store(store_url)
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def add_key(
@@ -53,12 +43,6 @@ def bearer(secret: str, tenant: str | None = None) -> dict[str, str]:
     if tenant is not None:
         headers["Waymark-Tenant"] = tenant
     return headers
-
-
-@pytest.fixture
-def app_client(store_url: str, store: Store) -> Iterator[TestClient]:
-    with TestClient(create_app(Settings(store=store_url, auth=("keys",)))) as client:
-        yield client
 
 
 # -- every route ------------------------------------------------------------------------------
