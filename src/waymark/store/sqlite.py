@@ -79,12 +79,48 @@ PRAGMAS = (
     "PRAGMA busy_timeout=10000",  # ms another program's write lock is waited for
     "PRAGMA cache_size=-65536",
     "PRAGMA temp_store=MEMORY",
-    "PRAGMA wal_autocheckpoint=10000",
+    # No checkpoint in a commit: the checkpointer (:class:`_Checkpointer`) runs them.
+    "PRAGMA wal_autocheckpoint=0",
 )
 #: a reading connection's, besides: pages read through a memory map instead of a system
-#: call each, which virtual machines make dear. The writer keeps read(): its checkpoints
-#: grow the file, and a map would have to follow.
+#: call each, which virtual machines make dear. The writer keeps read(), and so does the
+#: checkpointer: its checkpoints grow the file, and a map would have to follow.
 READER_PRAGMAS = (f"PRAGMA mmap_size={MMAP_BYTES}",)
+
+
+#: how often the checkpointer copies what the WAL holds into the database file.
+CHECKPOINT_S = 0.25
+
+
+class _Checkpointer:
+    """Copies the WAL's committed pages into the database file, every :data:`CHECKPOINT_S`,
+    from a thread and a connection of its own (``PRAGMA wal_checkpoint(PASSIVE)``, which
+    waits for no reader and no writer), so that no commit pays for a checkpoint. SQLite's
+    automatic checkpoint (off, :data:`PRAGMAS`) runs in the commit that takes the WAL over
+    its threshold, before that commit returns: a writer that fills the WAL fast (a prune's
+    deletes) put one in the latency of the appends beside it. The writer starts the WAL
+    over once all of it is copied, so it stays about as large as the writes of one
+    interval."""
+
+    def __init__(self, conn: sqlite3.Connection, path: str) -> None:
+        self._conn = conn
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"waymark-sqlite-checkpoints:{path}", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(CHECKPOINT_S):
+            try:
+                self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except sqlite3.Error as exc:  # the next one tries again
+                log.warning("SQLite checkpoint failed: %s", exc)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._conn.close()
 
 
 def _bind_none_and_bool_directly() -> None:
@@ -181,6 +217,10 @@ _STOP: Any = object()  # put on the queue by close(): the writer thread ends
 
 
 class SQLiteStore(SqlStore):
+    #: One writer: every append waits for the deletion in progress, so a prune's
+    #: transactions are kept to about what an append costs (docs/BENCHMARKS.md).
+    prune_batch_traces = 20
+
     def __init__(self, url: str | StoreURL, pipelines: Pipelines | None = None) -> None:
         super().__init__(pipelines)
         address = parse_store_url(url) if isinstance(url, str) else url
@@ -195,6 +235,7 @@ class SQLiteStore(SqlStore):
             fcntl.flock(self._writer_lock, fcntl.LOCK_UN)
             self._writer = self._connect()
             self._marker = self._connect()  # reads data_version only, under _marker_lock
+            checkpoints = self._connect()
         except BaseException:
             os.close(self._writer_lock)  # and with it the lock
             raise
@@ -216,6 +257,7 @@ class SQLiteStore(SqlStore):
             target=self._write_jobs, name=f"waymark-sqlite-writer:{self.path}", daemon=True
         )
         self._thread.start()
+        self._checkpointer = _Checkpointer(checkpoints, self.path)
         self._queue_analysis_if_due()
 
     def _connect(self, *, reader: bool = False) -> sqlite3.Connection:
@@ -441,6 +483,7 @@ class SQLiteStore(SqlStore):
             self._closed = True
             self._jobs.put(_STOP)
         self._thread.join()
+        self._checkpointer.close()
         with self._readers_lock:
             for conn in self._readers:
                 conn.close()
