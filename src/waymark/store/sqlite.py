@@ -79,8 +79,11 @@ PRAGMAS = (
     "PRAGMA busy_timeout=10000",  # ms another program's write lock is waited for
     "PRAGMA cache_size=-65536",
     "PRAGMA temp_store=MEMORY",
-    # No checkpoint in a commit: the checkpointer (:class:`_Checkpointer`) runs them.
-    "PRAGMA wal_autocheckpoint=0",
+    # A commit that takes the WAL past this many pages checkpoints it, and the next write
+    # starts it over: this bounds the WAL under steady writes (which never leave a moment
+    # for :class:`_Checkpointer` to find it all copied). The checkpointer's copies leave
+    # that commit little to do.
+    "PRAGMA wal_autocheckpoint=10000",
 )
 #: a reading connection's, besides: pages read through a memory map instead of a system
 #: call each, which virtual machines make dear. The writer keeps read(), and so does the
@@ -95,12 +98,11 @@ CHECKPOINT_S = 0.25
 class _Checkpointer:
     """Copies the WAL's committed pages into the database file, every :data:`CHECKPOINT_S`,
     from a thread and a connection of its own (``PRAGMA wal_checkpoint(PASSIVE)``, which
-    waits for no reader and no writer), so that no commit pays for a checkpoint. SQLite's
-    automatic checkpoint (off, :data:`PRAGMAS`) runs in the commit that takes the WAL over
-    its threshold, before that commit returns: a writer that fills the WAL fast (a prune's
-    deletes) put one in the latency of the appends beside it. The writer starts the WAL
-    over once all of it is copied, so it stays about as large as the writes of one
-    interval."""
+    waits for no reader and no writer), so that commits pay for little of it. SQLite's
+    automatic checkpoint (:data:`PRAGMAS`) runs in the commit that takes the WAL over its
+    threshold, before that commit returns; alone, it copied the whole WAL there, and a
+    writer that fills the WAL fast (a prune's deletes) put that copy in the latency of the
+    appends beside it. Now it finds most of the WAL copied already."""
 
     def __init__(self, conn: sqlite3.Connection, path: str) -> None:
         self._conn = conn
