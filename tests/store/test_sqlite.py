@@ -8,7 +8,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -59,24 +58,6 @@ def test_a_search_for_failures_goes_by_the_index_of_failed_traces(tmp_path: Path
         assert "ix_traces_failed" in plan, plan
         found = store.search("default", query).items
         assert [s.trace_id for s in found] == ["t4007", "t3007", "t2007", "t1007", "t7"]
-    finally:
-        store.close()
-
-
-def test_the_wal_is_copied_into_the_file_without_a_commit_waiting_for_it(tmp_path: Path) -> None:
-    """In WAL mode only a checkpoint writes the database file: the store's own checkpoints
-    copy what appends committed, though none of them ran one (nor reached SQLite's
-    automatic threshold of 1,000 pages)."""
-    path = tmp_path / "w.db"
-    store = SQLiteStore(f"sqlite:///{path}")
-    try:
-        empty = path.stat().st_size
-        store.append([rec(f"t{i}", f"e{i}", at=i, path=f"s3://b/{i}") for i in range(500)])
-        deadline = time.monotonic() + 10
-        while path.stat().st_size == empty and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert path.stat().st_size > empty
-        assert store.summary("default", "t499") is not None
     finally:
         store.close()
 

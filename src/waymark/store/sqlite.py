@@ -79,50 +79,12 @@ PRAGMAS = (
     "PRAGMA busy_timeout=10000",  # ms another program's write lock is waited for
     "PRAGMA cache_size=-65536",
     "PRAGMA temp_store=MEMORY",
-    # A commit that takes the WAL past this many pages checkpoints it, and the next write
-    # starts it over: this bounds the WAL under steady writes (which never leave a moment
-    # for :class:`_Checkpointer` to find it all copied). The checkpointer's copies leave
-    # that commit little to do.
     "PRAGMA wal_autocheckpoint=10000",
 )
 #: a reading connection's, besides: pages read through a memory map instead of a system
-#: call each, which virtual machines make dear. The writer keeps read(), and so does the
-#: checkpointer: its checkpoints grow the file, and a map would have to follow.
+#: call each, which virtual machines make dear. The writer keeps read(): its checkpoints
+#: grow the file, and a map would have to follow.
 READER_PRAGMAS = (f"PRAGMA mmap_size={MMAP_BYTES}",)
-
-
-#: how often the checkpointer copies what the WAL holds into the database file.
-CHECKPOINT_S = 0.25
-
-
-class _Checkpointer:
-    """Copies the WAL's committed pages into the database file, every :data:`CHECKPOINT_S`,
-    from a thread and a connection of its own (``PRAGMA wal_checkpoint(PASSIVE)``, which
-    waits for no reader and no writer), so that commits pay for little of it. SQLite's
-    automatic checkpoint (:data:`PRAGMAS`) runs in the commit that takes the WAL over its
-    threshold, before that commit returns; alone, it copied the whole WAL there, and a
-    writer that fills the WAL fast (a prune's deletes) put that copy in the latency of the
-    appends beside it. Now it finds most of the WAL copied already."""
-
-    def __init__(self, conn: sqlite3.Connection, path: str) -> None:
-        self._conn = conn
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, name=f"waymark-sqlite-checkpoints:{path}", daemon=True
-        )
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(CHECKPOINT_S):
-            try:
-                self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-            except sqlite3.Error as exc:  # the next one tries again
-                log.warning("SQLite checkpoint failed: %s", exc)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._conn.close()
 
 
 def _bind_none_and_bool_directly() -> None:
@@ -237,7 +199,6 @@ class SQLiteStore(SqlStore):
             fcntl.flock(self._writer_lock, fcntl.LOCK_UN)
             self._writer = self._connect()
             self._marker = self._connect()  # reads data_version only, under _marker_lock
-            checkpoints = self._connect()
         except BaseException:
             os.close(self._writer_lock)  # and with it the lock
             raise
@@ -259,7 +220,6 @@ class SQLiteStore(SqlStore):
             target=self._write_jobs, name=f"waymark-sqlite-writer:{self.path}", daemon=True
         )
         self._thread.start()
-        self._checkpointer = _Checkpointer(checkpoints, self.path)
         self._queue_analysis_if_due()
 
     def _connect(self, *, reader: bool = False) -> sqlite3.Connection:
@@ -485,7 +445,6 @@ class SQLiteStore(SqlStore):
             self._closed = True
             self._jobs.put(_STOP)
         self._thread.join()
-        self._checkpointer.close()
         with self._readers_lock:
             for conn in self._readers:
                 conn.close()
