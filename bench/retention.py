@@ -10,6 +10,7 @@ how long the prune took. Usage::
 
     .venv/bin/python bench/retention.py [--events 1000000] [--batch 50] [--seconds 20]
         [--store postgresql|sqlite] [--postgres postgresql://postgres@127.0.0.1:5432/test]
+        [--steps]
 """
 
 from __future__ import annotations
@@ -43,12 +44,17 @@ def store_url(kind: str, postgres: str) -> Iterator[str]:
         yield f"sqlite:///{tmp}/bench.db"
 
 
-def fill(store: Store, events: int) -> None:
+def fill(store: Store, events: int, steps: bool = False) -> None:
+    """``steps``: each event names a component and a stage (ten of each, one per event of
+    a trace), so that ``trace_steps`` holds two rows per event to delete too."""
     old = now_us() - 40 * DAY_US
     batch = []
     for n in range(events):
         trace = n // 10
-        event = Event(trace_id=f"old-{trace}", event_id=f"old-{n}", path=f"raw/{trace}.csv")
+        named = {"component": f"step-{n % 10}", "stage": f"STEP{n % 10}"} if steps else {}
+        event = Event(
+            trace_id=f"old-{trace}", event_id=f"old-{n}", path=f"raw/{trace}.csv", **named
+        )
         batch.append(to_record(event, "bench", old, timestamp_us=old + n))
         if len(batch) == 10_000:
             store.append(batch)
@@ -88,12 +94,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--store", choices=["postgresql", "sqlite"], default="postgresql")
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--steps", action="store_true", help="events name components and stages")
     args = parser.parse_args()
     with store_url(args.store, args.postgres) as url:
         store = open_store(url)
         try:
             started = time.monotonic()
-            fill(store, args.events)
+            fill(store, args.events, args.steps)
             fill_s = time.monotonic() - started
             idle = ingest(store, args.batch, args.seconds, "idle")
             deleted = [0]
@@ -117,6 +124,7 @@ def main() -> None:
             store.close()
     result = {
         "store": args.store,
+        "steps": args.steps,
         "old_events": args.events,
         "fill_s": round(fill_s, 1),
         "idle": quantiles(idle),

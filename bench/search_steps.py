@@ -24,10 +24,15 @@ each ratio is taken against. Usage::
     .venv/bin/python bench/search_steps.py [--events 1000000] [--repeat 200]
         [--backends sqlite postgresql] [--postgres postgresql://postgres@127.0.0.1:5432/test]
     .venv/bin/python bench/search_steps.py --append-cost 200000 [--rounds 3]
+    .venv/bin/python bench/search_steps.py --append-raw 100000 [--rounds 3]
+        [--order grouped|interleaved]
     .venv/bin/python bench/search_steps.py --backends postgresql --own-postgres
 
 ``--append-cost`` measures instead what keeping ``trace_steps`` costs SQLite appends: the
-same batches with and without it, in alternating fresh files.
+same batches with and without it, in alternating fresh files. ``--append-raw`` measures
+SQLite appends of the same events against the raw limit of the same run (``executemany``
+of the rows they store), in alternating fresh files; ``--order interleaved`` spreads each
+trace's events over ten batches, so that every append makes its traces newer.
 """
 
 from __future__ import annotations
@@ -196,6 +201,65 @@ def measure(store: Store, repeat: int) -> dict[str, dict[str, Any]]:
     return out
 
 
+def interleaved(events: int) -> Iterator[list[Record]]:
+    """The same events as :func:`batches`, step by step: the first step of every trace,
+    then the second, ...; in 1,000-event batches, so that each append makes its traces
+    newer (every trace's steps span ten batches)."""
+    records = [r for batch in batches(events) for r in batch]
+    ordered = [r for j in range(STEPS) for r in records[j::STEPS]]
+    for start in range(0, len(ordered), 1000):
+        yield ordered[start : start + 1000]
+
+
+def appends_per_s(ready: list[list[Record]]) -> float:
+    """Events/s of ``Store.append`` of these batches, one after another, into a fresh
+    SQLite file."""
+    with place("sqlite", "") as url:
+        store = open_store(url)
+        try:
+            started = time.perf_counter()
+            for batch in ready:
+                store.append(batch)
+            return sum(map(len, ready)) / (time.perf_counter() - started)
+        finally:
+            store.close()
+
+
+def append_vs_raw(events: int, rounds: int, order: str) -> dict[str, Any]:
+    """SQLite appends against the raw limit of the same run: ``Store.append`` of the
+    1,000-event batches into a fresh file, and ``executemany`` of the rows those batches
+    store (events, paths, summaries: the merge of a trace into its row) in one transaction
+    per batch into another; alternating, ``rounds`` times, the medians in events/s.
+    ``order``: ``grouped`` (each trace's ten events in one batch, as :func:`batches`) or
+    ``interleaved`` (:func:`interleaved`)."""
+    from waymark.store.sql import INSERT_EVENT, INSERT_PATH, UPSERT_TRACE, Prepared
+
+    ready = list(batches(events) if order == "grouped" else interleaved(events))
+    prepared = [Prepared(batch) for batch in ready]  # made before the clock starts
+    rates: dict[str, list[float]] = {"append": [], "raw": []}
+    for _ in range(rounds):
+        rates["append"].append(appends_per_s(ready))
+        with place("sqlite", "") as url:
+            store = open_store(url)
+            conn = store._connect()  # type: ignore[attr-defined]  # the store's settings
+            try:
+                started = time.perf_counter()
+                for rows in prepared:
+                    conn.execute("BEGIN IMMEDIATE")
+                    conn.executemany(INSERT_EVENT, rows.events)
+                    conn.executemany(INSERT_PATH, rows.paths)
+                    conn.executemany(UPSERT_TRACE, rows.traces)
+                    conn.execute("COMMIT")
+                rates["raw"].append(events / (time.perf_counter() - started))
+            finally:
+                conn.close()
+                store.close()
+    out: dict[str, Any] = {k: round(statistics.median(v)) for k, v in rates.items()}
+    out["ratio"] = round(out["append"] / out["raw"], 3)
+    out["order"] = order
+    return out
+
+
 def append_cost(events: int, rounds: int) -> dict[str, Any]:
     """What keeping ``trace_steps`` costs an append: SQLite, the same batches stored with
     and without it (its insert made a no-op), in alternating fresh files; the medians of
@@ -208,15 +272,7 @@ def append_cost(events: int, rounds: int) -> dict[str, Any]:
     for _ in range(rounds):
         for name in rates:
             SQLiteStore._insert_steps = keep if name != "without" else lambda *a: None  # type: ignore[method-assign]
-            with place("sqlite", "") as url:
-                store = open_store(url)
-                try:
-                    started = time.perf_counter()
-                    for batch in ready:
-                        store.append(batch)
-                    rates[name].append(events / (time.perf_counter() - started))
-                finally:
-                    store.close()
+            rates[name].append(appends_per_s(ready))
     SQLiteStore._insert_steps = keep  # type: ignore[method-assign]
     out: dict[str, Any] = {k: round(statistics.median(v)) for k, v in rates.items()}
     out["ratio"] = round(out["with trace_steps"] / out["without"], 3)
@@ -291,7 +347,14 @@ def main() -> None:
         metavar="EVENTS",
         help="only measure what trace_steps costs SQLite appends, with this many events",
     )
+    parser.add_argument(
+        "--append-raw",
+        type=int,
+        metavar="EVENTS",
+        help="only measure SQLite appends against the raw limit, with this many events",
+    )
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--order", choices=["grouped", "interleaved"], default="interleaved")
     parser.add_argument(
         "--own-postgres",
         action="store_true",
@@ -300,6 +363,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.append_cost:
         print(json.dumps(append_cost(args.append_cost, args.rounds)))
+        return
+    if args.append_raw:
+        print(json.dumps(append_vs_raw(args.append_raw, args.rounds, args.order)))
         return
     result: dict[str, Any] = {"events": args.events, "limit_ms": 50}
     with contextlib.ExitStack() as stack:

@@ -23,7 +23,7 @@ from fastapi.testclient import TestClient
 
 from waymark.api.app import create_app
 from waymark.config import Settings
-from waymark.store import migrate
+from waymark.store import Store, migrate, open_store
 
 if TYPE_CHECKING:
     from tests.jetstream import JetStreamServer
@@ -170,6 +170,23 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     else:
         with pg_schema() as url:
             yield url
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    """The store at ``store_url``, open for the test."""
+    opened = open_store(store_url)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+@pytest.fixture
+def app_client(store_url: str, store: Store) -> Iterator[TestClient]:
+    """The whole app with API keys on, over ``store`` (where the test adds its keys)."""
+    with TestClient(create_app(Settings(store=store_url, auth=("keys",)))) as client:
+        yield client
 
 
 @pytest.fixture

@@ -173,6 +173,21 @@ def test_status_from_path_unknown_or_not_base64(client: TestClient) -> None:
     assert bad.json()["message"].startswith("path.s3path:")
 
 
+def test_a_path_of_the_door_that_no_route_takes_answers_in_okdata_shape(
+    client: TestClient,
+) -> None:
+    # a newline in an S3 key's encoding, or a slash in a trace id: the router's own 404
+    for path in ("/status-from-path/a%0Ab", "/status/a/b"):
+        answer = client.get(path)
+        assert answer.status_code == 404
+        assert answer.headers["content-type"] == "application/json"
+        assert set(answer.json()) == {"message", "request_id"}
+    # the same 404 outside every door is problem details
+    elsewhere = client.get("/v1/traces/a/b/c")
+    assert elsewhere.status_code == 404
+    assert elsewhere.headers["content-type"] == "application/problem+json"
+
+
 def test_tenants_do_not_see_each_other(client: TestClient) -> None:
     trace_id = create(client, **{"Waymark-Tenant": "oslo"})
     assert client.get(f"/status/{trace_id}").status_code == 404

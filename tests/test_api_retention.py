@@ -5,43 +5,18 @@ existed."""
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import pg_schema, wait_for
+from tests.conftest import wait_for
 from tests.store.conftest import rec
 from tests.test_api_access import add_key, bearer
 from waymark.api.app import create_app
 from waymark.config import Settings
 from waymark.model import now_us
-from waymark.store import Store, open_store
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'waymark.db'}"
-    else:
-        with pg_schema() as url:
-            yield url
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    opened = open_store(store_url)
-    try:
-        yield opened
-    finally:
-        opened.close()
-
-
-@pytest.fixture
-def app_client(store_url: str, store: Store) -> Iterator[TestClient]:
-    with TestClient(create_app(Settings(store=store_url, auth=("keys",)))) as client:
-        yield client
+from waymark.store import Store
 
 
 def _send(c: TestClient, key: str, trace_id: str, domain_id: str) -> None:

@@ -20,6 +20,7 @@ import typer
 from waymark import __version__
 from waymark.config import Settings
 from waymark.display import Format, emit
+from waymark.sdk import Client
 from waymark.terminal import (
     history_listing,
     path_listing,
@@ -373,9 +374,7 @@ def collect(
     if not settings.bus:
         raise typer.BadParameter("the collector needs a bus URL (nats://...)", param_hint="--bus")
     _checked(settings)
-    from waymark.errors import Unavailable
-
-    try:
+    with exit_on_failure:  # a bad URL, a store that cannot be opened
         run_collector(
             settings,
             batch_size=batch_size,
@@ -383,9 +382,6 @@ def collect(
             max_deliveries=max_deliveries,
             metrics_at=None if metrics_port is None else (metrics_host, metrics_port),
         )
-    except (Unavailable, ValueError, OSError) as exc:  # a bad URL, a store or port not had
-        typer.echo(f"waymark: {exc}", err=True)
-        raise typer.Exit(1) from exc
 
 
 @app.command("dead-letters")
@@ -411,14 +407,13 @@ def dead_letters(
     """List messages the collector parked (could not use), newest first; or replay or
     discard some of them by id."""
     from waymark import deadletters
-    from waymark.errors import Unavailable
 
     if output not in ("table", "json"):
         raise typer.BadParameter("must be table or json", param_hint="--format")
     settings = Settings.resolve(store, bus)
     if replay and not settings.bus:
         raise typer.BadParameter("replaying needs the bus URL (nats://...)", param_hint="--bus")
-    try:
+    with exit_on_failure:
         if replay:
             done = deadletters.replay(settings.store, settings.bus, replay)
             typer.echo(f"replayed {len(done)}: {' '.join(map(str, done))}")
@@ -426,9 +421,6 @@ def dead_letters(
             typer.echo(f"discarded {deadletters.discard(settings.store, discard)}")
         if not replay and not discard:
             deadletters.show(settings.store, limit=limit, as_json=output == "json")
-    except (Unavailable, ValueError) as exc:
-        typer.echo(f"waymark: {exc}", err=True)
-        raise typer.Exit(1) from exc
 
 
 @app.command()
@@ -449,7 +441,6 @@ def prune(
     """Delete traces whose last event is older than AGE, with everything derived from them,
     in small transactions; print what was deleted (or would be) per tenant."""
     from waymark import retention
-    from waymark.errors import Unavailable
     from waymark.model import now_us
     from waymark.store import open_store
 
@@ -459,7 +450,7 @@ def prune(
         raise typer.BadParameter(str(exc), param_hint="--older-than") from exc
     settings = Settings.resolve(store)
     verb = "would delete" if dry_run else "deleted"
-    try:
+    with exit_on_failure:
         opened = open_store(settings.store)
         try:
             before = now_us() - age
@@ -472,9 +463,6 @@ def prune(
                 typer.echo(f"tombstones expired: {opened.drop_tombstones(now_us())}")
         finally:
             opened.close()
-    except (Unavailable, ValueError) as exc:
-        typer.echo(f"waymark: {exc}", err=True)
-        raise typer.Exit(1) from exc
 
 
 @app.command()
@@ -505,20 +493,16 @@ def streams(
     from waymark.bus import streams as bus_streams
     from waymark.bus import syncing
     from waymark.bus.base import BusSettings
-    from waymark.errors import Unavailable
 
     if output not in ("table", "json"):
         raise typer.BadParameter("must be table or json", param_hint="--format")
     url = Settings.resolve(None, bus).bus
     if not url:
         raise typer.BadParameter("needs the bus URL (nats://...)", param_hint="--bus")
-    try:
+    with exit_on_failure:
         settings = BusSettings.from_url(url)
         work = bus_streams.apply if apply else bus_streams.inspect
         found = asyncio.run(work(settings))
-    except (Unavailable, ValueError) as exc:
-        typer.echo(f"waymark: {exc}", err=True)
-        raise typer.Exit(1) from exc
     monitors = monitor or syncing.default_monitors(settings)
     found += asyncio.run(syncing.inspect_servers(monitors))
     bus_streams.show(found, as_json=output == "json", applied=apply)
@@ -553,16 +537,12 @@ def keys_create(
 ) -> None:
     """Make a key and print its secret alone on stdout: it is shown this once."""
     from waymark.auth import admin
-    from waymark.errors import Unavailable
 
-    try:
+    with exit_on_failure:
         grants = admin.grants_of(tenant, role, dataset or [])
         secret = admin.create(
             Settings.resolve(store).store, grants, name=name, expires_in=expires_in
         )
-    except (Unavailable, ValueError) as exc:
-        typer.echo(f"waymark: {exc}", err=True)
-        raise typer.Exit(1) from exc
     typer.echo(secret)
 
 
@@ -575,15 +555,11 @@ def keys_list(
 ) -> None:
     """List keys, newest first: id, name, grants, state and times (never a secret)."""
     from waymark.auth import admin
-    from waymark.errors import Unavailable
 
     if output not in ("table", "json"):
         raise typer.BadParameter("must be table or json", param_hint="--format")
-    try:
+    with exit_on_failure:
         admin.show(Settings.resolve(store).store, limit=limit, as_json=output == "json")
-    except (Unavailable, ValueError) as exc:
-        typer.echo(f"waymark: {exc}", err=True)
-        raise typer.Exit(1) from exc
 
 
 @keys_app.command("revoke")
@@ -594,23 +570,36 @@ def keys_revoke(
 ) -> None:
     """Revoke a key: every API server refuses it within 10 seconds."""
     from waymark.auth import admin
-    from waymark.errors import Unavailable
 
-    try:
+    with exit_on_failure:
         key = admin.revoke(Settings.resolve(store).store, key_id)
-    except (Unavailable, ValueError) as exc:
-        typer.echo(f"waymark: {exc}", err=True)
-        raise typer.Exit(1) from exc
     typer.echo(f"revoked {key.id} ({key.name})")
 
 
+class _ExitOnFailure:
+    """A block that ends the command with exit code 1 and the error's message when a store
+    or bus cannot be used (:class:`~waymark.errors.Unavailable`), a setting is wrong
+    (:class:`ValueError`, whose message names the part) or a port or file cannot be had
+    (:class:`OSError`)."""
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, kind: object, exc: BaseException | None, trace: object) -> None:
+        from waymark.errors import Unavailable
+
+        if isinstance(exc, Unavailable | ValueError | OSError):
+            typer.echo(f"waymark: {exc}", err=True)
+            raise typer.Exit(1) from exc
+
+
+exit_on_failure = _ExitOnFailure()
+
+
 def _or_exit(work: Callable[[], R]) -> R:
-    """``work()``, or exit 1 with its :class:`ValueError`'s message (which names the part)."""
-    try:
+    """``work()``, in :data:`exit_on_failure`."""
+    with exit_on_failure:
         return work()
-    except ValueError as exc:
-        typer.echo(f"waymark: {exc}", err=True)
-        raise typer.Exit(1) from exc
 
 
 def _log_format(given: str | None) -> LogFormat:
@@ -650,8 +639,15 @@ webhooks_app = typer.Typer(
 app.add_typer(webhooks_app)
 
 
-def _print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+def _print_answer(
+    url: str | None, tenant: str | None, token: str | None, ask: Callable[[Client], Any]
+) -> None:
+    """Print, as JSON, what ``ask`` gets from the server that the command's options name."""
+    with reader(url, tenant, token) as api:
+        typer.echo(json.dumps(ask(api), indent=2, ensure_ascii=False))
+
+
+WebhookIdArg = Annotated[str, typer.Argument(help="The subscription's id")]
 
 
 @webhooks_app.command("create")
@@ -671,35 +667,31 @@ def webhooks_create(
     token: TokenOpt = None,
 ) -> None:
     """Subscribe a URL; prints the subscription and its signing secret, shown only now."""
-    with reader(url, tenant, token) as api:
-        _print_json(api.create_webhook(target, event, dataset=dataset, component=component))
+    _print_answer(
+        url,
+        tenant,
+        token,
+        lambda api: api.create_webhook(target, event, dataset=dataset, component=component),
+    )
 
 
 @webhooks_app.command("list")
 def webhooks_list(url: UrlOpt = None, tenant: TenantOpt = None, token: TokenOpt = None) -> None:
     """The tenant's subscriptions, oldest first."""
-    with reader(url, tenant, token) as api:
-        _print_json(list(api.webhooks()))
+    _print_answer(url, tenant, token, lambda api: list(api.webhooks()))
 
 
 @webhooks_app.command("show")
 def webhooks_show(
-    webhook_id: Annotated[str, typer.Argument(help="The subscription's id")],
-    url: UrlOpt = None,
-    tenant: TenantOpt = None,
-    token: TokenOpt = None,
+    webhook_id: WebhookIdArg, url: UrlOpt = None, tenant: TenantOpt = None, token: TokenOpt = None
 ) -> None:
     """One subscription, with its last failure if a message was given up on."""
-    with reader(url, tenant, token) as api:
-        _print_json(api.webhook(webhook_id))
+    _print_answer(url, tenant, token, lambda api: api.webhook(webhook_id))
 
 
 @webhooks_app.command("delete")
 def webhooks_delete(
-    webhook_id: Annotated[str, typer.Argument(help="The subscription's id")],
-    url: UrlOpt = None,
-    tenant: TenantOpt = None,
-    token: TokenOpt = None,
+    webhook_id: WebhookIdArg, url: UrlOpt = None, tenant: TenantOpt = None, token: TokenOpt = None
 ) -> None:
     """Remove a subscription and its undelivered messages."""
     with reader(url, tenant, token) as api:
@@ -709,27 +701,22 @@ def webhooks_delete(
 
 @webhooks_app.command("deliveries")
 def webhooks_deliveries(
-    webhook_id: Annotated[str, typer.Argument(help="The subscription's id")],
+    webhook_id: WebhookIdArg,
     limit: Annotated[int, typer.Option(min=1, max=100, help="Most messages to show")] = 100,
     url: UrlOpt = None,
     tenant: TenantOpt = None,
     token: TokenOpt = None,
 ) -> None:
     """The subscription's latest attempts: status code, error and time, latest first."""
-    with reader(url, tenant, token) as api:
-        _print_json(api.webhook_deliveries(webhook_id, limit=limit))
+    _print_answer(url, tenant, token, lambda api: api.webhook_deliveries(webhook_id, limit=limit))
 
 
 def _check_store(url: str) -> None:
     """Refuse to serve a store that cannot be opened (e.g. its schema is outdated)."""
-    from waymark.errors import Unavailable
     from waymark.store import open_store
 
-    try:
+    with exit_on_failure:
         open_store(url).close()
-    except (Unavailable, ValueError) as exc:
-        typer.echo(f"waymark: {exc}", err=True)
-        raise typer.Exit(1) from exc
 
 
 def _check_bus(url: str) -> None:
@@ -761,15 +748,11 @@ def _check_bus(url: str) -> None:
 @needs_server_extra
 def migrate(store: StoreOpt = None) -> None:
     """Create the store's schema, or upgrade it to the one this Waymark needs."""
-    from waymark.errors import Unavailable
     from waymark.store import migrate as migrations
 
     url = _checked(Settings.resolve(store)).store
-    try:
+    with exit_on_failure:
         before, after = migrations.upgrade(url)
-    except (Unavailable, ValueError) as exc:
-        typer.echo(f"waymark: {exc}", err=True)
-        raise typer.Exit(1) from exc
     if before == after:
         typer.echo(f"schema already at revision {after}")
     else:

@@ -2,9 +2,9 @@
 
 A prune walks each tenant's traces oldest first (:meth:`Store.stale_traces
 <waymark.store.base.Store.stale_traces>`) and removes them in small transactions
-(:meth:`Store.delete_traces <waymark.store.base.Store.delete_traces>`): at most
-:data:`BATCH_TRACES` traces and about :data:`BATCH_EVENTS` events each, so that no
-transaction holds the store's write locks long enough to stall ingestion. A trace that an
+(:meth:`Store.delete_traces <waymark.store.base.Store.delete_traces>`): at most the
+store's ``prune_batch_traces`` traces and about :data:`BATCH_EVENTS` events each, so that
+no transaction holds the store's write locks long enough to stall ingestion. A trace that an
 append made newer since it was listed is passed by.
 """
 
@@ -23,7 +23,6 @@ from waymark.model import now_us
 from waymark.pipelines import Pipelines
 from waymark.store.base import StaleTrace, Store
 
-BATCH_TRACES = 100  # traces one transaction removes at most
 BATCH_EVENTS = 5000  # about the most events one transaction removes (at least one trace)
 PAGE = 500  # stale traces listed at a time
 PAUSE_S = 0.05  # a background prune's rest between transactions
@@ -62,13 +61,13 @@ class Pruned:
     events: int
 
 
-def batches(stale: list[StaleTrace]) -> Iterator[list[StaleTrace]]:
-    """``stale`` cut into groups of at most :data:`BATCH_TRACES` traces and about
-    :data:`BATCH_EVENTS` events (a larger trace is a group of its own)."""
+def batches(stale: list[StaleTrace], most: int) -> Iterator[list[StaleTrace]]:
+    """``stale`` cut into groups of at most ``most`` traces and about :data:`BATCH_EVENTS`
+    events (a larger trace is a group of its own)."""
     group: list[StaleTrace] = []
     events = 0
     for trace in stale:
-        if group and (len(group) >= BATCH_TRACES or events + trace.event_count > BATCH_EVENTS):
+        if group and (len(group) >= most or events + trace.event_count > BATCH_EVENTS):
             yield group
             group, events = [], 0
         group.append(trace)
@@ -110,7 +109,7 @@ def prune(
             for t in due:
                 by_limit.setdefault(limits[t.trace_id] or 0, []).append(t)
             for limit, traces in by_limit.items():
-                for group in batches(traces):
+                for group in batches(traces, store.prune_batch_traces):
                     keys = [(t.tenant, t.trace_id) for t in group]
                     gone = store.delete_traces(keys, older_than_us=limit)
                     yield Pruned(tenant, gone, sum(t.event_count for t in group))

@@ -63,16 +63,6 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
             yield url
 
 
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    """The store at ``store_url``, open for the test."""
-    the_store = open_store(store_url)
-    try:
-        yield the_store
-    finally:
-        the_store.close()
-
-
 def count_rows(store_url: str, table: str) -> int:
     """Rows of ``table``, straight from the database (no store code involved)."""
     query = f"SELECT count(*) FROM {table}"

@@ -917,6 +917,22 @@ def test_deleting_a_trace_removes_all_of_it_and_nothing_else(store: SqlStore) ->
     assert store.delete_traces([("default", "doomed")]) == 0  # nothing left to delete
 
 
+def test_a_deleted_trace_is_not_found_by_its_steps(store: SqlStore) -> None:
+    store.append(
+        [
+            rec("t", "e1", at=10, component="up", stage="UPLOAD"),
+            rec("t", "e2", at=20, component="writer"),
+            rec("u", "e3", at=30, component="up", stage="UPLOAD"),
+        ]
+    )
+    assert store.delete_traces([("default", "t")]) == 1
+    assert _search_ids(store, TraceQuery(component="up")) == ["u"]
+    store.append([rec("t", "e4", at=50, component="other")])  # written again
+    assert _search_ids(store, TraceQuery(component="writer")) == []
+    assert _search_ids(store, TraceQuery(stage="UPLOAD")) == ["u"]
+    assert _search_ids(store, TraceQuery(component="other")) == ["t"]
+
+
 def test_a_deleted_trace_can_be_written_again_like_a_new_one(store: SqlStore) -> None:
     _a_trace_with_everything(store, "t")
     store.delete_traces([("default", "t")])

@@ -84,8 +84,11 @@ def test_a_large_trace_is_a_batch_of_its_own() -> None:
     def trace(n: int, events: int) -> StaleTrace:
         return StaleTrace("a", f"t{n}", None, n, events)
 
-    groups = list(retention.batches([trace(1, 10), trace(2, 9000), trace(3, 10), trace(4, 10)]))
+    stale = [trace(1, 10), trace(2, 9000), trace(3, 10), trace(4, 10)]
+    groups = list(retention.batches(stale, 100))
     assert [[t.trace_id for t in g] for g in groups] == [["t1"], ["t2"], ["t3", "t4"]]
+    few = [trace(n, 1) for n in range(5)]
+    assert [len(g) for g in retention.batches(few, 2)] == [2, 2, 1]
 
 
 def _pipelines(tmp_path: Path, text: str) -> Pipelines:

@@ -34,7 +34,7 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from waymark.api.deps import PRINCIPAL, TENANT, TENANT_HEADER
-from waymark.api.metering import served_routes
+from waymark.api.routing import served_routes
 from waymark.auth.grants import Authenticator, Principal, Role
 from waymark.errors import Forbidden, Unauthenticated, Unavailable, WaymarkError
 from waymark.ingest import check_tenant

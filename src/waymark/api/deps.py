@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
 
 import orjson
-from fastapi import Depends, Header, Path, Request
+from fastapi import Depends, Header, Path, Query, Request
 from starlette.responses import Response
 
 from waymark.api import metering
@@ -267,6 +267,10 @@ TENANT_PARAMETER: dict[str, Any] = {
 }
 
 TraceIdPath = Annotated[str, Path(min_length=1, max_length=TRACE_ID_MAX)]
+#: a page's cursor, as a previous page's ``next_cursor`` gave it
+Cursor = Annotated[str | None, Query(max_length=2000)]
+#: the most items of a trace's list (events, errors, paths) on a page
+ItemLimit = Annotated[int, Query(ge=1, le=1000)]
 
 
 # -- what no store can hold -----------------------------------------------------------------

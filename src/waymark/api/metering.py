@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Iterable, Iterator
 from typing import Any
 
 from fastapi import APIRouter
 from starlette.responses import Response
-from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from waymark import metrics
+from waymark.api.routing import served_routes
 
 #: the front door of each route that submits events, by (method, path as the route has it)
 DOOR_OF: dict[tuple[str, str], str] = {
@@ -64,17 +63,6 @@ def _paths(app: Any) -> dict[Any, str]:
         if endpoint is not None and isinstance(path, str):
             paths.setdefault(endpoint, path)
     return paths
-
-
-def served_routes(routes: Iterable[BaseRoute]) -> Iterator[BaseRoute]:
-    """Every route a router serves, in the order it tries them, routers included in it
-    opened up (they are included without a prefix: their routes carry their full paths)."""
-    for route in routes:
-        included = getattr(route, "original_router", None)
-        if included is not None:
-            yield from served_routes(included.routes)
-        else:
-            yield route
 
 
 def accepted(scope: Scope, n: int) -> None:

@@ -39,6 +39,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from waymark import logs
+from waymark.api.routing import served_routes
 from waymark.errors import (
     BadRequest,
     Forbidden,
@@ -151,8 +152,7 @@ def render(scope: Scope, exc: BaseException) -> Response:
     """The answer to ``exc`` in the shape of the route that raised it, logged."""
     request_id: str = scope.get(REQUEST_ID, "")
     problem = problem_of(exc, request_id)
-    shape: Shape = getattr(scope.get("route"), "error_shape", problem_details)
-    response = shape(problem)
+    response = shape_of(scope)(problem)
     if isinstance(exc, Unavailable):
         response.headers["Retry-After"] = str(exc.retry_after)
     elif isinstance(exc, Unauthenticated):
@@ -170,6 +170,30 @@ def render(scope: Scope, exc: BaseException) -> Response:
     else:
         log.info("request %s: %s answered %d: %s", request_id, where, problem.status, exc)
     return response
+
+
+def shape_of(scope: Scope) -> Shape:
+    """The error shape of the request's door: its route's, else (an answer no route gave:
+    the router's own 404, or a refusal before a route was found) that of the door whose
+    paths the request's path is under, a path that begins with one of the door's routes'
+    paths up to its first parameter (``/status/`` of okdata's ``/status/{trace_id}``), so
+    that a client of a door gets that door's shape on all its paths; else problem details."""
+    route = scope.get("route")
+    if route is None:
+        path: str = scope.get("path", "")
+        route = next(
+            (
+                door
+                for door in served_routes(getattr(scope.get("app"), "routes", ()))
+                if isinstance(door, APIRoute)
+                and hasattr(door, "error_shape")
+                and "{" in door.path_format
+                and path.startswith(door.path_format.partition("{")[0])
+            ),
+            None,
+        )
+    shape: Shape = getattr(route, "error_shape", problem_details)
+    return shape
 
 
 def allowed_methods(scope: Scope) -> str:

@@ -13,7 +13,7 @@ declares its parameters.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Query, Request
@@ -27,6 +27,8 @@ from waymark import lineage, retention
 from waymark.api.deps import (
     NUL_MSG,
     TENANT_PARAMETER,
+    Cursor,
+    ItemLimit,
     Services,
     Tenant,
     TraceIdPath,
@@ -57,7 +59,7 @@ from waymark.model import (
     now_us,
     to_us,
 )
-from waymark.store.base import Overview, PathTouch, TraceQuery, encode_cursor
+from waymark.store.base import Overview, Page, PathTouch, Store, TraceQuery, encode_cursor
 
 router = APIRouter(prefix="/v1", tags=["v1"])
 
@@ -120,13 +122,27 @@ async def create_trace(request: Request, tenant: Tenant) -> Response:
     return json_response({"trace_id": trace_id}, 201)
 
 
-async def trace_answer(svc: Services, trace_id: str, page: Callable[[], bytes | None]) -> Response:
-    """The JSON ``page`` makes in a store thread (read and encoded there: it may be large);
-    404 if it finds no such trace (None)."""
-    body = await svc.in_thread(page)
+def no_trace(trace_id: str) -> NotFound:
+    return NotFound(f"no trace {trace_id!r}")
+
+
+#: a store's read of one trace for the request's datasets (None: all), as JSON; None if
+#: there is no such trace
+TraceRead = Callable[[Store, frozenset[str] | None], bytes | None]
+
+
+async def trace_answer(request: Request, trace_id: str, read: TraceRead) -> Response:
+    """The JSON ``read`` makes, in a store thread (read and encoded there: it may be large);
+    404 if it finds no such trace."""
+    svc = services(request)
+    body = await svc.in_thread(read, svc.store, datasets_of(request))
     if body is None:
-        raise NotFound(f"no trace {trace_id!r}")
+        raise no_trace(trace_id)
     return json_bytes(body)
+
+
+def page_json(page: Page[Any]) -> bytes:
+    return orjson.dumps({"items": page.items, "next_cursor": page.next_cursor})
 
 
 @router.get("/traces/{trace_id:path}/events", summary="A trace's events in order")
@@ -134,21 +150,16 @@ async def get_events(
     request: Request,
     trace_id: TraceIdPath,
     tenant: Tenant,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: Annotated[str | None, Query(max_length=2000)] = None,
+    limit: ItemLimit = 100,
+    cursor: Cursor = None,
 ) -> Response:
     """At most `limit` events and about 1 MiB of them (at least one) a page."""
-    svc = services(request)
 
-    datasets = datasets_of(request)
+    def page(store: Store, datasets: frozenset[str] | None) -> bytes | None:
+        found = store.events(tenant, trace_id, limit=limit, cursor=cursor, datasets=datasets)
+        return page_json(found) if found.items or cursor is not None else None
 
-    def page() -> bytes | None:  # up to 1,000 events, about 1 MiB: encoded in the thread
-        found = svc.store.events(tenant, trace_id, limit=limit, cursor=cursor, datasets=datasets)
-        if not found.items and cursor is None:
-            return None
-        return orjson.dumps({"items": found.items, "next_cursor": found.next_cursor})
-
-    return await trace_answer(svc, trace_id, page)
+    return await trace_answer(request, trace_id, page)
 
 
 @router.delete(
@@ -165,9 +176,9 @@ async def delete_trace(request: Request, trace_id: TraceIdPath, tenant: Tenant) 
     if datasets_of(request, Role.ADMIN) is not None:
         summary = await svc.in_thread(svc.store.summary, tenant, trace_id)
         if visible(request, summary, Role.ADMIN) is None:
-            raise NotFound(f"no trace {trace_id!r}")
+            raise no_trace(trace_id)
     if not await svc.in_thread(retention.delete, svc.store, tenant, trace_id):
-        raise NotFound(f"no trace {trace_id!r}")
+        raise no_trace(trace_id)
     return Response(status_code=204)
 
 
@@ -178,21 +189,16 @@ def _list_route(kind: str, plural: str, order: str) -> None:
         request: Request,
         trace_id: TraceIdPath,
         tenant: Tenant,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        cursor: Annotated[str | None, Query(max_length=2000)] = None,
+        limit: ItemLimit = 100,
+        cursor: Cursor = None,
     ) -> Response:
-        svc = services(request)
-        datasets = datasets_of(request)
-
-        def page() -> bytes | None:  # up to 1,000 items, about 1 MiB: encoded in the thread
-            found = svc.store.trace_items(
+        def page(store: Store, datasets: frozenset[str] | None) -> bytes | None:
+            found = store.trace_items(
                 tenant, trace_id, kind, limit=limit, cursor=cursor, datasets=datasets
             )
-            if found is None:
-                return None
-            return orjson.dumps({"items": found.items, "next_cursor": found.next_cursor})
+            return None if found is None else page_json(found)
 
-        return await trace_answer(svc, trace_id, page)
+        return await trace_answer(request, trace_id, page)
 
     router.add_api_route(
         f"/traces/{{trace_id:path}}/{plural}",
@@ -230,7 +236,7 @@ async def search_traces(
     since: Annotated[Time | None, Query(description="RFC 3339; updated at or after")] = None,
     until: Annotated[Time | None, Query(description="RFC 3339; updated before")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(max_length=2000)] = None,
+    cursor: Cursor = None,
 ) -> Response:
     query = TraceQuery(
         domain=domain,
@@ -269,8 +275,8 @@ async def get_paths(
     request: Request,
     tenant: Tenant,
     path: Annotated[str, Query(min_length=1, max_length=10_000)],
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: Annotated[str | None, Query(max_length=2000)] = None,
+    limit: ItemLimit = 100,
+    cursor: Cursor = None,
 ) -> Response:
     """Latest received first, at most `limit` a page (`next_cursor`)."""
     svc = services(request)
@@ -302,16 +308,13 @@ async def get_lineage(
         int,
         Query(ge=2, le=lineage.MAX_LIMIT, description="the most nodes, and edges, on the page"),
     ] = lineage.DEFAULT_LIMIT,
-    cursor: Annotated[str | None, Query(max_length=2000)] = None,
+    cursor: Cursor = None,
 ) -> Response:
     """Steps and paths as nodes, an edge from each path a step read to the step and from
     the step to each path it wrote; paged (`next`), `truncated` when there is more."""
-    svc = services(request)
 
-    datasets = datasets_of(request)
-
-    def page() -> bytes | None:  # encoded in the thread too: up to MAX_LIMIT nodes and edges
-        flow = svc.store.lineage(tenant, trace_id, limit=limit, cursor=cursor, datasets=datasets)
+    def page(store: Store, datasets: frozenset[str] | None) -> bytes | None:
+        flow = store.lineage(tenant, trace_id, limit=limit, cursor=cursor, datasets=datasets)
         if flow is None:
             return None
         nxt = flow.next_cursor
@@ -325,7 +328,7 @@ async def get_lineage(
             }
         )
 
-    return await trace_answer(svc, trace_id, page)
+    return await trace_answer(request, trace_id, page)
 
 
 @router.get(
@@ -412,7 +415,7 @@ async def read_summary(
     else:
         summary = await read()
     if summary is None:
-        raise NotFound(f"no trace {trace_id!r}")
+        raise no_trace(trace_id)
     return summary
 
 

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
-from waymark.api.deps import Tenant, datasets_of, json_response, services
+from waymark.api.deps import Cursor, Tenant, datasets_of, json_response, services
 from waymark.auth.grants import Role
 from waymark.errors import Forbidden, NotFound
 from waymark.ingest import invalid
@@ -107,7 +107,7 @@ async def list_webhooks(
     request: Request,
     tenant: Tenant,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    cursor: Annotated[str | None, Query(max_length=2000)] = None,
+    cursor: Cursor = None,
 ) -> Response:
     svc = services(request)
     page: Page[Webhook] = await svc.in_thread(

@@ -286,6 +286,10 @@ class Store(ABC):
     write, until it is committed): callers on an event loop run them in a worker thread,
     all but :meth:`commit_marker`."""
 
+    #: the most traces one transaction of a prune removes (:mod:`waymark.retention`): a
+    #: backend's own figure, by how long its deletions may hold the appends beside them.
+    prune_batch_traces = 100
+
     def durability_warnings(self) -> list[str]:
         """How this store's configuration lets a commit it has acknowledged be lost to an
         OS crash or a power loss, one sentence each naming the setting; empty when every

@@ -214,12 +214,16 @@ PUT_TOMBSTONE = (
     " SET deleted_us = excluded.deleted_us, until_us = excluded.until_us"
 )
 #: tables whose rows name a trace by (tenant, trace_id), each with an index that leads
-#: with them; ``traces`` is deleted last and ``paths`` by its paths (it leads with them).
+#: with them; ``traces`` is deleted first, ``paths`` by its paths and ``trace_steps`` by
+#: its steps (they lead with those).
 TRACE_TABLES = tuple(
     name
-    for name in ("events", "trace_items", "trace_steps", "dataset_details", "webhook_outbox")
+    for name in ("events", "trace_items", "dataset_details", "webhook_outbox")
     if name in schema.metadata.tables
 )
+#: the components and stages a trace's events name: its ``trace_steps`` rows' keys.
+STEPS_OF_TRACE = "SELECT DISTINCT component, stage FROM events WHERE tenant = ? AND trace_id = ?"
+DELETE_STEP = "DELETE FROM trace_steps WHERE tenant = ? AND kind = ? AND name = ? AND trace_id = ?"
 COUNTED = f"{SUMMARY_COLUMNS}, error_count, path_count"  # a summary's columns of traces
 ITEM_PAGE_BYTES = 1024 * 1024  # about the most bytes of items (events, errors, paths) a page holds
 
@@ -652,6 +656,20 @@ class SqlStore(Store):
                 cur.executemany(
                     self.q("DELETE FROM paths WHERE tenant = ? AND path_key = ? AND trace_id = ?"),
                     [(tenant, k, trace_id) for k in path_keys],
+                )
+                # Each step row by its whole key: a trace's rows are not together in
+                # trace_steps, and PostgreSQL has no skip scan to find them by trace.
+                cur.execute(self.q(STEPS_OF_TRACE), key)
+                steps = sorted(
+                    {
+                        (kind, name)
+                        for row in cur.fetchall()
+                        for kind, name in zip(("component", "stage"), row, strict=True)
+                        if name is not None
+                    }
+                )
+                cur.executemany(
+                    self.q(DELETE_STEP), [(tenant, kind, name, trace_id) for kind, name in steps]
                 )
                 for table in TRACE_TABLES:
                     cur.execute(self.q(f"DELETE FROM {table}{by_trace}"), key)

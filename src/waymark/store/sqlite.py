@@ -181,6 +181,10 @@ _STOP: Any = object()  # put on the queue by close(): the writer thread ends
 
 
 class SQLiteStore(SqlStore):
+    #: One writer: every append waits for the deletion in progress, so a prune's
+    #: transactions are kept to about what an append costs (docs/BENCHMARKS.md).
+    prune_batch_traces = 20
+
     def __init__(self, url: str | StoreURL, pipelines: Pipelines | None = None) -> None:
         super().__init__(pipelines)
         address = parse_store_url(url) if isinstance(url, str) else url
