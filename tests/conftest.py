@@ -5,6 +5,7 @@ NATS JetStream server (``jetstream``, one for the session)."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -30,6 +31,23 @@ if TYPE_CHECKING:
 
 #: the PostgreSQL server tests use; each test gets its own schema in it.
 PG_URL = os.environ.get("WAYMARK_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+#: the loggers a command's logging set-up changes (:func:`waymark.logs.log_config`)
+CONFIGURED_LOGGERS = ("", "uvicorn", "uvicorn.error", "uvicorn.access")
+
+
+@pytest.fixture(autouse=True)
+def logging_as_it_was() -> Iterator[None]:
+    """Put back the loggers' handlers and levels after each test: a command run in-process
+    (``waymark collect`` through the CLI runner) configures logging for the whole process."""
+    loggers = [logging.getLogger(name) for name in CONFIGURED_LOGGERS]
+    saved = [(lg.handlers[:], lg.level, lg.propagate) for lg in loggers]
+    yield
+    for lg, (handlers, level, propagate) in zip(loggers, saved, strict=True):
+        lg.handlers[:] = handlers
+        lg.setLevel(level)
+        lg.propagate = propagate
 
 
 @pytest.fixture

@@ -125,6 +125,9 @@ def test_the_cli_manages_subscriptions(tmp_path: Path, db_url: str) -> None:
             shown = json.loads(run("deliveries", created["id"]))
         assert [(d["type"], d["status_code"]) for d in shown] == [("trace.started", 200)]
         assert run("delete", created["id"]).strip() == f"deleted {created['id']}"
+        # a subscription's text from the server reaches the terminal escaped
+        hostile = run("create", receiver.url, "--event", "trace.failed", "--component", "a\u202eb")
+        assert "\u202e" not in hostile and json.loads(hostile)["component"] == "a\u202eb"
         bad = runner.invoke(app, ["webhooks", "create", "ftp://x/", "--event", "trace.failed",
                                   "--url", server.url])  # fmt: skip
         assert bad.exit_code == 4 and "url" in bad.output

@@ -10,7 +10,6 @@ names it (:func:`needs_server_extra`).
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
@@ -19,7 +18,7 @@ import typer
 
 from waymark import __version__
 from waymark.config import Settings
-from waymark.display import Format, emit
+from waymark.display import Format, dumps, emit
 from waymark.sdk import Client
 from waymark.terminal import (
     history_listing,
@@ -644,7 +643,7 @@ def _print_answer(
 ) -> None:
     """Print, as JSON, what ``ask`` gets from the server that the command's options name."""
     with reader(url, tenant, token) as api:
-        typer.echo(json.dumps(ask(api), indent=2, ensure_ascii=False))
+        typer.echo(dumps(ask(api)))  # the server's text, escaped for the terminal
 
 
 WebhookIdArg = Annotated[str, typer.Argument(help="The subscription's id")]

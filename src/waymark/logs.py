@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import logging.config
 import os
+import sys
 from contextvars import ContextVar
 from enum import StrEnum
 from typing import Any
@@ -47,6 +48,24 @@ class RequestIdFilter(logging.Filter):
         if rid is not None:
             record.request_id = rid
         return True
+
+
+class StandardStream(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` (or ``sys.stdout``) is when a record comes, not
+    to the one there was when logging was configured: a host that swaps them (a test
+    runner, an embedding program) never leaves the handler writing to a closed stream."""
+
+    def __init__(self, which: str = "stderr") -> None:
+        self.which = which
+        super().__init__()
+
+    @property
+    def stream(self) -> Any:
+        return getattr(sys, self.which)
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass  # always the current one
 
 
 _TEXT = "%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -83,13 +102,13 @@ def log_config(fmt: LogFormat, level: str) -> dict[str, Any]:
         "handlers": {
             "stderr": {
                 **handler,
-                "class": "logging.StreamHandler",
-                "stream": "ext://sys.stderr",
+                "()": "waymark.logs.StandardStream",
+                "which": "stderr",
             },
             "stdout": {
                 **handler,
-                "class": "logging.StreamHandler",
-                "stream": "ext://sys.stdout",
+                "()": "waymark.logs.StandardStream",
+                "which": "stdout",
             },
         },
         "loggers": {
