@@ -308,7 +308,6 @@ def test_webhook_deliveries_by_outcome_and_stalls(db_url: str, tmp_path: Path) -
         down.stop()
 
 
-
 def test_stalls_are_counted_once_without_any_webhook(tmp_path: Path) -> None:
     pipelines = tmp_path / "pipelines.toml"
     pipelines.write_text("[default]\nstall_timeout_s = 1\n")

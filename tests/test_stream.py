@@ -278,7 +278,6 @@ def test_replicas_on_one_postgresql_stream_each_others_commits(pg_url: str) -> N
                 live.stop()
 
 
-
 def _stalling(tmp_path: Path) -> dict[str, str]:
     """A server's settings where every trace stalls after 1 s, swept every 0.2 s."""
     pipelines = tmp_path / "pipelines.toml"

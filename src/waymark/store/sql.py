@@ -1392,8 +1392,13 @@ class SqlStore(Store):
     def sweep_stalls(self, now_us: int, *, limit: int = 1000) -> list[tuple[str, str]]:
         tenants = self.tenants()
         find = functools.partial(
-            webhooks.stalled, q=self.q, pipelines=self.pipelines, tenants=tenants,
-            now_us=now_us, limit=limit, never_us=NEVER_US,
+            webhooks.stalled,
+            q=self.q,
+            pipelines=self.pipelines,
+            tenants=tenants,
+            now_us=now_us,
+            limit=limit,
+            never_us=NEVER_US,
         )
         # A read first: when nothing new stalled there is no write transaction at all.
         if not self._read(find):
