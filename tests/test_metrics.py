@@ -11,6 +11,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -305,6 +306,24 @@ def test_webhook_deliveries_by_outcome_and_stalls(db_url: str, tmp_path: Path) -
         server.stop()
         flaky.stop()
         down.stop()
+
+
+def test_stalls_are_counted_once_without_any_webhook(tmp_path: Path) -> None:
+    pipelines = tmp_path / "pipelines.toml"
+    pipelines.write_text("[default]\nstall_timeout_s = 1\n")
+    env = {"WAYMARK_STALL_SWEEP_S": "0.2", "WAYMARK_PIPELINES": str(pipelines)}
+    server = LiveServer(f"sqlite:///{tmp_path / 'stalls.db'}", env=env)
+    try:
+        assert httpx.post(f"{server.url}/v1/events", json=events(1)).status_code == 202
+
+        def stalled() -> float:
+            return value(scrape(server.url), "waymark_traces_turned_total", state="STALLED")
+
+        assert wait_for(lambda: stalled() == 1, 15)
+        time.sleep(1.0)  # five more sweeps: the stall is not counted again
+        assert stalled() == 1
+    finally:
+        server.stop()
 
 
 DELIVERIES = "waymark_webhook_deliveries_total"

@@ -278,6 +278,49 @@ def test_replicas_on_one_postgresql_stream_each_others_commits(pg_url: str) -> N
                 live.stop()
 
 
+def _stalling(tmp_path: Path) -> dict[str, str]:
+    """A server's settings where every trace stalls after 1 s, swept every 0.2 s."""
+    pipelines = tmp_path / "pipelines.toml"
+    pipelines.write_text("[default]\nstall_timeout_s = 1\n")
+    return {**FAST, "WAYMARK_STALL_SWEEP_S": "0.2", "WAYMARK_PIPELINES": str(pipelines)}
+
+
+def test_a_stall_is_streamed_once_without_any_webhook(tmp_path: Path) -> None:
+    live = LiveServer(f"sqlite:///{tmp_path / 'stream.db'}", env=_stalling(tmp_path))
+    try:
+        with Stream(live.url, params={"state": "STALLED"}) as stream:
+            assert stream.next() is not None  # ready
+            send(live.url, {"trace_id": "quiet", "component": "router"})
+            got = stream.summaries(1, timeout_s=10)
+            assert [(s["trace_id"], s["state"]) for s in got] == [("quiet", "STALLED")]
+            assert stream.quiet_for(1.0) == []  # five more sweeps: not again
+    finally:
+        live.stop()
+
+
+def test_replicas_on_one_postgresql_stream_a_stall_one_of_them_noticed(
+    pg_url: str, tmp_path: Path
+) -> None:
+    env = _stalling(tmp_path)
+    one, two = LiveServer(pg_url, env=env), LiveServer(pg_url, env=env)
+    try:
+        with (
+            Stream(one.url, params={"state": "STALLED"}) as first,
+            Stream(two.url, params={"state": "STALLED"}) as second,
+        ):
+            for opened in (first, second):
+                assert opened.next() is not None
+            send(one.url, {"trace_id": "quiet"})
+            for stream in (first, second):
+                got = stream.summaries(1, timeout_s=10)
+                assert [(s["trace_id"], s["state"]) for s in got] == [("quiet", "STALLED")]
+            for stream in (first, second):
+                assert stream.quiet_for(0.7) == []
+    finally:
+        one.stop()
+        two.stop()
+
+
 def test_a_large_append_is_announced_in_notices_postgresql_takes() -> None:
     keys = [("t", f"trace-{i:05}-" + "x" * 150) for i in range(500)] + [("u", "last")]
     notices = list(changefeed.payloads("s", "o", keys))

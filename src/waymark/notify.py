@@ -18,9 +18,10 @@ own transaction (:mod:`waymark.store.webhooks`); the notifier drains the outbox:
 Nothing of this runs on the ingest path: a receiver that hangs or is down holds only
 the notifier's own connections.
 
-The stall sweep (:class:`StallSweep`) asks the store every ``interval_s`` to write
-``trace.stalled`` rows for traces that crossed their pipeline's stall timeout
-(:meth:`Store.sweep_stalls`; one sweeper at a time across replicas).
+The stall sweep (:class:`StallSweep`) asks the store every ``interval_s`` to notice the
+traces of every tenant that crossed their pipeline's stall timeout, writing
+``trace.stalled`` rows for subscriptions (:meth:`Store.sweep_stalls`; one sweeper at a
+time across replicas); it counts them and tells this process's watcher of them.
 """
 
 from __future__ import annotations
@@ -196,18 +197,30 @@ def _settle(
 class StallSweep:
     """Notices stalled traces every ``interval_s`` (see the module's docstring)."""
 
-    def __init__(self, store: Store, in_thread: InThread, *, interval_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        store: Store,
+        in_thread: InThread,
+        changed: Callable[[list[tuple[str, str]]], None],
+        *,
+        interval_s: float = 5.0,
+    ) -> None:
         self.store = store
         self.in_thread = in_thread
+        #: told, on the event loop, of the (tenant, trace_id) of each sweep's stalls, so
+        #: this process's live streams and waiters hear them (e.g. ``Watcher.notify``)
+        self.changed = changed
         self.interval_s = interval_s
         self.noticed = 0
 
     async def run(self) -> None:
         while True:
             try:
-                noticed = await self.in_thread(self.store.sweep_stalls, now_us())
-                self.noticed += noticed
-                metrics.traces_stalled(noticed)
+                keys = await self.in_thread(self.store.sweep_stalls, now_us())
+                self.noticed += len(keys)
+                metrics.traces_stalled(len(keys))
+                if keys:
+                    self.changed(keys)
             except Unavailable as exc:
                 log.warning("stall sweep failed: %s", exc)
             except Exception:

@@ -4,6 +4,9 @@ write in their own transaction, the stall sweep and the notifier's claims."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
 
 from tests.store.conftest import rec, write_concurrently
 from waymark.model import now_us
@@ -11,6 +14,7 @@ from waymark.pipelines import Pipeline, Pipelines
 from waymark.store import open_store
 from waymark.store.base import Webhook
 from waymark.store.sql import SqlStore
+from waymark.store.webhooks import STALL_LOOK_BACK_US
 
 LEASE = 60_000_000
 
@@ -148,12 +152,54 @@ def test_stalled_traces_are_noticed_once(store_url: str) -> None:
                 rec("old", "e5", at=now - 600_000_000),  # stalled before the subscription
             ]
         )
-        assert store.sweep_stalls(now) == 1
+        # "old" stalled before the subscription: noticed, but no message goes out for it
+        assert sorted(store.sweep_stalls(now)) == [("default", "old"), ("default", "quiet")]
         assert due(store) == [("wh_1", "quiet", "trace.stalled")]
-        assert store.sweep_stalls(now + 1_000_000) == 0
+        assert store.sweep_stalls(now + 1_000_000) == []
         # a new event, then silence again: a new stall
         store.append([rec("quiet", "e6", at=now - 15_000_000)])
-        assert store.sweep_stalls(now) == 1
+        assert store.sweep_stalls(now) == [("default", "quiet")]
         assert due(store) == [("wh_1", "quiet", "trace.stalled")]
+    finally:
+        store.close()
+
+
+def test_stalls_of_tenants_without_subscriptions_are_noticed_once(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = open_store(store_url, Pipelines(default=Pipeline(stall_timeout_s=10)))
+    assert isinstance(store, SqlStore)
+    writes = 0
+    write = store._write
+
+    def counted(work: Any, size: int = 1) -> Any:
+        nonlocal writes
+        writes += 1
+        return write(work, size)
+
+    try:
+        now = now_us()
+        look_back = 10_000_000 + STALL_LOOK_BACK_US
+        store.append(
+            [
+                rec("quiet", "e1", tenant="t1", at=now - 20_000_000),
+                rec("busy", "e2", tenant="t1", at=now),
+                rec("quiet", "e3", tenant="t2", at=now - look_back + 1_000_000),
+                rec("ancient", "e4", tenant="t2", at=now - look_back - 1_000_000),
+            ]
+        )
+        monkeypatch.setattr(store, "_write", counted)
+        assert sorted(store.sweep_stalls(now)) == [("t1", "quiet"), ("t2", "quiet")]
+        assert writes == 1
+        assert due(store) == []  # noticed, and nobody to send it to
+        # nothing new stalled: no write transaction at all
+        assert store.sweep_stalls(now + 1_000_000) == []
+        assert writes == 1
+        # at most ``limit`` a sweep; the rest the next time
+        store.append([rec("quiet", "e5", tenant="t1", at=now - 15_000_000)])
+        store.append([rec("quiet", "e6", tenant="t2", at=now - 15_000_000)])
+        assert store.sweep_stalls(now, limit=1) == [("t1", "quiet")]
+        assert store.sweep_stalls(now, limit=1) == [("t2", "quiet")]
+        assert store.sweep_stalls(now) == []
     finally:
         store.close()

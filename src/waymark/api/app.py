@@ -104,7 +104,9 @@ def create_app(
             allow_private=settings.webhook_allow_private,
             give_up_s=settings.webhook_give_up_s,
         )
-        sweep = StallSweep(the_store, in_background, interval_s=settings.stall_sweep_s)
+        sweep = StallSweep(
+            the_store, in_background, watcher.notify, interval_s=settings.stall_sweep_s
+        )
         app.state.notifier, app.state.stall_sweep = notifier, sweep
 
         async def lookup_key(key_id: str) -> ApiKey | None:

@@ -477,11 +477,15 @@ class Store(ABC):
         """The subscription's messages that were attempted, latest attempt first."""
 
     @abstractmethod
-    def sweep_stalls(self, now_us: int, *, limit: int = 1000) -> int:
-        """Write ``trace.stalled`` outbox rows for traces that crossed their stall timeout
-        at or after a matching subscription was made, once per stall (up to ``limit``
-        stalls a call); return how many stalls were notified. One caller at a time does
-        the work (others return 0)."""
+    def sweep_stalls(self, now_us: int, *, limit: int = 1000) -> list[tuple[str, str]]:
+        """Notice, once per stall, the traces of every tenant that crossed their stall
+        timeout (up to ``limit`` stalls a call) and return their (tenant, trace_id).
+        In a tenant with a ``trace.stalled`` subscription, stalls since its oldest one
+        are noticed, and each gets an outbox row for every matching subscription made
+        by the time it stalled; in any other tenant, stalls of the last hour beyond the
+        longest stall timeout are noticed. Noticed traces are announced to other
+        processes like a commit's (:meth:`follow_changes`). Nothing is written when
+        nothing new stalled. One caller at a time does the work (others get [])."""
 
     @abstractmethod
     def claim_notifications(

@@ -1389,15 +1389,30 @@ class SqlStore(Store):
         rows = self._read(functools.partial(_fetch, sql, (tenant, webhook_id, limit)))
         return [webhooks.delivery_of(row) for row in rows]
 
-    def sweep_stalls(self, now_us: int, *, limit: int = 1000) -> int:
-        # A read first: with no subscription there is no write transaction at all.
-        if not self._read(functools.partial(_fetch, "SELECT 1 FROM webhooks LIMIT 1", ())):
-            return 0
+    def sweep_stalls(self, now_us: int, *, limit: int = 1000) -> list[tuple[str, str]]:
+        tenants = self.tenants()
+        find = functools.partial(
+            webhooks.stalled,
+            q=self.q,
+            pipelines=self.pipelines,
+            tenants=tenants,
+            now_us=now_us,
+            limit=limit,
+            never_us=NEVER_US,
+        )
+        # A read first: when nothing new stalled there is no write transaction at all.
+        if not self._read(find):
+            return []
 
-        def sweep(cur: Cursor) -> int:
+        def sweep(cur: Cursor) -> list[tuple[str, str]]:
             if not self._sweep_alone(cur):
-                return 0
-            return webhooks.sweep_stalls(cur, self.q, self.pipelines, now_us, limit, NEVER_US)
+                return []
+            keys = webhooks.sweep_stalls(
+                cur, self.q, self.pipelines, tenants, now_us, limit, NEVER_US
+            )
+            if keys:
+                self._announce(cur, sorted(keys))
+            return keys
 
         return self._write(sweep)
 

@@ -236,25 +236,49 @@ def write_changes(
     insert_outbox(cur, q, rows)
 
 
-def sweep_stalls(
-    cur: Cursor, q: Q, pipelines: Pipelines, now_us: int, limit: int, never_us: int
-) -> int:
-    """Outbox rows for traces stalled since the sweep last looked (see Store.sweep_stalls);
-    the caller holds whatever makes it the only sweeper."""
+#: How far back a sweep looks, beyond the longest stall timeout, in a tenant with no
+#: ``trace.stalled`` subscription: a sweeper stopped for up to this long still notices what
+#: stalled meanwhile, and a first sweep over an old store does not notice years of stalls.
+STALL_LOOK_BACK_US = 3600 * 1_000_000
+
+
+def _stall_hooks(cur: Cursor, q: Q) -> dict[str, list[Webhook]]:
+    """Each tenant's ``trace.stalled`` subscriptions."""
     cur.execute(q(f"SELECT {WEBHOOK_COLUMNS} FROM webhooks"))
     by_tenant: dict[str, list[Webhook]] = {}
     for row in cur.fetchall():
         hook = webhook_of(row)
         if "trace.stalled" in hook.events:
             by_tenant.setdefault(hook.tenant, []).append(hook)
-    noticed = notified = 0
-    for tenant, hooks in sorted(by_tenant.items()):
+    return by_tenant
+
+
+def stalled(
+    cur: Cursor,
+    q: Q,
+    pipelines: Pipelines,
+    tenants: Sequence[str],
+    now_us: int,
+    limit: int,
+    never_us: int,
+) -> list[tuple[str, list[tuple[Any, ...]]]]:
+    """Up to ``limit`` stalls not yet noticed: per tenant, its (trace_id, updated_us,
+    domain, domain_id, cur_component) rows, oldest first. Only reads. A tenant with a
+    ``trace.stalled`` subscription looks back to its oldest one; any other tenant
+    :data:`STALL_LOOK_BACK_US` beyond its longest stall timeout."""
+    hooks = _stall_hooks(cur, q)
+    found: list[tuple[str, list[tuple[Any, ...]]]] = []
+    left = limit
+    for tenant in sorted(tenants):
         base, per_domain = pipelines.stall_timeouts(tenant)
         timeouts = [t for t in (base, *per_domain.values()) if t is not None]
         if not timeouts:
             continue
-        # Only traces that stalled after the oldest subscription was made.
-        since = min(h.created_us for h in hooks) - max(timeouts)
+        if tenant in hooks:
+            # Only traces that stalled after the oldest subscription was made.
+            since = min(h.created_us for h in hooks[tenant]) - max(timeouts)
+        else:
+            since = now_us - max(timeouts) - STALL_LOOK_BACK_US
         params: list[Any] = [tenant, since]
         timeout = "?"
         if per_domain:
@@ -265,7 +289,7 @@ def sweep_stalls(
         for domain, value in per_domain.items():
             cases += [domain, never_us if value is None else value]
         cases.append(never_us if base is None else base)
-        params += [now_us, *cases, limit - noticed]
+        params += [now_us, *cases, left]
         cur.execute(
             q(
                 "SELECT trace_id, updated_us, domain, domain_id, cur_component FROM traces t"
@@ -278,12 +302,35 @@ def sweep_stalls(
             ),
             params,
         )
-        rows = []
-        for trace_id, updated_us, domain, domain_id, component in cur.fetchall():
+        rows = [tuple(row) for row in cur.fetchall()]
+        if rows:
+            found.append((tenant, rows))
+            left -= len(rows)
+        if left <= 0:
+            break
+    return found
+
+
+def sweep_stalls(
+    cur: Cursor,
+    q: Q,
+    pipelines: Pipelines,
+    tenants: Sequence[str],
+    now_us: int,
+    limit: int,
+    never_us: int,
+) -> list[tuple[str, str]]:
+    """Outbox rows for the stalls :func:`stalled` finds (see Store.sweep_stalls); the
+    (tenant, trace_id) of each. The caller holds whatever makes it the only sweeper."""
+    hooks = _stall_hooks(cur, q)
+    noticed: list[tuple[str, str]] = []
+    rows = []
+    for tenant, stalls in stalled(cur, q, pipelines, tenants, now_us, limit, never_us):
+        for trace_id, updated_us, domain, domain_id, component in stalls:
             stalled_at = int(updated_us) + (pipelines.lookup(tenant, domain).stall_timeout_us or 0)
             targets = [
                 h.id
-                for h in hooks
+                for h in hooks.get(tenant, ())
                 if h.created_us <= stalled_at and matches(h, "trace.stalled", domain_id, component)
             ]
             # A stall no subscription takes is noted all the same, so it is noticed once.
@@ -301,9 +348,6 @@ def sweep_stalls(
                         due,
                     )
                 )
-            noticed += 1
-            notified += bool(targets)
-        insert_outbox(cur, q, rows)
-        if noticed >= limit:
-            break
-    return notified
+            noticed.append((tenant, trace_id))
+    insert_outbox(cur, q, rows)
+    return noticed
