@@ -201,14 +201,14 @@ class StallSweep:
         self,
         store: Store,
         in_thread: InThread,
-        changed: Callable[[list[tuple[str, str]]], None],
+        changed: Callable[[list[tuple[str, str]]], Awaitable[None]],
         *,
         interval_s: float = 5.0,
     ) -> None:
         self.store = store
         self.in_thread = in_thread
         #: told, on the event loop, of the (tenant, trace_id) of each sweep's stalls, so
-        #: this process's live streams and waiters hear them (e.g. ``Watcher.notify``)
+        #: that live streams and waiters hear them (``Sink.announce``)
         self.changed = changed
         self.interval_s = interval_s
         self.noticed = 0
@@ -220,7 +220,7 @@ class StallSweep:
                 self.noticed += len(keys)
                 metrics.traces_stalled(len(keys))
                 if keys:
-                    self.changed(keys)
+                    await self.changed(keys)
             except Unavailable as exc:
                 log.warning("stall sweep failed: %s", exc)
             except Exception:

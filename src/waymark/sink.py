@@ -73,6 +73,10 @@ class Sink(ABC):
     async def close(self) -> None:  # noqa: B027  (optional hook)
         """Release connections; called once when the API stops."""
 
+    async def announce(self, keys: Sequence[tuple[str, str]]) -> None:  # noqa: B027
+        """These traces changed without an append (the stall sweep noticed them): tell the
+        waiters and live streams of every process this sink reaches. By default, none."""
+
 
 #: how many appends the direct sink runs at once: while the store commits one group, the
 #: next is made ready (its rows built) in another thread; more were no faster
@@ -162,6 +166,10 @@ class DirectSink(Sink):
             _settle(done, None)
         if result.traces:
             self.watcher.notify(result.traces)
+
+    async def announce(self, keys: Sequence[tuple[str, str]]) -> None:
+        # Other processes on the same store hear of them from the store (its change feed).
+        self.watcher.notify(keys)
 
     async def submit_dataset_details(self, details: Sequence[DatasetDetails]) -> None:
         if details:

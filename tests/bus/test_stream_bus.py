@@ -5,6 +5,7 @@ on the same replica and gets a reset on another."""
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import httpx
 
@@ -57,3 +58,35 @@ def test_streams_follow_the_collectors_feed_and_resume(
     finally:
         writer.stop()
         reader.stop()
+
+
+def test_a_stall_reaches_the_streams_of_every_replica(
+    store_url: str, bus_url: str, procs: list[subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    """Whichever replica's sweep notices a stall, it announces it on the change feed."""
+    pipelines = tmp_path / "pipelines.toml"
+    pipelines.write_text("[default]\nstall_timeout_s = 1\n")
+    env = {
+        **FAST,
+        "WAYMARK_BUS": bus_url,
+        "WAYMARK_STALL_SWEEP_S": "0.2",
+        "WAYMARK_PIPELINES": str(pipelines),
+    }
+    one, two = LiveServer(store_url, env=env), LiveServer(store_url, env=env)
+    try:
+        procs.append(start_collector(store_url, bus_url))
+        with (
+            Stream(one.url, params={"state": "STALLED"}) as first,
+            Stream(two.url, params={"state": "STALLED"}) as second,
+        ):
+            for opened in (first, second):
+                assert opened.next() is not None  # ready
+            send(one.url, {"trace_id": "quiet"})
+            for stream in (first, second):
+                got = stream.summaries(1, timeout_s=20)
+                assert [(s["trace_id"], s["state"]) for s in got] == [("quiet", "STALLED")]
+            for stream in (first, second):
+                assert stream.quiet_for(0.7) == []  # later sweeps: not again
+    finally:
+        one.stop()
+        two.stop()

@@ -105,7 +105,7 @@ def create_app(
             give_up_s=settings.webhook_give_up_s,
         )
         sweep = StallSweep(
-            the_store, in_background, watcher.notify, interval_s=settings.stall_sweep_s
+            the_store, in_background, the_sink.announce, interval_s=settings.stall_sweep_s
         )
         app.state.notifier, app.state.stall_sweep = notifier, sweep
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from waymark.bus.base import Bus, BusSettings, BusSink, InboundMessage, Source
@@ -38,6 +39,18 @@ class WatchingBusSink(BusSink):
             await self.bus.connect()
         except Unavailable as exc:  # the API still starts; publishes answer 503 until it is back
             log.warning("bus not reachable at start, will retry on use: %s", exc.detail)
+
+    async def announce(self, keys: Sequence[tuple[str, str]]) -> None:
+        """On the change feed, which brings them back to this replica too; only here when
+        the bus cannot be had (the feed is best effort, as the collectors' is)."""
+        by_tenant: dict[str, list[dict[str, Any]]] = {}
+        for tenant, trace_id in keys:
+            by_tenant.setdefault(tenant, []).append({"trace_id": trace_id, "tenant": tenant})
+        try:
+            for tenant, heads in by_tenant.items():
+                await self.bus.publish_changes(tenant, heads)
+        except Unavailable:
+            self.watcher.notify(keys)
 
     def _changed(self, tenant: str, summaries: list[dict[str, Any]]) -> None:
         self.watcher.notify((tenant, s["trace_id"]) for s in summaries)
