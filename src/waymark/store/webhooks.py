@@ -261,12 +261,15 @@ def stalled(
     now_us: int,
     limit: int,
     never_us: int,
+    hooks: dict[str, list[Webhook]] | None = None,
 ) -> list[tuple[str, list[tuple[Any, ...]]]]:
     """Up to ``limit`` stalls not yet noticed: per tenant, its (trace_id, updated_us,
     domain, domain_id, cur_component) rows, oldest first. Only reads. A tenant with a
-    ``trace.stalled`` subscription looks back to its oldest one; any other tenant
-    :data:`STALL_LOOK_BACK_US` beyond its longest stall timeout."""
-    hooks = _stall_hooks(cur, q)
+    ``trace.stalled`` subscription (``hooks``, read here unless the caller has them) looks
+    back to its oldest one; any other tenant :data:`STALL_LOOK_BACK_US` beyond its longest
+    stall timeout."""
+    if hooks is None:
+        hooks = _stall_hooks(cur, q)
     found: list[tuple[str, list[tuple[Any, ...]]]] = []
     left = limit
     for tenant in sorted(tenants):
@@ -325,7 +328,7 @@ def sweep_stalls(
     hooks = _stall_hooks(cur, q)
     noticed: list[tuple[str, str]] = []
     rows = []
-    for tenant, stalls in stalled(cur, q, pipelines, tenants, now_us, limit, never_us):
+    for tenant, stalls in stalled(cur, q, pipelines, tenants, now_us, limit, never_us, hooks):
         for trace_id, updated_us, domain, domain_id, component in stalls:
             stalled_at = int(updated_us) + (pipelines.lookup(tenant, domain).stall_timeout_us or 0)
             targets = [
